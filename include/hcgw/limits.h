@@ -1,0 +1,45 @@
+/*
+ * Every bound hcgw enforces, named in one place. A buffer, body, header, queue or wait that
+ * is not bounded by one of these (or by a config key that says so) is a bug.
+ */
+#ifndef HCGW_LIMITS_H
+#define HCGW_LIMITS_H
+
+/** Longest request URL (path and query) hcgw reads, in bytes. */
+#define GW_MAX_URL_BYTES 2048
+/** Memory MHD may use per connection for the request line and headers, in bytes. */
+#define GW_MAX_HEADER_BYTES 32768
+/** A HelpCrunch customer id: at most this many decimal digits. */
+#define GW_MAX_ID_DIGITS 19
+/** A tag name: at most this many characters (Unicode code points)... */
+#define GW_MAX_TAG_CHARS 100
+/** ...and so at most this many bytes of UTF-8. */
+#define GW_MAX_TAG_BYTES (GW_MAX_TAG_CHARS * 4)
+/** A tags body holds 1 to this many tags. */
+#define GW_MAX_TAGS 100
+/** Nesting depth of any JSON hcgw parses (requests and upstream answers). */
+#define GW_MAX_JSON_DEPTH 32
+/** A caller's X-Request-Id is kept when it is 1 to this many allowed characters. */
+#define GW_MAX_REQUEST_ID 128
+/** Error details copied from a HelpCrunch error answer into the envelope. */
+#define GW_MAX_DETAILS 16
+/** Bytes of one detail's code or message kept in the envelope. */
+#define GW_MAX_DETAIL_BYTES 512
+/** Default bound of an upstream answer body (limits.max_upstream_body_bytes). */
+#define GW_DEFAULT_UPSTREAM_BODY_BYTES (8 * 1024 * 1024)
+/** One log line, JSON included; longer values are truncated. */
+#define GW_MAX_LOG_LINE 4096
+/** Longest upstream URL hcgw builds (base URL, path, query). */
+#define GW_MAX_UPSTREAM_URL 2048
+/** Longest Retry-After hcgw honours or passes on, in seconds. */
+#define GW_MAX_RETRY_AFTER_S 3600
+/** Bytes of a too-large body read and dropped so that the 413 can still be sent. */
+#define GW_MAX_DISCARD_BYTES (1024 * 1024)
+/** An API key: at most this many bytes. */
+#define GW_MAX_API_KEY_BYTES 4096
+/** A configuration file: at most this many bytes. */
+#define GW_MAX_CONFIG_BYTES (1024 * 1024)
+/** Worker threads (each one event loop). */
+#define GW_MAX_WORKERS 64
+
+#endif
