@@ -1,0 +1,45 @@
+/*
+ * The HelpCrunch API key: where it comes from (environment, key file, config), how it is held
+ * (one heap copy, wiped when freed) and how it is kept out of logs and answers.
+ */
+#ifndef HCGW_SECRET_H
+#define HCGW_SECRET_H
+
+#include <stddef.h>
+
+struct gw_config;
+struct gw_secret;
+
+/**
+ * Resolve the key, first match wins: environment HCGW_API_KEY, environment HCGW_API_KEY_FILE,
+ * upstream.api_key, upstream.api_key_file. A key file's trailing newline (LF or CRLF) is
+ * stripped. The key must be 1..4096 bytes of visible ASCII (0x21..0x7e), since it goes into an
+ * HTTP header. Returns a new secret, or NULL with a malloc'd one-line reason in *error (which
+ * never contains the key; the caller frees it). No key at all is an error that says how to give one.
+ */
+struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error);
+
+/** The key bytes (NUL-terminated) owned by @p s; valid until gw_secret_free. */
+const char *gw_secret_value(const struct gw_secret *s);
+
+/** Length of the key in bytes. */
+size_t gw_secret_len(const struct gw_secret *s);
+
+/** Where the key came from, for a log line: "env HCGW_API_KEY", "file /run/...", "config". */
+const char *gw_secret_source(const struct gw_secret *s);
+
+/** Wipe the key from memory and free @p s. Accepts NULL. */
+void gw_secret_free(struct gw_secret *s);
+
+/**
+ * Wipe @p len bytes at @p p in a way the compiler cannot elide (explicit_bzero).
+ */
+void gw_secret_wipe(void *p, size_t len);
+
+/**
+ * Replace every occurrence of the key in @p text (in place, @p len bytes) with '*'.
+ * Returns the number of occurrences replaced. Used on any upstream text echoed to callers.
+ */
+size_t gw_secret_redact(const struct gw_secret *s, char *text, size_t len);
+
+#endif

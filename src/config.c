@@ -1,0 +1,998 @@
+/*
+ * The configuration file: read once, checked whole, then read-only.
+ *
+ * Every key hcgw knows is one row of the table below: its dotted name, its type, its bounds,
+ * its default and the field of struct gw_config it fills. Loading applies every default, then
+ * walks the whole libconfig tree and checks each setting against the table, so a misspelt key
+ * is an error instead of a line that is silently ignored. Every problem is collected, one
+ * "FILE:LINE: key: reason" line each, so one run of --check-config shows all that is wrong.
+ * Nothing edits a struct gw_config after gw_config_load returns it; a reload builds a new one.
+ */
+#include "hcgw/config.h"
+
+#include "hcgw/limits.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* The largest configuration file read; the commented reference file is about 10 KiB. */
+
+/* Problems listed one per line; past this many, one last line only counts the rest. */
+#define CONFIG_MAX_PROBLEMS 100
+
+/* Room for the reason part of one problem line ("must be shorter than 1024 bytes"). */
+#define CONFIG_REASON_BYTES 192
+
+/* Room for one strerror_r text. */
+#define CONFIG_ERRNO_BYTES 128
+
+/*
+ * The longest API key, the same bound secret.c enforces (secret.h: 1..4096 bytes). It belongs
+ * in limits.h; until it is there, this fallback keeps the two files in step.
+ */
+
+enum key_type {
+    KEY_INT,    /* an int field; libconfig int or int64 */
+    KEY_LONG,   /* a long field; libconfig int or int64 */
+    KEY_BOOL,   /* a bool field; libconfig true/false */
+    KEY_STRING, /* a malloc'd char * field, or whatever the key's setter fills */
+};
+
+/*
+ * Checks (and may normalise in place) a string value before it is stored. Returns 0, or -1
+ * with a reason in @p why.
+ */
+typedef int (*check_fn)(char *value, char *why, size_t whysz);
+
+/* Stores a string value somewhere other than a char * field. Returns 0, or -1 with a reason. */
+typedef int (*set_fn)(struct gw_config *cfg, const char *value, char *why, size_t whysz);
+
+struct key {
+    const char *name;    /* dotted: "upstream.timeout_ms"; the part before the dot is a group */
+    enum key_type type;
+    long long min, max;  /* integers only, both inclusive */
+    long long def;       /* the default of an integer or boolean key */
+    const char *def_str; /* the default of a string key; NULL for none */
+    size_t offset;       /* the field in struct gw_config (unless set is given) */
+    check_fn check;      /* string keys: optional check before storing */
+    set_fn set;          /* string keys: optional setter used instead of offset */
+};
+
+static int check_address(char *value, char *why, size_t whysz);
+static int check_base_url(char *value, char *why, size_t whysz);
+static int check_api_key(char *value, char *why, size_t whysz);
+static int check_path(char *value, char *why, size_t whysz);
+static int set_level(struct gw_config *cfg, const char *value, char *why, size_t whysz);
+
+/* Table rows: a key's dotted name, the field it fills, then its bounds and default. */
+#define FIELD_OF(field) offsetof(struct gw_config, field)
+#define INT_KEY(key, fld, lo, hi, dflt)                                                      \
+    {.name = key, .type = KEY_INT, .min = lo, .max = hi, .def = dflt, .offset = FIELD_OF(fld)}
+#define LONG_KEY(key, fld, lo, hi, dflt)                                                     \
+    {.name = key, .type = KEY_LONG, .min = lo, .max = hi, .def = dflt, .offset = FIELD_OF(fld)}
+#define STRING_KEY(key, fld, dflt, chk)                                                      \
+    {.name = key, .type = KEY_STRING, .def_str = dflt, .offset = FIELD_OF(fld), .check = chk}
+
+/*
+ * Every key, grouped as in conf/hcgw.conf (which documents the same bounds for users). The
+ * bounds keep each value where the code that uses it stays sane: no timeout of zero where
+ * libcurl would read zero as "no deadline", and every value fits in an int.
+ */
+static const struct key keys[] = {
+    STRING_KEY("listen.address", listen.address, "127.0.0.1", check_address),
+    INT_KEY("listen.port", listen.port, 0, 65535, 8080),
+
+    INT_KEY("server.workers", server.workers, 0, GW_MAX_WORKERS, 1),
+    LONG_KEY("server.drain_timeout_ms", server.drain_timeout_ms, 0, 600000, 10000),
+
+    STRING_KEY("upstream.base_url", upstream.base_url, "https://api.helpcrunch.com/v1",
+               check_base_url),
+    STRING_KEY("upstream.api_key", upstream.api_key, NULL, check_api_key),
+    STRING_KEY("upstream.api_key_file", upstream.api_key_file, NULL, check_path),
+    LONG_KEY("upstream.connect_timeout_ms", upstream.connect_timeout_ms, 1, 60000, 2000),
+    LONG_KEY("upstream.timeout_ms", upstream.timeout_ms, 1, 600000, 10000),
+    INT_KEY("upstream.max_retries", upstream.max_retries, 0, 10, 2),
+    LONG_KEY("upstream.retry_base_ms", upstream.retry_base_ms, 1, 60000, 100),
+    LONG_KEY("upstream.retry_max_ms", upstream.retry_max_ms, 1, 600000, 2000),
+    LONG_KEY("upstream.retry_after_fallback_s", upstream.retry_after_fallback_s, 1,
+             GW_MAX_RETRY_AFTER_S, 10),
+    INT_KEY("upstream.max_connections", upstream.max_connections, 1, 10000, 64),
+
+    LONG_KEY("limits.max_body_bytes", limits.max_body_bytes, 1, 16777216, 65536),
+    LONG_KEY("limits.max_upstream_body_bytes", limits.max_upstream_body_bytes, 1024, 268435456,
+             GW_DEFAULT_UPSTREAM_BODY_BYTES),
+    INT_KEY("limits.max_connections", limits.max_connections, 1, 1000000, 1024),
+    LONG_KEY("limits.connection_timeout_ms", limits.connection_timeout_ms, 0, 3600000, 30000),
+    INT_KEY("limits.max_in_flight", limits.max_in_flight, 1, 1000000, 4096),
+
+    /* An enum, not a string field: its setter parses the name. */
+    {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
+};
+
+#undef STRING_KEY
+#undef LONG_KEY
+#undef INT_KEY
+#undef FIELD_OF
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* The problems found so far, as the text gw_config_load hands back. */
+struct problems {
+    const char *path; /* the file given to gw_config_load, for settings libconfig names no file */
+    char *text;       /* NUL-terminated lines; NULL until the first one */
+    size_t len, cap;
+    unsigned shown;   /* lines in text */
+    unsigned dropped; /* problems past CONFIG_MAX_PROBLEMS, only counted */
+    bool nomem;       /* a line could not be stored: the load fails whatever else happens */
+};
+
+/* Everything one load works on. */
+struct load {
+    struct gw_config *cfg;
+    struct problems problems;
+    const config_setting_t *seen[NKEYS]; /* the setting that gave each key, if any */
+    bool bad[NKEYS];                     /* the setting was refused; the default stays */
+};
+
+static void *field(struct gw_config *cfg, const struct key *k)
+{
+    return (char *)cfg + k->offset;
+}
+
+/* Wipe before freeing: a string freed here may be the API key. */
+static void free_string(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static int vappend(struct problems *p, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/* Append formatted text to the problems text, growing it. Returns 0, or -1 (and sets nomem). */
+static int vappend(struct problems *p, const char *fmt, va_list ap)
+{
+    va_list again;
+    int n;
+    int rc = -1;
+
+    va_copy(again, ap);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    if (n < 0)
+        goto out;
+    if (p->len + (size_t)n + 1 > p->cap) {
+        size_t cap = p->cap ? p->cap : 256;
+        char *text;
+
+        while (cap < p->len + (size_t)n + 1)
+            cap *= 2;
+        text = realloc(p->text, cap);
+        if (!text)
+            goto out;
+        p->text = text;
+        p->cap = cap;
+    }
+    vsnprintf(p->text + p->len, p->cap - p->len, fmt, again);
+    p->len += (size_t)n;
+    rc = 0;
+out:
+    va_end(again);
+    if (rc != 0)
+        p->nomem = true;
+    return rc;
+}
+
+static int append(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int append(struct problems *p, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vappend(p, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static void problem_at(struct problems *p, const char *file, unsigned line, const char *group,
+                       const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/*
+ * Record one problem as "FILE:LINE: group.name: reason" (FILE NULL: the loaded file). @p group
+ * is NULL for a top-level name; @p name may be a pseudo key such as "(syntax)". Past
+ * CONFIG_MAX_PROBLEMS a problem is only counted, so a wrong file cannot make a huge text.
+ */
+static void problem_at(struct problems *p, const char *file, unsigned line, const char *group,
+                       const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    size_t mark = p->len;
+    int rc;
+
+    if (p->shown >= CONFIG_MAX_PROBLEMS) {
+        p->dropped++;
+        return;
+    }
+    rc = append(p, "%s:%u: %s%s%s: ", file ? file : p->path, line, group ? group : "",
+                group ? "." : "", name);
+    if (rc == 0) {
+        va_start(ap, fmt);
+        rc = vappend(p, fmt, ap);
+        va_end(ap);
+    }
+    if (rc == 0)
+        rc = append(p, "\n");
+    if (rc == 0) {
+        p->shown++;
+    } else if (p->text) {
+        /* Keep the text whole lines: drop the part of this one already stored. */
+        p->len = mark;
+        p->text[mark] = '\0';
+    }
+}
+
+static void problem(struct problems *p, const config_setting_t *s, const char *group,
+                    const char *name, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Record a problem with the setting @p s, at the file and line libconfig saw it. */
+static void problem(struct problems *p, const config_setting_t *s, const char *group,
+                    const char *name, const char *fmt, ...)
+{
+    char reason[CONFIG_REASON_BYTES];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    problem_at(p, config_setting_source_file(s), config_setting_source_line(s), group, name,
+               "%s", reason);
+}
+
+static const char *errno_text(int err, char *buf, size_t bufsz)
+{
+    /* The GNU strerror_r (we build with _GNU_SOURCE); strerror is not thread-safe. */
+    return strerror_r(err, buf, bufsz);
+}
+
+/* The key called @p group.@p name, or NULL. */
+static const struct key *find_key(const char *group, const char *name)
+{
+    size_t glen = strlen(group);
+    const struct key *found = NULL;
+
+    for (size_t i = 0; i < NKEYS && !found; i++) {
+        if (strncmp(keys[i].name, group, glen) == 0 && keys[i].name[glen] == '.' &&
+            strcmp(keys[i].name + glen + 1, name) == 0)
+            found = &keys[i];
+    }
+    return found;
+}
+
+/* True when @p name is the group of at least one key. */
+static bool group_known(const char *name)
+{
+    size_t len = strlen(name);
+    bool known = false;
+
+    for (size_t i = 0; i < NKEYS && !known; i++)
+        known = strncmp(keys[i].name, name, len) == 0 && keys[i].name[len] == '.';
+    return known;
+}
+
+/* Replace a string field, wiping what it held. */
+static void store_string(struct gw_config *cfg, const struct key *k, char *value)
+{
+    char **slot = field(cfg, k);
+
+    free_string(*slot);
+    *slot = value;
+}
+
+/* Give every key its default. Returns 0, or -1 when out of memory. */
+static int apply_defaults(struct gw_config *cfg)
+{
+    char why[CONFIG_REASON_BYTES];
+    int rc = -1;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+
+        switch (k->type) {
+        case KEY_INT:
+            *(int *)field(cfg, k) = (int)k->def;
+            break;
+        case KEY_LONG:
+            *(long *)field(cfg, k) = (long)k->def;
+            break;
+        case KEY_BOOL:
+            *(bool *)field(cfg, k) = k->def != 0;
+            break;
+        case KEY_STRING:
+            if (k->set) {
+                if (k->set(cfg, k->def_str, why, sizeof why) != 0)
+                    goto out;
+            } else if (k->def_str) {
+                char *copy = strdup(k->def_str);
+
+                if (!copy)
+                    goto out;
+                store_string(cfg, k, copy);
+            }
+            break;
+        }
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+/* Check the setting @p s that gave key @p k (found as @p group.@p name) and store its value. */
+static void apply(struct load *ld, size_t ki, const config_setting_t *s, const char *group,
+                  const char *name)
+{
+    const struct key *k = &keys[ki];
+    struct problems *p = &ld->problems;
+    char why[CONFIG_REASON_BYTES];
+    long long v;
+
+    ld->seen[ki] = s;
+    ld->bad[ki] = true;
+    switch (k->type) {
+    case KEY_INT:
+    case KEY_LONG:
+        /* A float or a string is refused rather than converted: 1.5 retries means nothing. */
+        if (config_setting_type(s) == CONFIG_TYPE_INT)
+            v = config_setting_get_int(s);
+        else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+            v = config_setting_get_int64(s);
+        else {
+            problem(p, s, group, name, "expected an integer");
+            break;
+        }
+        if (v < k->min || v > k->max) {
+            problem(p, s, group, name, "must be between %lld and %lld", k->min, k->max);
+            break;
+        }
+        if (k->type == KEY_INT)
+            *(int *)field(ld->cfg, k) = (int)v;
+        else
+            *(long *)field(ld->cfg, k) = (long)v;
+        ld->bad[ki] = false;
+        break;
+    case KEY_BOOL:
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+            problem(p, s, group, name, "expected a boolean");
+            break;
+        }
+        *(bool *)field(ld->cfg, k) = config_setting_get_bool(s) != 0;
+        ld->bad[ki] = false;
+        break;
+    case KEY_STRING: {
+        const char *value = config_setting_get_string(s);
+        char *copy;
+
+        if (config_setting_type(s) != CONFIG_TYPE_STRING || !value) {
+            problem(p, s, group, name, "expected a string");
+            break;
+        }
+        if (k->set) {
+            if (k->set(ld->cfg, value, why, sizeof why) != 0)
+                problem(p, s, group, name, "%s", why);
+            else
+                ld->bad[ki] = false;
+            break;
+        }
+        copy = strdup(value);
+        if (!copy) {
+            problem(p, s, group, name, "out of memory");
+            break;
+        }
+        if (k->check && k->check(copy, why, sizeof why) != 0) {
+            problem(p, s, group, name, "%s", why);
+            free_string(copy);
+            break;
+        }
+        store_string(ld->cfg, k, copy);
+        ld->bad[ki] = false;
+        break;
+    }
+    }
+}
+
+/* Walk the whole tree in file order: unknown names and wrong types are problems too. */
+static void walk(struct load *ld, const config_setting_t *root)
+{
+    struct problems *p = &ld->problems;
+
+    for (unsigned i = 0; i < (unsigned)config_setting_length(root); i++) {
+        const config_setting_t *g = config_setting_get_elem(root, i);
+        const char *group = config_setting_name(g);
+
+        if (!group_known(group)) {
+            problem(p, g, NULL, group, "unknown key");
+            continue;
+        }
+        if (!config_setting_is_group(g)) {
+            problem(p, g, NULL, group, "expected a group");
+            continue;
+        }
+        for (unsigned j = 0; j < (unsigned)config_setting_length(g); j++) {
+            const config_setting_t *s = config_setting_get_elem(g, j);
+            const char *name = config_setting_name(s);
+            const struct key *k = find_key(group, name);
+
+            if (!k)
+                problem(p, s, group, name, "unknown key");
+            else
+                apply(ld, (size_t)(k - keys), s, group, name);
+        }
+    }
+}
+
+static size_t key_index(const char *name)
+{
+    size_t i = 0;
+
+    while (i < NKEYS && strcmp(keys[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+/*
+ * Checks that involve two keys, once each key is known good on its own. They come after the
+ * walk, so their lines may be out of file order.
+ */
+static void cross_check(struct load *ld)
+{
+    struct problems *p = &ld->problems;
+    size_t key = key_index("upstream.api_key"), key_file = key_index("upstream.api_key_file");
+    size_t base = key_index("upstream.retry_base_ms"), max = key_index("upstream.retry_max_ms");
+    const struct gw_config *cfg = ld->cfg;
+
+    if (ld->seen[key] && ld->seen[key_file])
+        problem(p, ld->seen[key_file], "upstream", "api_key_file",
+                "give api_key or api_key_file, not both");
+    if (!ld->bad[base] && !ld->bad[max] &&
+        cfg->upstream.retry_max_ms < cfg->upstream.retry_base_ms) {
+        if (ld->seen[max])
+            problem(p, ld->seen[max], "upstream", "retry_max_ms",
+                    "must be at least upstream.retry_base_ms (%ld)", cfg->upstream.retry_base_ms);
+        else
+            problem(p, ld->seen[base], "upstream", "retry_base_ms",
+                    "must be at most upstream.retry_max_ms (%ld)", cfg->upstream.retry_max_ms);
+    }
+}
+
+/*
+ * Wipe every string value in the tree before libconfig frees it. Not only upstream.api_key:
+ * a key given under a misspelt name is still a key.
+ */
+static void wipe_strings(config_setting_t *s)
+{
+    if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+        char *v = (char *)config_setting_get_string(s);
+
+        if (v)
+            explicit_bzero(v, strlen(v));
+    } else if (config_setting_is_aggregate(s)) {
+        for (unsigned i = 0; i < (unsigned)config_setting_length(s); i++)
+            wipe_strings(config_setting_get_elem(s, i));
+    }
+}
+
+/*
+ * Read the file at @p path whole, at most GW_MAX_CONFIG_BYTES. Returns the NUL-terminated text
+ * (the caller wipes and frees it) and its length in *len, or NULL with a problem recorded.
+ */
+static char *read_text(const char *path, size_t *len, struct problems *p)
+{
+    char errbuf[CONFIG_ERRNO_BYTES];
+    char *text = NULL, *ret = NULL;
+    size_t n = 0, cap = 8192;
+    int fd;
+
+    /* Not O_NONBLOCK: a pipe (-c <(envsubst < tmpl)) is a fine source. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        problem_at(p, path, 0, NULL, "(file)", "cannot read: %s",
+                   errno_text(errno, errbuf, sizeof errbuf));
+        goto out;
+    }
+    text = malloc(cap);
+    if (!text)
+        goto fail_nomem;
+    for (;;) {
+        ssize_t r;
+
+        /* One byte past the bound is enough to know the file is too large. */
+        if (n > GW_MAX_CONFIG_BYTES) {
+            problem_at(p, path, 0, NULL, "(file)", "larger than %d bytes", GW_MAX_CONFIG_BYTES);
+            goto out;
+        }
+        if (n + 1 == cap) {
+            /* Grow by hand rather than realloc: the old block may hold the key. */
+            size_t bigger_cap = cap * 2 < GW_MAX_CONFIG_BYTES + 2 ? cap * 2 : GW_MAX_CONFIG_BYTES + 2;
+            char *bigger = malloc(bigger_cap);
+
+            if (!bigger)
+                goto fail_nomem;
+            memcpy(bigger, text, n);
+            explicit_bzero(text, n);
+            free(text);
+            text = bigger;
+            cap = bigger_cap;
+        }
+        r = read(fd, text + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            problem_at(p, path, 0, NULL, "(file)", "cannot read: %s",
+                       errno_text(errno, errbuf, sizeof errbuf));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    text[n] = '\0';
+    *len = n;
+    ret = text;
+    text = NULL;
+    goto out;
+fail_nomem:
+    problem_at(p, path, 0, NULL, "(file)", "out of memory");
+out:
+    if (text) {
+        explicit_bzero(text, n);
+        free(text);
+    }
+    if (fd >= 0)
+        close(fd);
+    return ret;
+}
+
+/* A character that starts a libconfig name ("[A-Za-z*]"); not isalpha, which follows the locale. */
+static bool is_name_start(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '*';
+}
+
+/*
+ * Skip the number literal at in[*pos] the way libconfig's scanner reads it, and say whether
+ * it is an integer without an L suffix that does not fit in an int.
+ */
+static bool skip_number(const char *in, size_t n, size_t *pos)
+{
+    size_t i = *pos;
+    unsigned long long v = 0;
+    bool hex = in[i] == '0' && i + 1 < n && (in[i + 1] == 'x' || in[i + 1] == 'X');
+    bool big = false;
+
+    if (hex) {
+        i += 2;
+        for (; i < n && isxdigit((unsigned char)in[i]); i++) {
+            unsigned d = in[i] <= '9' ? (unsigned)(in[i] - '0')
+                                      : (unsigned)((in[i] | 0x20) - 'a' + 10);
+
+            /* Stop growing once too big; the value itself does not matter then. */
+            if (!big)
+                v = v * 16 + d;
+            big = big || v > INT_MAX;
+        }
+    } else {
+        for (; i < n && in[i] >= '0' && in[i] <= '9'; i++) {
+            if (!big)
+                v = v * 10 + (unsigned)(in[i] - '0');
+            big = big || v > INT_MAX;
+        }
+        if (i < n && (in[i] == '.' || in[i] == 'e' || in[i] == 'E')) {
+            /* A float: the type check refuses it for an integer key, whatever its size. */
+            big = false;
+            if (in[i] == '.')
+                for (i++; i < n && in[i] >= '0' && in[i] <= '9'; i++)
+                    ;
+            if (i < n && (in[i] == 'e' || in[i] == 'E')) {
+                i++;
+                if (i < n && (in[i] == '+' || in[i] == '-'))
+                    i++;
+                for (; i < n && in[i] >= '0' && in[i] <= '9'; i++)
+                    ;
+            }
+        }
+    }
+    if (i < n && in[i] == 'L')
+        big = false; /* already a 64-bit literal */
+    *pos = i;
+    return big;
+}
+
+/*
+ * Go over the text the way libconfig's scanner does (skipping comments, strings and names)
+ * for two things libconfig 1.5 gets wrong:
+ *
+ * - It reads an integer literal without an L suffix into an int with no overflow check, so
+ *   "port = 4294967376;" would be read as 80 and pass the bounds check. Every such literal
+ *   that does not fit gets an L suffix, so libconfig reads it as a 64-bit integer and the
+ *   bounds check sees the real value.
+ * - An @include directive names its file relative to the current directory, and a syntax
+ *   error inside the included file is reported with no file and the wrong line. hcgw reads
+ *   one file, so *include receives the offset of the first '@' outside a comment or string
+ *   (n when there is none) and the caller refuses it.
+ *
+ * Writes the widened text to @p out (room for n plus the count, plus a NUL) when it is not
+ * NULL; returns how many suffixes were (or would be) added.
+ */
+static size_t prescan(const char *in, size_t n, char *out, size_t *include)
+{
+    size_t i = 0, o = 0, added = 0;
+
+    *include = n;
+    while (i < n) {
+        size_t start = i;
+        bool big = false;
+        char c = in[i];
+
+        if (c == '"') {
+            for (i++; i < n && in[i] != '"'; i++)
+                if (in[i] == '\\' && i + 1 < n)
+                    i++;
+            if (i < n)
+                i++;
+        } else if (c == '#' || (c == '/' && i + 1 < n && in[i + 1] == '/')) {
+            while (i < n && in[i] != '\n')
+                i++;
+        } else if (c == '/' && i + 1 < n && in[i + 1] == '*') {
+            for (i += 2; i < n && !(in[i] == '*' && i + 1 < n && in[i + 1] == '/'); i++)
+                ;
+            i = i < n ? i + 2 : n;
+        } else if (is_name_start(c)) {
+            for (i++; i < n && (is_name_start(in[i]) || (in[i] >= '0' && in[i] <= '9') ||
+                                in[i] == '-' || in[i] == '_');
+                 i++)
+                ;
+        } else if ((c >= '0' && c <= '9') ||
+                   (c == '.' && i + 1 < n && in[i + 1] >= '0' && in[i + 1] <= '9')) {
+            big = skip_number(in, n, &i);
+        } else {
+            if (c == '@' && *include == n)
+                *include = i;
+            i++;
+        }
+        if (out) {
+            memcpy(out + o, in + start, i - start);
+            o += i - start;
+            if (big)
+                out[o++] = 'L';
+        }
+        added += big;
+    }
+    if (out)
+        out[o] = '\0';
+    return added;
+}
+
+/* The line (from 1) of the byte at @p offset. */
+static unsigned line_of(const char *text, size_t offset)
+{
+    unsigned line = 1;
+
+    for (size_t i = 0; i < offset; i++)
+        line += text[i] == '\n';
+    return line;
+}
+
+struct gw_config *gw_config_load(const char *path, char **errors)
+{
+    struct load *ld = NULL;
+    struct gw_config *ret = NULL;
+    char *text = NULL, *wide = NULL;
+    size_t len = 0, added = 0, include, nul;
+    config_t lc;
+    bool lc_live = false;
+    bool nomem = false;
+
+    if (errors)
+        *errors = NULL;
+    ld = calloc(1, sizeof *ld);
+    if (!ld) {
+        nomem = true;
+        goto out;
+    }
+    ld->problems.path = path ? path : "(null)";
+    if (!path) {
+        problem_at(&ld->problems, NULL, 0, NULL, "(file)", "cannot read: no path given");
+        goto out;
+    }
+    ld->cfg = calloc(1, sizeof *ld->cfg);
+    if (!ld->cfg)
+        goto fail_nomem;
+    ld->cfg->path = strdup(path);
+    if (!ld->cfg->path || apply_defaults(ld->cfg) != 0)
+        goto fail_nomem;
+
+    text = read_text(path, &len, &ld->problems);
+    if (!text)
+        goto out;
+    /* A NUL byte would silently end libconfig's reading of the text. */
+    nul = strlen(text);
+    if (nul < len) {
+        problem_at(&ld->problems, NULL, line_of(text, nul), NULL, "(syntax)",
+                   "the file contains a NUL byte");
+        goto out;
+    }
+    added = prescan(text, len, NULL, &include);
+    if (include < len) {
+        problem_at(&ld->problems, NULL, line_of(text, include), NULL, "(syntax)",
+                   "@include is not supported: put every key in this one file");
+        goto out;
+    }
+    if (added) {
+        wide = malloc(len + added + 1);
+        if (!wide)
+            goto fail_nomem;
+        prescan(text, len, wide, &include);
+    }
+
+    /*
+     * Parse from memory rather than with config_read_file, so the integers can be widened
+     * first and the text (which may hold the key) is ours to wipe.
+     */
+    config_init(&lc);
+    lc_live = true;
+    if (config_read_string(&lc, wide ? wide : text) != CONFIG_TRUE) {
+        problem_at(&ld->problems, NULL, (unsigned)config_error_line(&lc), NULL, "(syntax)", "%s",
+                   config_error_text(&lc) ? config_error_text(&lc) : "cannot parse");
+        goto out;
+    }
+    walk(ld, config_root_setting(&lc));
+    cross_check(ld);
+    goto out;
+
+fail_nomem:
+    problem_at(&ld->problems, NULL, 0, NULL, "(memory)", "out of memory");
+out:
+    if (lc_live) {
+        wipe_strings(config_root_setting(&lc));
+        config_destroy(&lc);
+    }
+    if (wide) {
+        explicit_bzero(wide, len + added);
+        free(wide);
+    }
+    if (text) {
+        explicit_bzero(text, len);
+        free(text);
+    }
+    if (ld) {
+        struct problems *p = &ld->problems;
+
+        if (p->dropped)
+            append(p, "%s:0: (more): %u more problems not shown\n", p->path, p->dropped);
+        nomem = p->nomem;
+        if (p->shown == 0 && !nomem) {
+            ret = ld->cfg;
+            ld->cfg = NULL;
+        } else if (errors && !nomem) {
+            *errors = p->text;
+            p->text = NULL;
+        }
+        free(p->text);
+        gw_config_free(ld->cfg);
+        free(ld);
+    }
+    if (nomem && errors)
+        *errors = strdup("(config):0: (memory): out of memory\n"); /* best effort; may be NULL */
+    return ret;
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+    if (!cfg)
+        return;
+    /* Every string field comes from the table; free_string wipes, since one is the key. */
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].type == KEY_STRING && !keys[i].set)
+            store_string(cfg, &keys[i], NULL);
+    }
+    free(cfg->path);
+    free(cfg);
+}
+
+int gw_config_parse_level(const char *name, enum gw_log_level *out)
+{
+    static const struct {
+        const char *name;
+        enum gw_log_level level;
+    } levels[] = {
+        {"debug", GW_LOG_DEBUG},
+        {"info", GW_LOG_INFO},
+        {"warn", GW_LOG_WARN},
+        {"error", GW_LOG_ERROR},
+    };
+    int rc = -1;
+
+    for (size_t i = 0; name && i < sizeof levels / sizeof levels[0] && rc != 0; i++) {
+        if (strcmp(name, levels[i].name) == 0) {
+            if (out)
+                *out = levels[i].level;
+            rc = 0;
+        }
+    }
+    return rc;
+}
+
+static int set_level(struct gw_config *cfg, const char *value, char *why, size_t whysz)
+{
+    int rc = gw_config_parse_level(value, &cfg->log.level);
+
+    if (rc != 0)
+        snprintf(why, whysz, "must be one of debug, info, warn, error");
+    return rc;
+}
+
+/* A literal, not a name: resolving would make the listening address depend on DNS. */
+static int check_address(char *value, char *why, size_t whysz)
+{
+    struct in6_addr addr; /* big enough for either family */
+    int rc = 0;
+
+    if (inet_pton(AF_INET, value, &addr) != 1 && inet_pton(AF_INET6, value, &addr) != 1) {
+        snprintf(why, whysz, "must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1");
+        rc = -1;
+    }
+    return rc;
+}
+
+/*
+ * The base URL is joined with a route's path and query by upstream.c, so it must be a plain
+ * http(s) origin with an optional path: no query, no fragment, no credentials (the key goes
+ * in a header, never in the URL), and short enough that base plus path stays within
+ * GW_MAX_UPSTREAM_URL. One trailing slash is stripped since every route path starts with one.
+ */
+static int check_base_url(char *value, char *why, size_t whysz)
+{
+    size_t len = strlen(value);
+    const char *auth, *end, *host_end;
+    int rc = -1;
+
+    if (len >= GW_MAX_UPSTREAM_URL / 2) {
+        snprintf(why, whysz, "must be shorter than %d bytes", GW_MAX_UPSTREAM_URL / 2);
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if (c < 0x21 || c > 0x7e) {
+            snprintf(why, whysz,
+                     "must not contain spaces, control characters or non-ASCII bytes "
+                     "(byte %zu); percent-encode them",
+                     i + 1);
+            goto out;
+        }
+    }
+    if (strncasecmp(value, "http://", 7) == 0) {
+        auth = value + 7;
+    } else if (strncasecmp(value, "https://", 8) == 0) {
+        auth = value + 8;
+    } else {
+        snprintf(why, whysz, "must start with http:// or https://");
+        goto out;
+    }
+    if (strchr(value, '?')) {
+        snprintf(why, whysz, "must not have a query ('?')");
+        goto out;
+    }
+    if (strchr(value, '#')) {
+        snprintf(why, whysz, "must not have a fragment ('#')");
+        goto out;
+    }
+    end = auth + strcspn(auth, "/");
+    if (memchr(auth, '@', (size_t)(end - auth))) {
+        snprintf(why, whysz, "must not hold credentials (user@host); the key goes in api_key");
+        goto out;
+    }
+    if (*auth == '[') {
+        host_end = memchr(auth, ']', (size_t)(end - auth));
+        if (!host_end || host_end == auth + 1) {
+            snprintf(why, whysz, "has a malformed IPv6 host (expected [address])");
+            goto out;
+        }
+        host_end++;
+    } else {
+        host_end = auth + strcspn(auth, ":/");
+    }
+    if (host_end == auth) {
+        snprintf(why, whysz, "must name a host");
+        goto out;
+    }
+    if (host_end < end) {
+        /* What follows the host can only be ":port", 1..65535. */
+        const char *d = host_end + 1;
+        long port = 0;
+
+        if (*host_end != ':' || d == end || end - d > 5)
+            goto bad_port;
+        for (; d < end; d++) {
+            if (*d < '0' || *d > '9')
+                goto bad_port;
+            port = port * 10 + (*d - '0');
+        }
+        if (port < 1 || port > 65535)
+            goto bad_port;
+    }
+    if (value[len - 1] == '/')
+        value[len - 1] = '\0';
+    rc = 0;
+    goto out;
+bad_port:
+    snprintf(why, whysz, "has a bad port (expected :1 to :65535 after the host)");
+out:
+    return rc;
+}
+
+/*
+ * The key goes into an HTTP header, so the same rule as secret.c: 1..GW_MAX_API_KEY_BYTES of
+ * visible ASCII. Checked here too so the problem carries its file and line. The reason never
+ * quotes the value.
+ */
+static int check_api_key(char *value, char *why, size_t whysz)
+{
+    size_t len = strlen(value);
+    int rc = -1;
+
+    if (len == 0) {
+        snprintf(why, whysz, "must not be empty");
+        goto out;
+    }
+    if (len > GW_MAX_API_KEY_BYTES) {
+        snprintf(why, whysz, "must be at most %d bytes", GW_MAX_API_KEY_BYTES);
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if (c < 0x21 || c > 0x7e) {
+            snprintf(why, whysz, "contains a character that is not visible ASCII at byte %zu",
+                     i + 1);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int check_path(char *value, char *why, size_t whysz)
+{
+    size_t len = strlen(value);
+    int rc = -1;
+
+    if (len == 0) {
+        snprintf(why, whysz, "must not be empty");
+        goto out;
+    }
+    if (len >= PATH_MAX) {
+        snprintf(why, whysz, "must be shorter than %d bytes", PATH_MAX);
+        goto out;
+    }
+    rc = 0;
+out:
+    return rc;
+}
