@@ -1,0 +1,198 @@
+/*
+ * The list route's query string. The caller's raw query is checked strictly (known keys, each
+ * at most once, values from a fixed set or plain decimal numbers) and the HelpCrunch query is
+ * written anew from the checked values, so nothing the caller typed reaches the upstream URL
+ * unless it is one of those values.
+ */
+#include "hcgw/query.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hcgw/err.h"
+
+/* HelpCrunch pages hold 1 to this many customers; it is also hcgw's default page. */
+#define LIST_MAX_LIMIT 100
+/* HelpCrunch documents no bound on offset; a signed 32-bit value is the conservative one. */
+#define LIST_MAX_OFFSET INT32_MAX
+/* Digits of LIST_MAX_OFFSET; a longer number is out of range (or clamped, for a limit). */
+#define NUMBER_MAX_DIGITS 10
+
+static const char *const sort_values[] = { "customers.firstSeen", "customers.lastSeen" };
+static const char *const order_values[] = { "asc", "desc" };
+
+/*
+ * A decoded value longer than the longest legal one ("customers.firstSeen") is wrong however
+ * it goes on, so decoding stops there and the buffer needs no other bound.
+ */
+#define VALUE_MAX_BYTES (sizeof "customers.firstSeen" - 1)
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Percent-decode @p len bytes of @p s into @p out (at most VALUE_MAX_BYTES, NUL-terminated).
+ * '+' is not turned into a space: no legal value has either, so both are refused alike.
+ */
+static bool decode_value(const char *s, size_t len, char *out)
+{
+    size_t i = 0;
+    size_t o = 0;
+
+    while (i < len) {
+        char c = s[i];
+
+        if (o >= VALUE_MAX_BYTES)
+            return false;
+        if (c == '%') {
+            int hi;
+            int lo;
+
+            if (len - i < 3)
+                return false;
+            hi = hex_value(s[i + 1]);
+            lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return false;
+            c = (char)(hi * 16 + lo);
+            i += 3;
+        } else {
+            i++;
+        }
+        /* A decoded NUL would cut the value short when it is compared as a C string. */
+        if (c == '\0')
+            return false;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* A plain decimal number: 1..NUMBER_MAX_DIGITS digits, no sign, no space. */
+static bool parse_number(const char *s, uint64_t *out)
+{
+    size_t len = strlen(s);
+    uint64_t v = 0;
+    size_t i;
+
+    if (len == 0 || len > NUMBER_MAX_DIGITS)
+        return false;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        /* Ten digits stay below 10^10, far from overflowing 64 bits. */
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* The entry of @p values equal to @p s, or NULL. */
+static const char *pick(const char *const *values, size_t n, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(values[i], s) == 0)
+            return values[i];
+    }
+    return NULL;
+}
+
+static bool key_is(const char *key, size_t len, const char *name)
+{
+    return strlen(name) == len && memcmp(key, name, len) == 0;
+}
+
+int gw_query_list(const char *raw, char *out, size_t cap)
+{
+    uint64_t limit = LIST_MAX_LIMIT;
+    uint64_t offset = 0;
+    bool seen_limit = false;
+    bool seen_offset = false;
+    const char *sort = NULL;
+    const char *order = NULL;
+    const char *p = raw != NULL ? raw : "";
+    int n;
+    int rc = GW_ERR_INVALID_QUERY;
+
+    if (out == NULL || cap == 0) {
+        rc = GW_ERR_INTERNAL;
+        goto out;
+    }
+    out[0] = '\0';
+    while (*p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t pair_len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', pair_len);
+        char value[VALUE_MAX_BYTES + 1];
+        size_t key_len;
+
+        /* "a&&b", a trailing '&' and a bare "limit" are all pairs without '=': refused. */
+        if (eq == NULL)
+            goto out;
+        key_len = (size_t)(eq - p);
+        if (!decode_value(eq + 1, pair_len - key_len - 1, value))
+            goto out;
+        if (key_is(p, key_len, "limit")) {
+            if (seen_limit || !parse_number(value, &limit))
+                goto out;
+            seen_limit = true;
+            /* Clamped, not refused: asking for more than a page is an ordinary request. */
+            if (limit < 1)
+                limit = 1;
+            else if (limit > LIST_MAX_LIMIT)
+                limit = LIST_MAX_LIMIT;
+        } else if (key_is(p, key_len, "offset")) {
+            if (seen_offset || !parse_number(value, &offset) || offset > LIST_MAX_OFFSET)
+                goto out;
+            seen_offset = true;
+        } else if (key_is(p, key_len, "sort")) {
+            if (sort != NULL)
+                goto out;
+            sort = pick(sort_values, sizeof sort_values / sizeof *sort_values, value);
+            if (sort == NULL)
+                goto out;
+        } else if (key_is(p, key_len, "order")) {
+            if (order != NULL)
+                goto out;
+            order = pick(order_values, sizeof order_values / sizeof *order_values, value);
+            if (order == NULL)
+                goto out;
+        } else {
+            goto out;
+        }
+        if (amp == NULL)
+            break;
+        p = amp + 1;
+        /* A '&' with nothing after it is an empty pair, refused like the others. */
+        if (*p == '\0')
+            goto out;
+    }
+
+    /* Values come from the tables above, never from the caller's bytes, so none needs escaping. */
+    n = snprintf(out, cap, "?offset=%llu&limit=%llu%s%s%s%s", (unsigned long long)offset,
+                 (unsigned long long)limit, sort != NULL ? "&sort=" : "",
+                 sort != NULL ? sort : "", order != NULL ? "&order=" : "",
+                 order != NULL ? order : "");
+    if (n < 0 || (size_t)n >= cap) {
+        /* The caller's buffer is too small for a valid query: a bug of hcgw, not the caller's. */
+        rc = GW_ERR_INTERNAL;
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0 && out != NULL && cap > 0)
+        out[0] = '\0';
+    return rc;
+}

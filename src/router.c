@@ -1,0 +1,362 @@
+/*
+ * The route table and the matcher. Every route hcgw serves is one row of data below: its
+ * internal method and path pattern, the HelpCrunch call it becomes, what body it takes and
+ * sends, and how the answer is shaped. The matcher walks a raw path and the patterns segment
+ * by segment in place, so matching allocates nothing and copies only the parameters it keeps.
+ */
+#include "hcgw/router.h"
+
+#include <string.h>
+
+#include "hcgw/err.h"
+#include "hcgw/text.h"
+
+/*
+ * Indexed by enum gw_route_id, so that gw_router_get is a lookup; the designated initializers
+ * make a row that lands at the wrong index impossible to write by accident. Among rows with the
+ * same pattern, table order is the order of the Allow header of a 405.
+ */
+static const struct gw_route table[GW_ROUTE__COUNT] = {
+    [GW_ROUTE_TAG_DELETE] = {
+        GW_ROUTE_TAG_DELETE, "tag_delete", "DELETE", "/contacts/{id}/tags/{name}",
+        "DELETE", "/customers/{id}/tags", GW_BODY_NONE, GW_UPBODY_TAG_NAME,
+        GW_REPLY_CUSTOMER, 200, true, false },
+    [GW_ROUTE_TAG_PUT] = {
+        GW_ROUTE_TAG_PUT, "tag_put", "PUT", "/contacts/{id}/tags/{name}",
+        "PUT", "/customers/{id}/tags", GW_BODY_NONE, GW_UPBODY_TAG_NAME,
+        GW_REPLY_CUSTOMER, 200, true, false },
+    /* Upstream this is a PUT, but the caller's POST promises no idempotency: never retried. */
+    [GW_ROUTE_TAGS_ADD] = {
+        GW_ROUTE_TAGS_ADD, "tags_add", "POST", "/contacts/{id}/tags",
+        "PUT", "/customers/{id}/tags", GW_BODY_TAGS, GW_UPBODY_TAGS,
+        GW_REPLY_CUSTOMER, 200, false, false },
+    /* HelpCrunch removes by name; a colour in the request means nothing here, so it is dropped. */
+    [GW_ROUTE_TAGS_REMOVE] = {
+        GW_ROUTE_TAGS_REMOVE, "tags_remove", "DELETE", "/contacts/{id}/tags",
+        "DELETE", "/customers/{id}/tags", GW_BODY_TAGS, GW_UPBODY_TAGS_NAMES,
+        GW_REPLY_CUSTOMER, 200, true, false },
+    [GW_ROUTE_TAGS_GET] = {
+        GW_ROUTE_TAGS_GET, "tags_get", "GET", "/contacts/{id}/tags",
+        "GET", "/customers/{id}", GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_TAGS, 200, true, false },
+    [GW_ROUTE_CONTACT_GET] = {
+        GW_ROUTE_CONTACT_GET, "contact_get", "GET", "/contacts/{id}",
+        "GET", "/customers/{id}", GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_CUSTOMER, 200, true, false },
+    [GW_ROUTE_CONTACT_PATCH] = {
+        GW_ROUTE_CONTACT_PATCH, "contact_patch", "PATCH", "/contacts/{id}",
+        "PATCH", "/customers/{id}", GW_BODY_OBJECT, GW_UPBODY_AS_IS,
+        GW_REPLY_CUSTOMER, 200, false, false },
+    /* Setting "blocked" to a fixed value is idempotent although the upstream verb is PATCH. */
+    [GW_ROUTE_BLOCK] = {
+        GW_ROUTE_BLOCK, "contact_block", "PUT", "/contacts/{id}/block",
+        "PATCH", "/customers/{id}", GW_BODY_NONE, GW_UPBODY_BLOCK,
+        GW_REPLY_CUSTOMER, 200, true, false },
+    [GW_ROUTE_UNBLOCK] = {
+        GW_ROUTE_UNBLOCK, "contact_unblock", "DELETE", "/contacts/{id}/block",
+        "PATCH", "/customers/{id}", GW_BODY_NONE, GW_UPBODY_UNBLOCK,
+        GW_REPLY_CUSTOMER, 200, true, false },
+    [GW_ROUTE_CONTACT_DELETE] = {
+        GW_ROUTE_CONTACT_DELETE, "contact_delete", "DELETE", "/contacts/{id}",
+        "DELETE", "/customers/{id}", GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_DELETED, 204, true, false },
+    [GW_ROUTE_CONTACTS_LIST] = {
+        GW_ROUTE_CONTACTS_LIST, "contacts_list", "GET", "/contacts",
+        "GET", "/customers", GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_LIST, 200, true, true },
+    /* A search is a read, but it is a POST to both sides, so it is not retried. */
+    [GW_ROUTE_CONTACTS_SEARCH] = {
+        GW_ROUTE_CONTACTS_SEARCH, "contacts_search", "POST", "/contacts/search",
+        "POST", "/customers/search", GW_BODY_SEARCH, GW_UPBODY_AS_IS,
+        GW_REPLY_SEARCH, 200, false, false },
+    [GW_ROUTE_CONTACT_CREATE] = {
+        GW_ROUTE_CONTACT_CREATE, "contact_create", "POST", "/contacts",
+        "POST", "/customers", GW_BODY_OBJECT, GW_UPBODY_AS_IS,
+        GW_REPLY_CUSTOMER, 201, false, false },
+    /* Local routes make no upstream call, so there is nothing to retry. */
+    [GW_ROUTE_HEALTHZ] = {
+        GW_ROUTE_HEALTHZ, "healthz", "GET", "/healthz",
+        NULL, NULL, GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_LOCAL, 200, false, false },
+    [GW_ROUTE_READYZ] = {
+        GW_ROUTE_READYZ, "readyz", "GET", "/readyz",
+        NULL, NULL, GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_LOCAL, 200, false, false },
+    [GW_ROUTE_METRICS] = {
+        GW_ROUTE_METRICS, "metrics", "GET", "/metrics",
+        NULL, NULL, GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_LOCAL, 200, false, false },
+};
+
+/* One '/'-separated piece of a path or pattern, pointing into the caller's string. */
+struct seg {
+    const char *p;
+    size_t len;
+};
+
+/* The piece of @p s from *pos up to the next '/' or the end; *pos moves past the '/'. */
+static bool next_seg(const char *s, size_t len, size_t *pos, struct seg *out)
+{
+    const char *slash;
+
+    if (*pos > len)
+        return false;
+    out->p = s + *pos;
+    slash = memchr(out->p, '/', len - *pos);
+    out->len = slash != NULL ? (size_t)(slash - out->p) : len - *pos;
+    *pos += out->len + 1;
+    return true;
+}
+
+static bool is_param(const struct seg *s)
+{
+    return s->len >= 2 && s->p[0] == '{' && s->p[s->len - 1] == '}';
+}
+
+static bool seg_is(const struct seg *s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return s->len == n && memcmp(s->p, lit, n) == 0;
+}
+
+/*
+ * Does the pattern of @p r have the shape of @p path (@p len bytes, starting with '/', no
+ * empty segment)? Returns the number of literal segments of the pattern when it does, or -1.
+ */
+static int shape_match(const struct gw_route *r, const char *path, size_t len)
+{
+    const char *pat = r->pattern;
+    size_t plen = strlen(pat);
+    size_t ppos = 1;
+    size_t pos = 1;
+    int literals = 0;
+    struct seg ps;
+    struct seg s;
+
+    for (;;) {
+        bool more_pat = next_seg(pat, plen, &ppos, &ps);
+        bool more_path = next_seg(path, len, &pos, &s);
+
+        if (more_pat != more_path)
+            return -1;
+        if (!more_pat)
+            return literals;
+        if (is_param(&ps))
+            continue;
+        if (ps.len != s.len || memcmp(ps.p, s.p, s.len) != 0)
+            return -1;
+        literals++;
+    }
+}
+
+/* Append ", " (unless first) and @p method to the Allow list; false when it does not fit. */
+static bool allow_add(char *allow, size_t cap, const char *method)
+{
+    size_t used = strlen(allow);
+    size_t sep = used > 0 ? 2 : 0;
+    size_t n = strlen(method);
+
+    if (used + sep + n + 1 > cap)
+        return false;
+    if (sep > 0)
+        memcpy(allow + used, ", ", sep);
+    memcpy(allow + used + sep, method, n + 1);
+    return true;
+}
+
+/* Is @p method already in the comma-separated @p allow? */
+static bool allow_has(const char *allow, const char *method)
+{
+    size_t n = strlen(method);
+    const char *p = allow;
+
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+        if (len == n && memcmp(p, method, n) == 0)
+            return true;
+        if (end == NULL)
+            break;
+        p = end + 2;
+    }
+    return false;
+}
+
+/* Copy and check the parameters of @p path for the matched route m->route. */
+static int take_params(const char *path, size_t len, struct gw_match *m)
+{
+    const char *pat = m->route->pattern;
+    size_t plen = strlen(pat);
+    size_t ppos = 1;
+    size_t pos = 1;
+    struct seg ps;
+    struct seg s;
+    int rc = 0;
+
+    while (next_seg(pat, plen, &ppos, &ps) && next_seg(path, len, &pos, &s)) {
+        if (seg_is(&ps, "{id}")) {
+            rc = gw_router_check_id(s.p, s.len);
+            if (rc != 0)
+                goto out;
+            memcpy(m->id, s.p, s.len);
+            m->id[s.len] = '\0';
+        } else if (seg_is(&ps, "{name}")) {
+            rc = gw_router_decode_tag(s.p, s.len, m->name, sizeof m->name, &m->name_len);
+            if (rc != 0)
+                goto out;
+        }
+    }
+out:
+    return rc;
+}
+
+int gw_router_match(const char *method, const char *path, struct gw_match *m)
+{
+    const struct gw_route *winner = NULL;
+    int best = -1;
+    size_t len;
+    size_t i;
+    int rc = GW_ERR_ROUTE_NOT_FOUND;
+
+    if (m == NULL) {
+        rc = GW_ERR_INTERNAL;
+        goto out;
+    }
+    memset(m, 0, sizeof *m);
+    if (path == NULL || path[0] != '/')
+        goto out;
+    /* Bounded scan: a path longer than any URL hcgw reads cannot name a route. */
+    len = strnlen(path, GW_MAX_URL_BYTES + 1);
+    if (len > GW_MAX_URL_BYTES)
+        goto out;
+    /*
+     * No pattern has an empty segment, so "//x", "/x/" and "/" never match; rejecting them
+     * here keeps a parameter from matching an empty string.
+     */
+    if (len == 1 || path[len - 1] == '/' || strstr(path, "//") != NULL)
+        goto out;
+
+    /* The most specific shape wins: the one with the most literal segments (first on a tie). */
+    for (i = 0; i < GW_ROUTE__COUNT; i++) {
+        int lit = shape_match(&table[i], path, len);
+
+        if (lit > best) {
+            best = lit;
+            winner = &table[i];
+        }
+    }
+    if (winner == NULL)
+        goto out;
+
+    /* The rows of the winning shape are the ones with the very same pattern. */
+    for (i = 0; i < GW_ROUTE__COUNT; i++) {
+        const struct gw_route *r = &table[i];
+
+        if (strcmp(r->pattern, winner->pattern) != 0)
+            continue;
+        if (method != NULL && strcmp(r->method, method) == 0) {
+            m->route = r;
+            break;
+        }
+    }
+    if (m->route == NULL) {
+        for (i = 0; i < GW_ROUTE__COUNT; i++) {
+            const struct gw_route *r = &table[i];
+
+            if (strcmp(r->pattern, winner->pattern) != 0 || allow_has(m->allow, r->method))
+                continue;
+            if (!allow_add(m->allow, sizeof m->allow, r->method)) {
+                rc = GW_ERR_INTERNAL;
+                goto out;
+            }
+        }
+        rc = GW_ERR_METHOD_NOT_ALLOWED;
+        goto out;
+    }
+    rc = take_params(path, len, m);
+out:
+    return rc;
+}
+
+const struct gw_route *gw_router_table(size_t *n)
+{
+    if (n != NULL)
+        *n = GW_ROUTE__COUNT;
+    return table;
+}
+
+const struct gw_route *gw_router_get(enum gw_route_id id)
+{
+    if ((int)id < 0 || id >= GW_ROUTE__COUNT)
+        return NULL;
+    return &table[id];
+}
+
+int gw_router_check_id(const char *seg, size_t len)
+{
+    size_t i;
+
+    if (seg == NULL || len == 0 || len > GW_MAX_ID_DIGITS || seg[0] == '0')
+        return GW_ERR_INVALID_CONTACT_ID;
+    for (i = 0; i < len; i++) {
+        if (seg[i] < '0' || seg[i] > '9')
+            return GW_ERR_INVALID_CONTACT_ID;
+    }
+    return 0;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int gw_router_decode_tag(const char *seg, size_t len, char *out, size_t cap, size_t *out_len)
+{
+    size_t i = 0;
+    size_t o = 0;
+    int rc = GW_ERR_INVALID_TAG;
+
+    if (seg == NULL || out == NULL || cap == 0 || out_len == NULL)
+        goto out;
+    while (i < len) {
+        unsigned char c = (unsigned char)seg[i];
+
+        /* One byte must stay free for the NUL; a name that does not fit is too long anyway. */
+        if (o + 1 >= cap)
+            goto out;
+        if (c == '%') {
+            int hi;
+            int lo;
+
+            if (len - i < 3)
+                goto out;
+            hi = hex_value(seg[i + 1]);
+            lo = hex_value(seg[i + 2]);
+            if (hi < 0 || lo < 0)
+                goto out;
+            c = (unsigned char)(hi * 16 + lo);
+            i += 3;
+        } else {
+            /* '+' means a space only in form bodies; in a path it is a plus, kept as is. */
+            i++;
+        }
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    rc = gw_text_check_tag(out, o);
+    if (rc != 0)
+        goto out;
+    *out_len = o;
+out:
+    if (rc != 0 && out != NULL && cap > 0)
+        out[0] = '\0';
+    return rc;
+}
