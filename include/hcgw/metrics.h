@@ -1,0 +1,82 @@
+/*
+ * Counters and histograms, per worker thread: each worker owns one struct gw_metrics and is
+ * its only writer (relaxed atomic stores, no lock, no shared cache line); /metrics sums them
+ * all when read and renders the Prometheus text format.
+ */
+#ifndef HCGW_METRICS_H
+#define HCGW_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hcgw/router.h"
+
+/** HTTP statuses counted by name; anything else is counted as "other". */
+#define GW_METRICS_STATUSES 19
+/** Latency histogram buckets (upper bounds in seconds, see metrics.c), plus +Inf. */
+#define GW_METRICS_BUCKETS 14
+
+enum gw_upstream_failure {
+    GW_UPFAIL_TIMEOUT,
+    GW_UPFAIL_UNAVAILABLE,
+    GW_UPFAIL_BAD_RESPONSE,
+    GW_UPFAIL_AUTH,
+    GW_UPFAIL_RATE_LIMITED,
+    GW_UPFAIL_HTTP_4XX,
+    GW_UPFAIL_HTTP_5XX,
+    GW_UPFAIL__COUNT
+};
+
+struct gw_histogram {
+    uint64_t buckets[GW_METRICS_BUCKETS + 1];
+    uint64_t sum_us;
+    uint64_t count;
+};
+
+struct gw_metrics {
+    /* Row GW_ROUTE__COUNT counts requests that matched no route. */
+    uint64_t requests[GW_ROUTE__COUNT + 1][GW_METRICS_STATUSES + 1];
+    struct gw_histogram request_seconds;
+    struct gw_histogram upstream_seconds;
+    uint64_t upstream_attempts;
+    uint64_t upstream_retries;
+    uint64_t upstream_failures[GW_UPFAIL__COUNT];
+    uint64_t upstream_connections;   /* new connections opened to HelpCrunch */
+    int64_t in_flight;               /* requests waiting on HelpCrunch now */
+};
+
+/**
+ * A zeroed metrics block for a new worker, registered so that gw_metrics_render sums it.
+ * Call before threads start. Returns NULL when out of memory or over GW_MAX_WORKERS blocks.
+ */
+struct gw_metrics *gw_metrics_register(void);
+
+/** Unregister and free every block. Call after all workers stopped. */
+void gw_metrics_reset(void);
+
+/** Add 1 to a counter of the calling thread's own block. */
+static inline void gw_metrics_inc(uint64_t *c)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+/** Add @p d to a gauge of the calling thread's own block. */
+static inline void gw_metrics_add(int64_t *g, int64_t d)
+{
+    __atomic_store_n(g, __atomic_load_n(g, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
+}
+
+/** Count one answered request of @p route (NULL: unmatched) with @p status. */
+void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, int status,
+                        uint64_t duration_us);
+
+/** Record one upstream attempt's duration. */
+void gw_metrics_observe(struct gw_histogram *h, uint64_t duration_us);
+
+/**
+ * Render all registered blocks, summed, in the Prometheus text format (version 0.0.4).
+ * Returns a malloc'd string (length in *len) or NULL. Any thread.
+ */
+char *gw_metrics_render(size_t *len);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * The server: listening sockets, one worker thread per configured worker, each running its
+ * own event loop with its own libmicrohttpd daemon (external epoll mode, SO_REUSEPORT when
+ * there are several) and its own curl multi handle; and the ordered shutdown (stop accepting,
+ * drain in-flight requests within server.drain_timeout_ms, stop).
+ */
+#ifndef HCGW_SERVER_H
+#define HCGW_SERVER_H
+
+struct gw_config;
+struct gw_secret;
+struct gw_server;
+
+/**
+ * Bind the listening sockets and build the workers (nothing runs yet). @p cfg and @p secret
+ * must outlive the server. Returns NULL with a malloc'd one-line reason in *error.
+ */
+struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_secret *secret,
+                                char **error);
+
+/** The bound port (useful when listen.port is 0). */
+int gw_server_port(const struct gw_server *srv);
+
+/** Start the worker threads. Returns 0 or -1 (then nothing runs). */
+int gw_server_start(struct gw_server *srv);
+
+/**
+ * Begin the drain: /readyz turns 503, listening stops, new requests get 503 shutting_down,
+ * in-flight requests finish within the drain timeout. Any thread; returns at once.
+ */
+void gw_server_stop(struct gw_server *srv);
+
+/** Wait until every worker has drained and stopped. */
+void gw_server_wait(struct gw_server *srv);
+
+/** Free the server (after gw_server_wait, or without having started). Accepts NULL. */
+void gw_server_free(struct gw_server *srv);
+
+#endif

@@ -1,0 +1,239 @@
+/*
+ * Prometheus metrics. Each worker owns one struct gw_metrics and is its only writer; the
+ * render sums all blocks with relaxed atomic loads, so the hot path takes no lock and shares
+ * no cache line between threads. Counts can be a few increments stale when read, which is
+ * what a scrape can live with.
+ */
+#include "hcgw/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hcgw/limits.h"
+#include "hcgw/version.h"
+
+static const int statuses[GW_METRICS_STATUSES] = {200, 201, 204, 400, 401, 403, 404,
+                                                  405, 409, 413, 415, 422, 429, 499,
+                                                  500, 502, 503, 504, 414};
+/* Upper bounds of the latency buckets, in microseconds. */
+static const uint64_t bucket_us[GW_METRICS_BUCKETS] = {
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000};
+static const char *const failure_names[GW_UPFAIL__COUNT] = {
+    "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
+
+static struct gw_metrics *blocks[GW_MAX_WORKERS * 2];
+static size_t n_blocks;
+
+struct gw_metrics *gw_metrics_register(void)
+{
+    struct gw_metrics *m;
+
+    if (n_blocks >= sizeof(blocks) / sizeof(blocks[0]))
+        return NULL;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    blocks[n_blocks++] = m;
+    return m;
+}
+
+void gw_metrics_reset(void)
+{
+    while (n_blocks > 0)
+        free(blocks[--n_blocks]);
+}
+
+static int status_slot(int status)
+{
+    int i;
+
+    for (i = 0; i < GW_METRICS_STATUSES; i++) {
+        if (statuses[i] == status)
+            return i;
+    }
+    return GW_METRICS_STATUSES;
+}
+
+void gw_metrics_observe(struct gw_histogram *h, uint64_t duration_us)
+{
+    int i;
+
+    for (i = 0; i < GW_METRICS_BUCKETS; i++) {
+        if (duration_us <= bucket_us[i])
+            break;
+    }
+    gw_metrics_inc(&h->buckets[i]);
+    __atomic_store_n(&h->sum_us, __atomic_load_n(&h->sum_us, __ATOMIC_RELAXED) + duration_us,
+                     __ATOMIC_RELAXED);
+    gw_metrics_inc(&h->count);
+}
+
+void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, int status,
+                        uint64_t duration_us)
+{
+    size_t row = route != NULL ? (size_t)route->id : GW_ROUTE__COUNT;
+
+    gw_metrics_inc(&m->requests[row][status_slot(status)]);
+    gw_metrics_observe(&m->request_seconds, duration_us);
+}
+
+/* A growing text buffer for the render; it is off the hot path. */
+struct text {
+    char *buf;
+    size_t len;
+    size_t cap;
+    int failed;
+};
+
+__attribute__((format(printf, 2, 3))) static void add(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (t->failed)
+        return;
+    for (;;) {
+        size_t room = t->cap - t->len;
+        va_start(ap, fmt);
+        n = vsnprintf(t->buf + t->len, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 + (size_t)n;
+        char *p = realloc(t->buf, cap);
+        if (p == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = p;
+        t->cap = cap;
+    }
+}
+
+static uint64_t load(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void sum_histogram(struct gw_histogram *out, size_t offset)
+{
+    size_t b;
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    for (b = 0; b < n_blocks; b++) {
+        const struct gw_histogram *h =
+            (const struct gw_histogram *)((const char *)blocks[b] + offset);
+        for (i = 0; i <= GW_METRICS_BUCKETS; i++)
+            out->buckets[i] += load(&h->buckets[i]);
+        out->sum_us += load(&h->sum_us);
+        out->count += load(&h->count);
+    }
+}
+
+static void render_histogram(struct text *t, const char *name, const char *help, size_t offset)
+{
+    struct gw_histogram h;
+    uint64_t cum = 0;
+    int i;
+
+    sum_histogram(&h, offset);
+    add(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (i = 0; i < GW_METRICS_BUCKETS; i++) {
+        cum += h.buckets[i];
+        add(t, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bucket_us[i] / 1e6,
+            (unsigned long long)cum);
+    }
+    cum += h.buckets[GW_METRICS_BUCKETS];
+    add(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    add(t, "%s_sum %.6f\n%s_count %llu\n", name, (double)h.sum_us / 1e6, name,
+        (unsigned long long)h.count);
+}
+
+static uint64_t sum_field(size_t offset)
+{
+    uint64_t s = 0;
+    size_t b;
+
+    for (b = 0; b < n_blocks; b++)
+        s += load((const uint64_t *)((const char *)blocks[b] + offset));
+    return s;
+}
+
+char *gw_metrics_render(size_t *len)
+{
+    struct text t = {NULL, 0, 0, 0};
+    size_t nroutes;
+    const struct gw_route *routes = gw_router_table(&nroutes);
+    size_t r, b;
+    int s;
+    int64_t in_flight = 0;
+
+    t.cap = 8192;
+    t.buf = malloc(t.cap);
+    if (t.buf == NULL)
+        return NULL;
+    add(&t, "# HELP hcgw_build_info Build information.\n# TYPE hcgw_build_info gauge\n");
+    add(&t, "hcgw_build_info{version=\"%s\",commit=\"%s\"} 1\n", HCGW_VERSION, HCGW_COMMIT);
+
+    add(&t, "# HELP hcgw_requests_total Requests answered, by route and status.\n"
+            "# TYPE hcgw_requests_total counter\n");
+    for (r = 0; r <= GW_ROUTE__COUNT; r++) {
+        const char *name = r < nroutes ? routes[r].name : "unmatched";
+        for (s = 0; s <= GW_METRICS_STATUSES; s++) {
+            uint64_t v = 0;
+            for (b = 0; b < n_blocks; b++)
+                v += load(&blocks[b]->requests[r][s]);
+            if (v == 0)
+                continue;
+            if (s < GW_METRICS_STATUSES)
+                add(&t, "hcgw_requests_total{route=\"%s\",status=\"%d\"} %llu\n", name,
+                    statuses[s], (unsigned long long)v);
+            else
+                add(&t, "hcgw_requests_total{route=\"%s\",status=\"other\"} %llu\n", name,
+                    (unsigned long long)v);
+        }
+    }
+    render_histogram(&t, "hcgw_request_duration_seconds",
+                     "Time from the request's arrival to its answer.",
+                     offsetof(struct gw_metrics, request_seconds));
+    render_histogram(&t, "hcgw_upstream_duration_seconds",
+                     "Time of one upstream attempt.",
+                     offsetof(struct gw_metrics, upstream_seconds));
+    add(&t, "# HELP hcgw_upstream_attempts_total Requests sent to HelpCrunch.\n"
+            "# TYPE hcgw_upstream_attempts_total counter\nhcgw_upstream_attempts_total %llu\n",
+        (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_attempts)));
+    add(&t, "# HELP hcgw_upstream_retries_total Attempts that were retries.\n"
+            "# TYPE hcgw_upstream_retries_total counter\nhcgw_upstream_retries_total %llu\n",
+        (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_retries)));
+    add(&t, "# HELP hcgw_upstream_connections_total Connections opened to HelpCrunch.\n"
+            "# TYPE hcgw_upstream_connections_total counter\n"
+            "hcgw_upstream_connections_total %llu\n",
+        (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_connections)));
+    add(&t, "# HELP hcgw_upstream_failures_total Failed upstream attempts, by kind.\n"
+            "# TYPE hcgw_upstream_failures_total counter\n");
+    for (s = 0; s < GW_UPFAIL__COUNT; s++) {
+        add(&t, "hcgw_upstream_failures_total{kind=\"%s\"} %llu\n", failure_names[s],
+            (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_failures) +
+                                          (size_t)s * sizeof(uint64_t)));
+    }
+    for (b = 0; b < n_blocks; b++)
+        in_flight += __atomic_load_n(&blocks[b]->in_flight, __ATOMIC_RELAXED);
+    add(&t, "# HELP hcgw_in_flight Requests waiting on HelpCrunch.\n"
+            "# TYPE hcgw_in_flight gauge\nhcgw_in_flight %lld\n", (long long)in_flight);
+    if (t.failed) {
+        free(t.buf);
+        return NULL;
+    }
+    *len = t.len;
+    return t.buf;
+}

@@ -1,0 +1,574 @@
+/*
+ * The life of one request, on its worker's thread:
+ *   URI-log callback → request created, raw URI kept (the router decodes it, not MHD)
+ *   first access call → request id, route match, local answers, early 4xx checks
+ *   body calls       → bounded accumulation
+ *   last access call → body validated, upstream call built, connection suspended, call submitted
+ *   call done        → answer built (pass-through, reshaped or the envelope), queued, resumed
+ *   completion       → one access log line, counters, free.
+ * Every failure on the way is a value of enum gw_err rendered by envelope.c.
+ */
+#include "hcgw/request.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hcgw/body.h"
+#include "hcgw/config.h"
+#include "hcgw/envelope.h"
+#include "hcgw/limits.h"
+#include "hcgw/log.h"
+#include "hcgw/metrics.h"
+#include "hcgw/query.h"
+#include "hcgw/reply.h"
+#include "hcgw/router.h"
+#include "hcgw/secret.h"
+#include "hcgw/text.h"
+#include "hcgw/upstream.h"
+
+/** First allocation for a request body; it doubles up to limits.max_body_bytes. */
+#define REQ_INITIAL_BODY 1024
+
+enum req_state {
+    REQ_NEW,         /* headers arrived, nothing decided */
+    REQ_BODY,        /* reading the body */
+    REQ_UPSTREAM,    /* suspended, waiting on HelpCrunch */
+    REQ_ANSWERED     /* a response is queued */
+};
+
+struct gw_request {
+    struct gw_worker *w;
+    struct MHD_Connection *conn;
+    enum req_state state;
+    struct timespec start;
+    char uri[GW_MAX_URL_BYTES + 1];   /* path, NUL, query */
+    const char *query;                /* into uri, NULL when none */
+    bool uri_too_long;
+    char method[16];
+    char request_id[GW_MAX_REQUEST_ID + 1];
+    struct gw_match match;
+    const struct gw_route *route;     /* NULL when unmatched */
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    size_t body_seen;                 /* bytes received, kept or not */
+    char *up_body;
+    size_t up_body_len;
+    struct gw_call call;
+    bool call_live;                   /* submitted, done not yet run */
+    enum gw_err pending;              /* decided at the headers, answered after the body */
+    /* For the access line. */
+    int status;
+    enum gw_err err;
+    long upstream_status;
+};
+
+static const char hexdigits[] = "0123456789abcdef";
+
+static uint64_t rng_next(uint64_t s[2])
+{
+    /* xorshift128+: request ids must be unique, not secret. */
+    uint64_t a = s[0];
+    const uint64_t b = s[1];
+
+    s[0] = b;
+    a ^= a << 23;
+    s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return s[1] + b;
+}
+
+static void new_request_id(struct gw_worker *w, char out[GW_MAX_REQUEST_ID + 1])
+{
+    uint64_t v[2] = {rng_next(w->rng), rng_next(w->rng)};
+    const unsigned char *p = (const unsigned char *)v;
+    size_t i;
+
+    for (i = 0; i < sizeof(v); i++) {
+        out[2 * i] = hexdigits[p[i] >> 4];
+        out[2 * i + 1] = hexdigits[p[i] & 0xf];
+    }
+    out[2 * sizeof(v)] = '\0';
+}
+
+static bool valid_request_id(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n >= GW_MAX_REQUEST_ID)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+size_t gw_request_unescape(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(uri);
+}
+
+void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct gw_worker *w = cls;
+    struct gw_request *req = calloc(1, sizeof(*req));
+    size_t n;
+    char *q;
+
+    if (req == NULL)
+        return NULL;
+    req->w = w;
+    req->conn = conn;
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    n = strlen(uri);
+    if (n > GW_MAX_URL_BYTES) {
+        req->uri_too_long = true;
+        n = 0;
+    }
+    memcpy(req->uri, uri, n);
+    req->uri[n] = '\0';
+    q = strchr(req->uri, '?');
+    if (q != NULL) {
+        *q = '\0';
+        req->query = q + 1;
+    }
+    w->active++;
+    return req;
+}
+
+/* ---- answers ---- */
+
+static void add_common_headers(struct gw_request *req, struct MHD_Response *resp,
+                               const char *content_type)
+{
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    if (content_type != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (req->w->draining)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+/* Queue @p resp (and drop our reference). On a suspended connection, also resume it. */
+static enum MHD_Result queue(struct gw_request *req, int status, struct MHD_Response *resp)
+{
+    enum MHD_Result r;
+
+    if (resp == NULL)
+        return MHD_NO;
+    req->status = status;
+    r = MHD_queue_response(req->conn, (unsigned int)status, resp);
+    MHD_destroy_response(resp);
+    if (req->state == REQ_UPSTREAM) {
+        MHD_resume_connection(req->conn);
+        req->w->mhd_needs_run = true;
+    }
+    req->state = REQ_ANSWERED;
+    return r;
+}
+
+/* Answer with @p body, which we own and MHD frees (NULL/0: no body). */
+static enum MHD_Result answer(struct gw_request *req, int status, char *body, size_t len,
+                              const char *content_type)
+{
+    struct MHD_Response *resp;
+
+    if (body != NULL)
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    else
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    add_common_headers(req, resp, content_type);
+    return queue(req, status, resp);
+}
+
+static enum MHD_Result answer_envelope(struct gw_request *req, struct gw_envelope *env)
+{
+    struct MHD_Response *resp;
+    char num[24];
+    size_t len = 0;
+    char *text = gw_envelope_render(env, req->request_id, &len);
+
+    req->err = env->err;
+    if (text == NULL) {
+        gw_envelope_clear(env);
+        return MHD_NO;
+    }
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        gw_envelope_clear(env);
+        return MHD_NO;
+    }
+    add_common_headers(req, resp, "application/json");
+    if (env->err == GW_ERR_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->match.allow);
+    if (env->retry_after_s > 0) {
+        snprintf(num, sizeof(num), "%ld", env->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+    }
+    if (env->err == GW_ERR_BODY_TOO_LARGE || env->err == GW_ERR_SHUTTING_DOWN)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    int status = env->status;
+    gw_envelope_clear(env);
+    return queue(req, status, resp);
+}
+
+static enum MHD_Result answer_error(struct gw_request *req, enum gw_err err)
+{
+    struct gw_envelope env;
+
+    gw_envelope_local(&env, err);
+    return answer_envelope(req, &env);
+}
+
+static enum MHD_Result answer_json_text(struct gw_request *req, int status, const char *text)
+{
+    size_t n = strlen(text);
+    char *copy = malloc(n + 1);
+
+    if (copy == NULL)
+        return MHD_NO;
+    memcpy(copy, text, n + 1);
+    return answer(req, status, copy, n, "application/json");
+}
+
+static enum MHD_Result answer_local(struct gw_request *req)
+{
+    size_t len = 0;
+    char *text;
+
+    switch (req->route->id) {
+    case GW_ROUTE_HEALTHZ:
+        return answer_json_text(req, 200, "{\"status\":\"ok\"}");
+    case GW_ROUTE_READYZ:
+        if (__atomic_load_n(req->w->stopping, __ATOMIC_RELAXED) || req->w->draining)
+            return answer_error(req, GW_ERR_SHUTTING_DOWN);
+        return answer_json_text(req, 200, "{\"status\":\"ready\"}");
+    case GW_ROUTE_METRICS:
+        text = gw_metrics_render(&len);
+        if (text == NULL)
+            return answer_error(req, GW_ERR_NOMEM);
+        return answer(req, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
+    default:
+        return answer_error(req, GW_ERR_INTERNAL);
+    }
+}
+
+/* ---- the upstream call ---- */
+
+static void on_call_done(struct gw_call *call)
+{
+    struct gw_request *req = call->data;
+    struct gw_worker *w = req->w;
+    struct gw_envelope env;
+    char *out = NULL;
+    size_t out_len = 0;
+    int rc;
+
+    req->call_live = false;
+    w->in_flight--;
+    gw_metrics_add(&w->metrics->in_flight, -1);
+    req->upstream_status = call->status;
+    if (call->failure != GW_OK) {
+        gw_envelope_local(&env, call->failure);
+        answer_envelope(req, &env);
+        return;
+    }
+    if (call->status < 200 || call->status > 299) {
+        gw_envelope_from_upstream(&env, (int)call->status, call->resp, call->resp_len,
+                                  w->secret);
+        if (env.err == GW_ERR_RATE_LIMITED)
+            env.retry_after_s = call->retry_after_s > 0 ? call->retry_after_s
+                                                       : w->cfg->upstream.retry_after_fallback_s;
+        answer_envelope(req, &env);
+        return;
+    }
+    rc = gw_reply_build(req->route->reply, call->resp, call->resp_len, &out, &out_len);
+    if (rc != 0) {
+        answer_error(req, rc);
+        return;
+    }
+    if (req->route->reply == GW_REPLY_DELETED) {
+        answer(req, req->route->success_status, NULL, 0, NULL);
+    } else if (out != NULL) {
+        answer(req, req->route->success_status, out, out_len, "application/json");
+    } else {
+        /* Pass HelpCrunch's bytes through: MHD takes the buffer and frees it. */
+        out = call->resp;
+        out_len = call->resp_len;
+        call->resp = NULL;
+        call->resp_len = 0;
+        call->resp_cap = 0;
+        if (out == NULL) {
+            answer_error(req, GW_ERR_UPSTREAM_BAD_RESPONSE);
+            return;
+        }
+        answer(req, req->route->success_status, out, out_len, "application/json");
+    }
+}
+
+static int build_url(struct gw_request *req)
+{
+    const struct gw_config *cfg = req->w->cfg;
+    const char *tpl = req->route->up_path;
+    const char *p = strstr(tpl, "{id}");
+    char query[256] = "";
+    int n;
+    int rc;
+
+    if (req->route->query) {
+        rc = gw_query_list(req->query, query, sizeof(query));
+        if (rc != 0)
+            return rc;
+    }
+    if (p != NULL)
+        n = snprintf(req->call.url, sizeof(req->call.url), "%s%.*s%s%s%s", cfg->upstream.base_url,
+                     (int)(p - tpl), tpl, req->match.id, p + 4, query);
+    else
+        n = snprintf(req->call.url, sizeof(req->call.url), "%s%s%s", cfg->upstream.base_url, tpl,
+                     query);
+    if (n < 0 || (size_t)n >= sizeof(req->call.url))
+        return GW_ERR_INTERNAL;
+    return 0;
+}
+
+static enum MHD_Result start_upstream(struct gw_request *req)
+{
+    struct gw_worker *w = req->w;
+    const struct gw_route *r = req->route;
+    int rc;
+
+    rc = gw_body_build(r, &req->match, req->body, req->body_len, &req->up_body, &req->up_body_len);
+    if (rc != 0)
+        return answer_error(req, rc);
+    rc = build_url(req);
+    if (rc != 0)
+        return answer_error(req, rc);
+    req->call.method = r->up_method;
+    req->call.body = req->up_body;
+    req->call.body_len = req->up_body_len;
+    req->call.retryable = r->retryable;
+    req->call.deadline_ms = gw_loop_now(w->loop) + (uint64_t)w->cfg->upstream.timeout_ms;
+    req->call.done = on_call_done;
+    req->call.data = req;
+    MHD_suspend_connection(req->conn);
+    req->state = REQ_UPSTREAM;
+    rc = gw_upstream_submit(w->up, &req->call);
+    if (rc != 0) {
+        /* The callback will not run: answer here (queue() resumes the connection). */
+        return answer_error(req, rc) == MHD_YES ? MHD_YES : MHD_YES;
+    }
+    req->call_live = true;
+    w->in_flight++;
+    gw_metrics_add(&w->metrics->in_flight, 1);
+    return MHD_YES;
+}
+
+/* ---- intake ---- */
+
+static bool parse_length(const char *s, unsigned long long *out)
+{
+    char *end;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+/*
+ * Decide what can be decided from the request line and headers. Errors that concern the body
+ * itself (415, 413 by Content-Length) are answered at once, and MHD then closes the connection
+ * instead of reading a body nobody wants. Everything else is answered after the (bounded) body
+ * has been read, so that the connection stays usable for the caller's next request.
+ */
+static enum MHD_Result on_headers(struct gw_request *req, const char *method)
+{
+    struct gw_worker *w = req->w;
+    const char *rid;
+    const char *ct;
+    unsigned long long clen;
+    int rc;
+
+    rid = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid != NULL && valid_request_id(rid))
+        memcpy(req->request_id, rid, strlen(rid) + 1);
+    else
+        new_request_id(w, req->request_id);
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    req->state = REQ_BODY;
+
+    if (__atomic_load_n(w->stopping, __ATOMIC_RELAXED) || w->draining)
+        return answer_error(req, GW_ERR_SHUTTING_DOWN);
+    if (parse_length(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH),
+                     &clen) &&
+        clen > (unsigned long long)w->cfg->limits.max_body_bytes)
+        return answer_error(req, GW_ERR_BODY_TOO_LARGE);
+    if (req->uri_too_long) {
+        req->pending = GW_ERR_ROUTE_NOT_FOUND;
+        return MHD_YES;
+    }
+    rc = gw_router_match(method, req->uri, &req->match);
+    req->route = req->match.route;
+    if (rc != 0) {
+        req->pending = rc;
+        return MHD_YES;
+    }
+    if (req->route->body != GW_BODY_NONE) {
+        ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!gw_text_is_json_media_type(ct))
+            return answer_error(req, GW_ERR_UNSUPPORTED_MEDIA_TYPE);
+    }
+    if (req->route->reply != GW_REPLY_LOCAL && w->in_flight >= (size_t)w->cfg->limits.max_in_flight)
+        return answer_error(req, GW_ERR_OVERLOADED);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request_read(struct gw_request *req)
+{
+    if (req->pending != GW_OK)
+        return answer_error(req, req->pending);
+    if (req->route->reply == GW_REPLY_LOCAL)
+        return answer_local(req);
+    return start_upstream(req);
+}
+
+static enum MHD_Result on_body_chunk(struct gw_request *req, const char *data, size_t n)
+{
+    size_t max = (size_t)req->w->cfg->limits.max_body_bytes;
+    size_t need;
+
+    if (n > max || req->body_seen > max - n) {
+        /* MHD cannot answer in the middle of a body (a chunked one, whose size was not known
+         * at the headers), so the rest is read and dropped, up to a bound, and the 413 goes
+         * out when the request ends. A client that sends more than that is cut off. */
+        req->pending = GW_ERR_BODY_TOO_LARGE;
+        req->body_seen = req->body_seen + n < req->body_seen ? SIZE_MAX : req->body_seen + n;
+        return req->body_seen - max > GW_MAX_DISCARD_BYTES ? MHD_NO : MHD_YES;
+    }
+    req->body_seen += n;
+    if (req->route == NULL || req->route->body == GW_BODY_NONE || req->pending != GW_OK)
+        return MHD_YES; /* not used, but still bounded: counted and dropped */
+    need = req->body_len + n + 1;
+    if (need > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : REQ_INITIAL_BODY;
+        char *p;
+        while (cap < need)
+            cap *= 2;
+        if (cap > max + 1)
+            cap = max + 1;
+        p = realloc(req->body, cap);
+        if (p == NULL)
+            return answer_error(req, GW_ERR_NOMEM);
+        req->body = p;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    req->body[req->body_len] = '\0';
+    return MHD_YES;
+}
+
+enum MHD_Result gw_request_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct gw_request *req = *req_cls;
+    size_t n = *upload_data_size;
+
+    (void)cls;
+    (void)url;
+    (void)version;
+    if (req == NULL)
+        return MHD_NO; /* out of memory at the URI callback: drop the connection */
+    switch (req->state) {
+    case REQ_NEW:
+        return on_headers(req, method);
+    case REQ_BODY:
+        if (n > 0) {
+            *upload_data_size = 0;
+            return on_body_chunk(req, upload_data, n);
+        }
+        return on_request_read(req);
+    case REQ_UPSTREAM:
+        return MHD_YES;
+    case REQ_ANSWERED:
+    default:
+        /* A body that keeps coming after an early answer is read and dropped. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+}
+
+/* ---- completion ---- */
+
+void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    struct gw_worker *w = cls;
+    struct gw_request *req = *req_cls;
+    struct gw_logline l;
+    double ms;
+    int status;
+
+    (void)conn;
+    if (req == NULL)
+        return;
+    *req_cls = NULL;
+    ms = ms_since(&req->start);
+    /* 499 (as nginx logs it): the client went away before it had an answer. */
+    status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? req->status : 499;
+    if (req->state == REQ_NEW && req->request_id[0] == '\0')
+        new_request_id(w, req->request_id);
+    gw_metrics_request(w->metrics, req->route, status, (uint64_t)(ms * 1000.0));
+    if (gw_log_enabled(GW_LOG_INFO)) {
+        gw_log_begin(&l, GW_LOG_INFO, "access");
+        gw_log_str(&l, "request_id", req->request_id);
+        gw_log_str(&l, "method", req->method[0] ? req->method : NULL);
+        gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
+        gw_log_str(&l, "contact_id", req->match.id[0] ? req->match.id : NULL);
+        gw_log_int(&l, "status", status);
+        if (req->status >= 400 || req->err != GW_OK)
+            gw_log_str(&l, "code", gw_err_info(req->err)->code);
+        if (req->upstream_status > 0)
+            gw_log_int(&l, "upstream_status", req->upstream_status);
+        gw_log_int(&l, "attempts", req->call.attempts);
+        gw_log_ms(&l, "duration_ms", ms);
+        if (req->call.attempts > 0)
+            gw_log_ms(&l, "upstream_ms", req->call.upstream_ms);
+        gw_log_end(&l);
+    }
+    /* A live call would write into freed memory; the server never lets this happen (it
+     * cancels calls before it stops MHD), so this is a last line of defence. */
+    if (req->call_live)
+        abort();
+    gw_call_release(&req->call);
+    free(req->body);
+    free(req->up_body);
+    free(req);
+    w->active--;
+}

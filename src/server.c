@@ -1,0 +1,395 @@
+/*
+ * Listening sockets, worker threads and the ordered shutdown. Each worker runs one event loop
+ * that carries its own libmicrohttpd daemon (external epoll mode: MHD's epoll descriptor is
+ * watched by our loop) and its own curl multi handle, so a request is served start to end on
+ * one thread with no hand-off. Several workers share the port through SO_REUSEPORT, and the
+ * kernel spreads new connections over them.
+ */
+#include "hcgw/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hcgw/config.h"
+#include "hcgw/limits.h"
+#include "hcgw/log.h"
+#include "hcgw/metrics.h"
+#include "hcgw/request.h"
+#include "hcgw/upstream.h"
+
+/** listen(2) backlog of each listening socket. */
+#define SRV_LISTEN_BACKLOG 1024
+/** After the drain deadline, how long cancelled requests get to have their answers sent. */
+#define SRV_FLUSH_MS 1000
+
+struct gw_server {
+    const struct gw_config *cfg;
+    const struct gw_secret *secret;
+    int port;
+    int stopping;                      /* set once by gw_server_stop; atomic access */
+    int n_workers;
+    struct gw_worker workers[GW_MAX_WORKERS];
+};
+
+static void errorf(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void errorf(char **error, const char *fmt, ...)
+{
+    va_list ap;
+    char buf[512];
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (error != NULL)
+        *error = strdup(buf);
+}
+
+static int open_listener(const struct gw_config *cfg, int port, bool reuseport, char **error)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int one = 1;
+    int fd;
+
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, cfg->listen.address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        struct sockaddr_in *sa = (struct sockaddr_in *)&ss;
+        sa->sin_family = AF_INET;
+        sa->sin_port = htons((uint16_t)port);
+        sl = sizeof(*sa);
+    } else if (inet_pton(AF_INET6, cfg->listen.address,
+                         &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        struct sockaddr_in6 *sa = (struct sockaddr_in6 *)&ss;
+        sa->sin6_family = AF_INET6;
+        sa->sin6_port = htons((uint16_t)port);
+        sl = sizeof(*sa);
+    } else {
+        errorf(error, "listen.address: %s is not an IP address", cfg->listen.address);
+        return -1;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        errorf(error, "socket: %s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        errorf(error, "SO_REUSEPORT: %s", strerror(errno));
+        goto fail;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+        errorf(error, "cannot listen on %s port %d: %s (is another process using it? set "
+                      "listen.port)", cfg->listen.address, port, strerror(errno));
+        goto fail;
+    }
+    if (listen(fd, SRV_LISTEN_BACKLOG) != 0) {
+        errorf(error, "listen: %s", strerror(errno));
+        goto fail;
+    }
+    return fd;
+
+fail:
+    close(fd);
+    return -1;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    gw_logf(GW_LOG_WARN, "libmicrohttpd: %s", msg);
+}
+
+static void on_mhd_event(struct gw_io *io, uint32_t events)
+{
+    struct gw_worker *w = io->data;
+
+    (void)events;
+    w->mhd_needs_run = true;
+}
+
+static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, int listen_fd)
+{
+    const struct gw_config *cfg = srv->cfg;
+    const union MHD_DaemonInfo *info;
+    unsigned int timeout_s = (unsigned int)((cfg->limits.connection_timeout_ms + 999) / 1000);
+
+    w->index = index;
+    w->cfg = cfg;
+    w->secret = srv->secret;
+    w->stopping = &srv->stopping;
+    w->listen_fd = listen_fd;
+    if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
+        w->rng[0] = 0x9E3779B97F4A7C15ULL + (uint64_t)index;
+        w->rng[1] = (uint64_t)(uintptr_t)w;
+    }
+    w->metrics = gw_metrics_register();
+    if (w->metrics == NULL)
+        goto fail_metrics;
+    w->loop = gw_loop_new();
+    if (w->loop == NULL)
+        goto fail_loop;
+    w->up = gw_upstream_new(w->loop, cfg, srv->secret, w->metrics);
+    if (w->up == NULL)
+        goto fail_upstream;
+    w->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        gw_request_access, w,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, w,
+        MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_URI_LOG_CALLBACK, gw_request_begin, w,
+        MHD_OPTION_NOTIFY_COMPLETED, gw_request_completed, w,
+        MHD_OPTION_UNESCAPE_CALLBACK, gw_request_unescape, w,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->limits.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_MAX_HEADER_BYTES,
+        MHD_OPTION_END);
+    if (w->mhd == NULL)
+        goto fail_mhd;
+    info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL)
+        goto fail_epoll;
+    w->mhd_io.fd = info->epoll_fd;
+    w->mhd_io.cb = on_mhd_event;
+    w->mhd_io.data = w;
+    if (gw_loop_io_set(w->loop, &w->mhd_io, EPOLLIN) != 0)
+        goto fail_epoll;
+    return 0;
+
+fail_epoll:
+    MHD_stop_daemon(w->mhd);
+    w->mhd = NULL;
+    w->listen_fd = -1; /* MHD closed it */
+fail_mhd:
+    gw_upstream_free(w->up);
+    w->up = NULL;
+fail_upstream:
+    gw_loop_free(w->loop);
+    w->loop = NULL;
+fail_loop:
+fail_metrics:
+    return -1;
+}
+
+static void worker_fini(struct gw_worker *w)
+{
+    if (w->mhd != NULL) {
+        gw_loop_io_set(w->loop, &w->mhd_io, 0);
+        MHD_stop_daemon(w->mhd);
+        w->mhd = NULL;
+        w->listen_fd = -1;
+    }
+    if (w->listen_fd >= 0) {
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    gw_upstream_free(w->up);
+    w->up = NULL;
+    gw_loop_free(w->loop);
+    w->loop = NULL;
+}
+
+static void run_mhd(struct gw_worker *w)
+{
+    w->mhd_needs_run = false;
+    MHD_run(w->mhd);
+}
+
+static int mhd_wait_ms(struct gw_worker *w)
+{
+    MHD_UNSIGNED_LONG_LONG t;
+
+    if (w->mhd_needs_run)
+        return 0;
+    if (MHD_get_timeout(w->mhd, &t) != MHD_YES)
+        return -1;
+    return t > (MHD_UNSIGNED_LONG_LONG)INT32_MAX ? INT32_MAX : (int)t;
+}
+
+static void begin_drain(struct gw_worker *w)
+{
+    MHD_socket fd;
+
+    w->draining = true;
+    fd = MHD_quiesce_daemon(w->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    w->listen_fd = -1;
+}
+
+static void *worker_main(void *arg)
+{
+    struct gw_worker *w = arg;
+    uint64_t drain_deadline = 0;
+    uint64_t flush_deadline = 0;
+
+    for (;;) {
+        run_mhd(w);
+        if (!w->draining && __atomic_load_n(w->stopping, __ATOMIC_ACQUIRE)) {
+            begin_drain(w);
+            drain_deadline = gw_loop_now(w->loop) + (uint64_t)w->cfg->server.drain_timeout_ms;
+        }
+        if (w->draining) {
+            uint64_t now = gw_loop_now(w->loop);
+            if (w->active == 0)
+                break;
+            if (flush_deadline == 0 && now >= drain_deadline) {
+                gw_logf(GW_LOG_WARN, "drain timeout: answering %zu requests still waiting on "
+                                     "HelpCrunch with shutting_down", w->in_flight);
+                gw_upstream_cancel_all(w->up, GW_ERR_SHUTTING_DOWN);
+                flush_deadline = now + SRV_FLUSH_MS;
+                continue;
+            }
+            if (flush_deadline != 0 && now >= flush_deadline)
+                break;
+        }
+        int wait = mhd_wait_ms(w);
+        if (w->draining) {
+            uint64_t now = gw_loop_now(w->loop);
+            uint64_t until = flush_deadline ? flush_deadline : drain_deadline;
+            int left = until > now ? (int)(until - now) : 0;
+            if (wait < 0 || wait > left)
+                wait = left;
+        }
+        if (gw_loop_run_once(w->loop, wait) < 0 && errno != EINTR)
+            break;
+    }
+    /* Nothing may stay suspended or in flight when MHD stops. */
+    gw_upstream_cancel_all(w->up, GW_ERR_SHUTTING_DOWN);
+    run_mhd(w);
+    return NULL;
+}
+
+static void on_wake(void *data)
+{
+    (void)data; /* The loop iteration itself re-reads the stopping flag. */
+}
+
+struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_secret *secret,
+                                char **error)
+{
+    struct gw_server *srv = calloc(1, sizeof(*srv));
+    long ncpu;
+    int n;
+    int i;
+    int fd;
+
+    if (srv == NULL) {
+        errorf(error, "out of memory");
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->secret = secret;
+    n = cfg->server.workers;
+    if (n == 0) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        n = ncpu < 1 ? 1 : ncpu > GW_MAX_WORKERS ? GW_MAX_WORKERS : (int)ncpu;
+    }
+    for (i = 0; i < GW_MAX_WORKERS; i++)
+        srv->workers[i].listen_fd = -1;
+    srv->port = cfg->listen.port;
+    for (i = 0; i < n; i++) {
+        fd = open_listener(cfg, srv->port, n > 1, error);
+        if (fd < 0)
+            goto fail;
+        if (i == 0)
+            srv->port = bound_port(fd);
+        if (worker_init(srv, &srv->workers[i], i, fd) != 0) {
+            close(fd);
+            errorf(error, "cannot start worker %d (libmicrohttpd or libcurl set-up failed)", i);
+            goto fail;
+        }
+        srv->n_workers++;
+        gw_loop_on_wake(srv->workers[i].loop, on_wake, &srv->workers[i]);
+    }
+    return srv;
+
+fail:
+    gw_server_free(srv);
+    return NULL;
+}
+
+int gw_server_port(const struct gw_server *srv)
+{
+    return srv->port;
+}
+
+int gw_server_start(struct gw_server *srv)
+{
+    int i;
+
+    for (i = 0; i < srv->n_workers; i++) {
+        struct gw_worker *w = &srv->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            gw_server_stop(srv);
+            gw_server_wait(srv);
+            return -1;
+        }
+        w->started = true;
+    }
+    return 0;
+}
+
+void gw_server_stop(struct gw_server *srv)
+{
+    int i;
+
+    __atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
+    for (i = 0; i < srv->n_workers; i++)
+        gw_loop_wake(srv->workers[i].loop);
+}
+
+void gw_server_wait(struct gw_server *srv)
+{
+    int i;
+
+    for (i = 0; i < srv->n_workers; i++) {
+        if (srv->workers[i].started) {
+            pthread_join(srv->workers[i].thread, NULL);
+            srv->workers[i].started = false;
+        }
+    }
+}
+
+void gw_server_free(struct gw_server *srv)
+{
+    int i;
+
+    if (srv == NULL)
+        return;
+    for (i = 0; i < srv->n_workers; i++)
+        worker_fini(&srv->workers[i]);
+    gw_metrics_reset();
+    free(srv);
+}

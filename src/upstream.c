@@ -1,0 +1,663 @@
+/*
+ * The upstream side: one curl multi handle per worker loop, driven by the loop's epoll and
+ * timers through libcurl's socket interface (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION). The multi
+ * handle's connection cache is the keep-alive pool to HelpCrunch. A call runs one or more
+ * attempts inside one deadline; between attempts it waits on a backoff timer of the loop.
+ *
+ * start_attempt() is the single place every request to HelpCrunch leaves from: the key header
+ * is attached there, and a governor, coalescer or cache will sit in front of it.
+ */
+#include "hcgw/upstream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+
+#include <curl/curl.h>
+
+#include "hcgw/config.h"
+#include "hcgw/log.h"
+#include "hcgw/metrics.h"
+#include "hcgw/secret.h"
+#include "hcgw/version.h"
+
+/** Idle easy handles kept for reuse (each holds a few KiB). */
+#define UP_MAX_IDLE_EASY 256
+/** First allocation for an answer body; it grows by doubling up to the configured bound. */
+#define UP_INITIAL_BODY 4096
+
+struct gw_upstream {
+    struct gw_loop *loop;
+    const struct gw_config *cfg;
+    struct gw_metrics *metrics;
+    CURLM *multi;
+    struct curl_slist *headers;      /* holds the key: wiped when freed */
+    struct gw_timer timer;           /* curl's single timeout */
+    struct gw_call *calls;           /* in flight, doubly linked */
+    struct up_sock *socks;           /* watched sockets, doubly linked */
+    size_t n_calls;
+    CURL *idle[UP_MAX_IDLE_EASY];
+    size_t n_idle;
+    uint64_t rng;                    /* jitter */
+};
+
+/* A socket curl asked us to watch. */
+struct up_sock {
+    struct gw_io io;
+    struct gw_upstream *up;
+    struct up_sock *prev, *next;
+};
+
+static void check_done(struct gw_upstream *up);
+static int start_attempt(struct gw_upstream *up, struct gw_call *call);
+
+static uint64_t next_rand(struct gw_upstream *up)
+{
+    /* xorshift64*: jitter needs spread, not secrecy. */
+    up->rng ^= up->rng >> 12;
+    up->rng ^= up->rng << 25;
+    up->rng ^= up->rng >> 27;
+    return up->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static void wipe_slist(struct curl_slist *l)
+{
+    struct curl_slist *p;
+
+    for (p = l; p != NULL; p = p->next)
+        gw_secret_wipe(p->data, strlen(p->data));
+    curl_slist_free_all(l);
+}
+
+static struct curl_slist *build_headers(const struct gw_secret *secret)
+{
+    static const char prefix[] = "Authorization: Bearer ";
+    struct curl_slist *l = NULL;
+    struct curl_slist *t;
+    size_t klen = gw_secret_len(secret);
+    size_t n = sizeof(prefix) + klen;
+    char *auth = malloc(n);
+
+    if (auth == NULL)
+        return NULL;
+    memcpy(auth, prefix, sizeof(prefix) - 1);
+    memcpy(auth + sizeof(prefix) - 1, gw_secret_value(secret), klen + 1);
+    t = curl_slist_append(l, auth);
+    gw_secret_wipe(auth, n);
+    free(auth);
+    if (t == NULL)
+        goto fail;
+    l = t;
+    /* An empty "Expect:" stops curl from waiting for 100-continue before a body. */
+    static const char *const fixed[] = {"Accept: application/json",
+                                        "Content-Type: application/json", "Expect:"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        t = curl_slist_append(l, fixed[i]);
+        if (t == NULL)
+            goto fail;
+        l = t;
+    }
+    return l;
+
+fail:
+    wipe_slist(l);
+    return NULL;
+}
+
+/* ---- the loop glue ---- */
+
+static void on_sock_event(struct gw_io *io, uint32_t events)
+{
+    struct up_sock *s = io->data;
+    struct gw_upstream *up = s->up;
+    int flags = 0;
+    int running;
+
+    if (events & EPOLLIN)
+        flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (events & (EPOLLERR | EPOLLHUP))
+        flags |= CURL_CSELECT_ERR;
+    /* `s` may be freed inside this call (CURL_POLL_REMOVE); do not touch it afterwards. */
+    curl_multi_socket_action(up->multi, io->fd, flags, &running);
+    check_done(up);
+}
+
+static void sock_free(struct gw_upstream *up, struct up_sock *s)
+{
+    gw_loop_io_set(up->loop, &s->io, 0);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        up->socks = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    free(s);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct gw_upstream *up = userp;
+    struct up_sock *s = socketp;
+    uint32_t events = 0;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (s != NULL) {
+            curl_multi_assign(up->multi, fd, NULL);
+            sock_free(up, s);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            return -1;
+        s->io.fd = fd;
+        s->io.cb = on_sock_event;
+        s->io.data = s;
+        s->up = up;
+        s->next = up->socks;
+        if (up->socks != NULL)
+            up->socks->prev = s;
+        up->socks = s;
+        curl_multi_assign(up->multi, fd, s);
+    }
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= EPOLLIN;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= EPOLLOUT;
+    if (gw_loop_io_set(up->loop, &s->io, events) != 0)
+        return -1;
+    return 0;
+}
+
+static void on_curl_timer_due(struct gw_timer *t)
+{
+    struct gw_upstream *up = t->data;
+    int running;
+
+    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(up);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct gw_upstream *up = userp;
+
+    (void)multi;
+    if (timeout_ms < 0)
+        gw_timer_stop(up->loop, &up->timer);
+    else
+        gw_timer_start(up->loop, &up->timer, (uint64_t)timeout_ms);
+    return 0;
+}
+
+static int on_curl_opensocket_count(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    struct gw_upstream *up = clientp;
+
+    (void)fd;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        gw_metrics_inc(&up->metrics->upstream_connections);
+    return CURL_SOCKOPT_OK;
+}
+
+/* ---- bodies and headers of the answer ---- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct gw_call *call = userdata;
+    struct gw_upstream *up = call->up;
+    size_t n = size * nmemb;
+    size_t max = (size_t)up->cfg->limits.max_upstream_body_bytes;
+    size_t need;
+
+    if (n > max || call->resp_len > max - n) {
+        call->too_big = true;
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+    }
+    need = call->resp_len + n + 1;
+    if (need > call->resp_cap) {
+        size_t cap = call->resp_cap ? call->resp_cap : UP_INITIAL_BODY;
+        char *p;
+        while (cap < need)
+            cap *= 2;
+        if (cap > max + 1)
+            cap = max + 1;
+        p = realloc(call->resp, cap);
+        if (p == NULL)
+            return 0;
+        call->resp = p;
+        call->resp_cap = cap;
+    }
+    memcpy(call->resp + call->resp_len, ptr, n);
+    call->resp_len += n;
+    call->resp[call->resp_len] = '\0';
+    return n;
+}
+
+/* Retry-After is either delay-seconds or an HTTP date. */
+static long parse_retry_after(const char *v, size_t len)
+{
+    char buf[64];
+    char *end;
+    long s;
+
+    while (len > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+        len--;
+    if (len == 0 || len >= sizeof(buf))
+        return 0;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    if (buf[0] >= '0' && buf[0] <= '9') {
+        errno = 0;
+        s = strtol(buf, &end, 10);
+        if (errno != 0 || *end != '\0')
+            return 0;
+    } else {
+        time_t when = curl_getdate(buf, NULL);
+        if (when < 0)
+            return 0;
+        s = (long)(when - time(NULL));
+        if (s < 1)
+            s = 1;
+    }
+    if (s > GW_MAX_RETRY_AFTER_S)
+        s = GW_MAX_RETRY_AFTER_S;
+    return s < 0 ? 0 : s;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    static const char name[] = "retry-after:";
+    struct gw_call *call = userdata;
+    size_t n = size * nitems;
+
+    /* A new status line starts a new set of headers (e.g. after a redirect or 100). */
+    if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0)
+        call->retry_after_s = 0;
+    else if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0)
+        call->retry_after_s = parse_retry_after(buf + sizeof(name) - 1, n - (sizeof(name) - 1));
+    return n;
+}
+
+/* ---- calls ---- */
+
+static CURL *take_easy(struct gw_upstream *up)
+{
+    if (up->n_idle > 0)
+        return up->idle[--up->n_idle];
+    return curl_easy_init();
+}
+
+static void give_easy(struct gw_upstream *up, CURL *easy)
+{
+    if (easy == NULL)
+        return;
+    if (up->n_idle < UP_MAX_IDLE_EASY) {
+        curl_easy_reset(easy);
+        up->idle[up->n_idle++] = easy;
+        return;
+    }
+    curl_easy_cleanup(easy);
+}
+
+static void list_remove(struct gw_upstream *up, struct gw_call *call)
+{
+    if (call->prev != NULL)
+        call->prev->next = call->next;
+    else
+        up->calls = call->next;
+    if (call->next != NULL)
+        call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+    up->n_calls--;
+}
+
+static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
+{
+    call->failure = failure;
+    gw_timer_stop(up->loop, &call->backoff);
+    if (call->easy != NULL) {
+        curl_multi_remove_handle(up->multi, call->easy);
+        give_easy(up, call->easy);
+        call->easy = NULL;
+    }
+    list_remove(up, call);
+    call->done(call); /* may free the call: nothing after this */
+}
+
+#define SETOPT(h, opt, val)                                 \
+    do {                                                    \
+        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) \
+            goto out;                                       \
+    } while (0)
+
+static int setup_easy(struct gw_upstream *up, struct gw_call *call, long timeout_ms)
+{
+    const struct gw_config *cfg = up->cfg;
+    CURL *h = call->easy;
+    long connect_ms = cfg->upstream.connect_timeout_ms;
+    int rc = GW_ERR_INTERNAL;
+
+    if (connect_ms > timeout_ms)
+        connect_ms = timeout_ms;
+    SETOPT(h, CURLOPT_URL, call->url);
+    SETOPT(h, CURLOPT_PRIVATE, call);
+    SETOPT(h, CURLOPT_HTTPHEADER, up->headers);
+    SETOPT(h, CURLOPT_USERAGENT, "hcgw/" HCGW_VERSION);
+    SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(h, CURLOPT_TCP_NODELAY, 1L);
+    SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(h, CURLOPT_WRITEDATA, call);
+    SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(h, CURLOPT_HEADERDATA, call);
+    SETOPT(h, CURLOPT_SOCKOPTFUNCTION, on_curl_opensocket_count);
+    SETOPT(h, CURLOPT_SOCKOPTDATA, up);
+    if (strcmp(call->method, "GET") == 0) {
+        SETOPT(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        SETOPT(h, CURLOPT_CUSTOMREQUEST, call->method);
+        if (call->body != NULL) {
+            SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+            SETOPT(h, CURLOPT_POSTFIELDS, call->body);
+        } else if (strcmp(call->method, "DELETE") != 0) {
+            SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+            SETOPT(h, CURLOPT_POSTFIELDS, "");
+        }
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int start_attempt(struct gw_upstream *up, struct gw_call *call)
+{
+    uint64_t now = gw_loop_now(up->loop);
+    int rc;
+
+    if (now >= call->deadline_ms)
+        return GW_ERR_UPSTREAM_TIMEOUT;
+    call->easy = take_easy(up);
+    if (call->easy == NULL)
+        return GW_ERR_NOMEM;
+    call->resp_len = 0;
+    if (call->resp != NULL)
+        call->resp[0] = '\0';
+    call->too_big = false;
+    call->retry_after_s = 0;
+    call->status = 0;
+    rc = setup_easy(up, call, (long)(call->deadline_ms - now));
+    if (rc != 0)
+        goto fail;
+    if (curl_multi_add_handle(up->multi, call->easy) != CURLM_OK) {
+        rc = GW_ERR_INTERNAL;
+        goto fail;
+    }
+    call->attempts++;
+    call->attempt_start_ms = now;
+    gw_metrics_inc(&up->metrics->upstream_attempts);
+    return 0;
+
+fail:
+    give_easy(up, call->easy);
+    call->easy = NULL;
+    return rc;
+}
+
+static void on_backoff_due(struct gw_timer *t)
+{
+    struct gw_call *call = t->data;
+    struct gw_upstream *up = call->up;
+    int rc = start_attempt(up, call);
+
+    if (rc != 0)
+        finish(up, call, rc == GW_ERR_UPSTREAM_TIMEOUT ? GW_ERR_UPSTREAM_TIMEOUT : rc);
+}
+
+/* What a finished transfer means: GW_OK with an HTTP status, or a failure, and whether the
+ * same request may be sent again. */
+static enum gw_err classify(struct gw_upstream *up, struct gw_call *call, CURLcode code,
+                            bool *transient)
+{
+    uint64_t now = gw_loop_now(up->loop);
+
+    *transient = false;
+    switch (code) {
+    case CURLE_OK:
+        *transient = call->status == 429 || call->status == 502 || call->status == 503 ||
+                     call->status == 504;
+        return GW_OK;
+    case CURLE_WRITE_ERROR:
+        return call->too_big ? GW_ERR_UPSTREAM_BAD_RESPONSE : GW_ERR_NOMEM;
+    case CURLE_OPERATION_TIMEDOUT:
+        /* Only the whole deadline is a timeout; a connect timeout inside it is a connect
+         * failure that another attempt may cure. */
+        if (now + 5 >= call->deadline_ms)
+            return GW_ERR_UPSTREAM_TIMEOUT;
+        *transient = true;
+        return GW_ERR_UPSTREAM_UNAVAILABLE;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        *transient = true;
+        return GW_ERR_UPSTREAM_UNAVAILABLE;
+    default:
+        return GW_ERR_UPSTREAM_UNAVAILABLE;
+    }
+}
+
+static uint64_t backoff_ms(struct gw_upstream *up, struct gw_call *call)
+{
+    const struct gw_config *cfg = up->cfg;
+    uint64_t d = (uint64_t)cfg->upstream.retry_base_ms;
+    int i;
+
+    if (call->retry_after_s > 0)
+        return (uint64_t)call->retry_after_s * 1000u;
+    for (i = 1; i < call->attempts && d < (uint64_t)cfg->upstream.retry_max_ms; i++)
+        d *= 2;
+    if (d > (uint64_t)cfg->upstream.retry_max_ms)
+        d = (uint64_t)cfg->upstream.retry_max_ms;
+    /* "Equal jitter": half fixed, half random, so that retries of many callers spread out. */
+    return d / 2 + next_rand(up) % (d / 2 + 1);
+}
+
+static void count_failure(struct gw_upstream *up, enum gw_err failure, long status)
+{
+    enum gw_upstream_failure kind;
+
+    switch (failure) {
+    case GW_OK:
+        if (status == 401 || status == 403)
+            kind = GW_UPFAIL_AUTH;
+        else if (status == 429)
+            kind = GW_UPFAIL_RATE_LIMITED;
+        else if (status >= 500)
+            kind = GW_UPFAIL_HTTP_5XX;
+        else if (status >= 400)
+            kind = GW_UPFAIL_HTTP_4XX;
+        else
+            return;
+        break;
+    case GW_ERR_UPSTREAM_TIMEOUT:
+        kind = GW_UPFAIL_TIMEOUT;
+        break;
+    case GW_ERR_UPSTREAM_BAD_RESPONSE:
+        kind = GW_UPFAIL_BAD_RESPONSE;
+        break;
+    default:
+        kind = GW_UPFAIL_UNAVAILABLE;
+        break;
+    }
+    gw_metrics_inc(&up->metrics->upstream_failures[kind]);
+}
+
+static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLcode code)
+{
+    uint64_t now = gw_loop_now(up->loop);
+    enum gw_err failure;
+    bool transient;
+    uint64_t delay;
+    long status = 0;
+
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    call->status = status;
+    call->curl_code = (int)code;
+    call->upstream_ms += (double)(now - call->attempt_start_ms);
+    gw_metrics_observe(&up->metrics->upstream_seconds, (now - call->attempt_start_ms) * 1000u);
+    curl_multi_remove_handle(up->multi, call->easy);
+    give_easy(up, call->easy);
+    call->easy = NULL;
+
+    failure = classify(up, call, code, &transient);
+    if (failure != GW_OK)
+        call->status = 0;
+    count_failure(up, failure, call->status);
+    if (!transient || !call->retryable || call->attempts > up->cfg->upstream.max_retries)
+        goto done;
+    delay = backoff_ms(up, call);
+    if (now + delay >= call->deadline_ms)
+        goto done;
+    gw_logf(GW_LOG_DEBUG, "upstream retry in %llu ms", (unsigned long long)delay);
+    gw_metrics_inc(&up->metrics->upstream_retries);
+    gw_timer_start(up->loop, &call->backoff, delay);
+    return;
+
+done:
+    finish(up, call, failure);
+}
+
+static void check_done(struct gw_upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+        struct gw_call *call = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        if (call == NULL)
+            continue;
+        on_transfer_done(up, call, msg->data.result);
+    }
+}
+
+/* ---- the interface ---- */
+
+struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
+                                    const struct gw_secret *secret, struct gw_metrics *metrics)
+{
+    struct gw_upstream *up = calloc(1, sizeof(*up));
+    CURLMcode mc = CURLM_OK;
+
+    if (up == NULL)
+        goto fail_alloc;
+    up->loop = loop;
+    up->cfg = cfg;
+    up->metrics = metrics;
+    up->headers = build_headers(secret);
+    if (up->headers == NULL)
+        goto fail_headers;
+    up->multi = curl_multi_init();
+    if (up->multi == NULL)
+        goto fail_multi;
+    gw_timer_init(&up->timer, on_curl_timer_due, up);
+    if (getrandom(&up->rng, sizeof(up->rng), 0) != sizeof(up->rng) || up->rng == 0)
+        up->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)up;
+    mc |= curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    mc |= curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+    mc |= curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    mc |= curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+    mc |= curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                            (long)cfg->upstream.max_connections);
+    mc |= curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, (long)cfg->upstream.max_connections);
+    if (mc != CURLM_OK)
+        goto fail_setopt;
+    return up;
+
+fail_setopt:
+    curl_multi_cleanup(up->multi);
+fail_multi:
+    wipe_slist(up->headers);
+fail_headers:
+    free(up);
+fail_alloc:
+    return NULL;
+}
+
+void gw_upstream_free(struct gw_upstream *up)
+{
+    if (up == NULL)
+        return;
+    gw_timer_stop(up->loop, &up->timer);
+    /* Cleanup closes the pooled connections, which calls back CURL_POLL_REMOVE. */
+    curl_multi_cleanup(up->multi);
+    while (up->socks != NULL)
+        sock_free(up, up->socks);
+    while (up->n_idle > 0)
+        curl_easy_cleanup(up->idle[--up->n_idle]);
+    wipe_slist(up->headers);
+    free(up);
+}
+
+int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
+{
+    int rc;
+
+    call->up = up;
+    call->failure = GW_OK;
+    call->status = 0;
+    call->attempts = 0;
+    call->upstream_ms = 0;
+    call->easy = NULL;
+    call->prev = call->next = NULL;
+    gw_timer_init(&call->backoff, on_backoff_due, call);
+    rc = start_attempt(up, call);
+    if (rc != 0)
+        return rc;
+    call->next = up->calls;
+    if (up->calls != NULL)
+        up->calls->prev = call;
+    up->calls = call;
+    up->n_calls++;
+    return 0;
+}
+
+void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err)
+{
+    while (up->calls != NULL)
+        finish(up, up->calls, err);
+}
+
+size_t gw_upstream_in_flight(const struct gw_upstream *up)
+{
+    return up->n_calls;
+}
+
+void gw_call_release(struct gw_call *call)
+{
+    free(call->resp);
+    call->resp = NULL;
+    call->resp_len = 0;
+    call->resp_cap = 0;
+}
