@@ -12,22 +12,28 @@
 #include <string.h>
 
 #include "hcgw/err.h"
+#include "hcgw/limits.h"
 
 /* HelpCrunch pages hold 1 to this many customers; it is also hcgw's default page. */
 #define LIST_MAX_LIMIT 100
 /* HelpCrunch documents no bound on offset; a signed 32-bit value is the conservative one. */
 #define LIST_MAX_OFFSET INT32_MAX
-/* Digits of LIST_MAX_OFFSET; a longer number is out of range (or clamped, for a limit). */
-#define NUMBER_MAX_DIGITS 10
+/*
+ * Numbers saturate here while they are read: the value is above every bound checked below, so
+ * a number of any length is read without overflow, and a long one is still clamped (a limit)
+ * or out of range (an offset) as its true value would be.
+ */
+#define NUMBER_SATURATED ((uint64_t)1 << 40)
 
 static const char *const sort_values[] = { "customers.firstSeen", "customers.lastSeen" };
 static const char *const order_values[] = { "asc", "desc" };
 
 /*
- * A decoded value longer than the longest legal one ("customers.firstSeen") is wrong however
- * it goes on, so decoding stops there and the buffer needs no other bound.
+ * A decoded value is never longer than the raw query it comes from, which is part of a URL of
+ * at most GW_MAX_URL_BYTES. The bound is the URL's and not the longest legal word's, because a
+ * limit of any number of digits is legal: it is clamped, not refused for its size.
  */
-#define VALUE_MAX_BYTES (sizeof "customers.firstSeen" - 1)
+#define VALUE_MAX_BYTES GW_MAX_URL_BYTES
 
 static int hex_value(char c)
 {
@@ -78,22 +84,22 @@ static bool decode_value(const char *s, size_t len, char *out)
     return true;
 }
 
-/* A plain decimal number: 1..NUMBER_MAX_DIGITS digits, no sign, no space. */
+/* A plain decimal number: one or more digits, no sign, no space; saturated (see above). */
 static bool parse_number(const char *s, uint64_t *out)
 {
-    size_t len = strlen(s);
     uint64_t v = 0;
     size_t i;
 
-    if (len == 0 || len > NUMBER_MAX_DIGITS)
+    if (s[0] == '\0')
         return false;
-    for (i = 0; i < len; i++) {
+    for (i = 0; s[i] != '\0'; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
-        /* Ten digits stay below 10^10, far from overflowing 64 bits. */
-        v = v * 10 + (uint64_t)(s[i] - '0');
+        /* Below 2^40 before the step, below 2^44 after it: no overflow. */
+        if (v < NUMBER_SATURATED)
+            v = v * 10 + (uint64_t)(s[i] - '0');
     }
-    *out = v;
+    *out = v < NUMBER_SATURATED ? v : NUMBER_SATURATED;
     return true;
 }
 

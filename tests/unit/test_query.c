@@ -39,7 +39,10 @@ static void test_list_query(void **state)
         { "limit=007", 0, "?offset=0&limit=7" },
         { "limit=%35", 0, "?offset=0&limit=5" },
         { "limit=%31%30", 0, "?offset=0&limit=10" },
-        { "limit=12345678901", BAD },           /* 11 digits */
+        { "limit=12345678901", 0, "?offset=0&limit=100" },            /* 11 digits */
+        { "limit=99999999999999999999999999999999", 0, "?offset=0&limit=100" },
+        { "limit=0000000000000000000000000000005", 0, "?offset=0&limit=5" },
+        { "limit=00000000000000000000000000000000", 0, "?offset=0&limit=1" },
         { "limit=", BAD },
         { "limit", BAD },
         { "limit=-1", BAD },
@@ -64,6 +67,8 @@ static void test_list_query(void **state)
         { "offset=2147483647", 0, "?offset=2147483647&limit=100" },
         { "offset=2147483648", BAD },
         { "offset=9999999999", BAD },
+        { "offset=99999999999999999999999999999999", BAD },
+        { "offset=00000000000000000000000000000007", 0, "?offset=7&limit=100" },
         { "offset=-0", BAD },
         { "offset=-1", BAD },
         { "offset=", BAD },
