@@ -4,6 +4,7 @@
  *   first access call → request id, route match, local answers, early 4xx checks
  *   body calls       → bounded accumulation
  *   last access call → body validated, upstream call built, connection suspended, call submitted
+ *   caller hangs up  → (while suspended) the call is cancelled, and the request logged as 499
  *   call done        → answer built (pass-through, reshaped or the envelope), queued, resumed
  *   completion       → one access log line, counters, free.
  * Every failure on the way is a value of enum gw_err rendered by envelope.c.
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 
 #include "hcgw/body.h"
@@ -59,6 +61,8 @@ struct gw_request {
     size_t up_body_len;
     struct gw_call call;
     bool call_live;                   /* submitted, done not yet run */
+    struct gw_io client_io;           /* the caller's socket, watched for a hang-up meanwhile */
+    bool client_gone;                 /* the caller hung up before it had an answer */
     enum gw_err pending;              /* decided at the headers, answered after the body */
     /* For the access line. */
     int status;
@@ -276,6 +280,46 @@ static enum MHD_Result answer_local(struct gw_request *req)
 
 /* ---- the upstream call ---- */
 
+/*
+ * A suspended connection is not watched by libmicrohttpd, so a caller who hangs up while its
+ * request waits on HelpCrunch would go unnoticed until the answer is written into a dead
+ * socket (and logged as a success), and the call would run, and be retried, for nobody. The
+ * caller's socket is therefore watched for a hang-up (as nginx does) while the call runs.
+ */
+static void on_client_event(struct gw_io *io, uint32_t events)
+{
+    struct gw_request *req = io->data;
+
+    if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    gw_loop_io_set(req->w->loop, &req->client_io, 0);
+    if (!req->call_live)
+        return;
+    req->client_gone = true;
+    /* The answer this produces goes nowhere; the access line says 499. */
+    gw_upstream_cancel(req->w->up, &req->call, GW_ERR_INTERNAL);
+}
+
+static void watch_client(struct gw_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    if (ci == NULL)
+        return;
+    req->client_io.fd = ci->connect_fd;
+    req->client_io.cb = on_client_event;
+    req->client_io.data = req;
+    /* On failure the request is simply not watched, as before. */
+    gw_loop_io_set(req->w->loop, &req->client_io, EPOLLRDHUP);
+}
+
+/* Before libmicrohttpd takes the socket back (resume) or closes it. */
+static void unwatch_client(struct gw_request *req)
+{
+    gw_loop_io_set(req->w->loop, &req->client_io, 0);
+}
+
 static void on_call_done(struct gw_call *call)
 {
     struct gw_request *req = call->data;
@@ -285,6 +329,7 @@ static void on_call_done(struct gw_call *call)
     size_t out_len = 0;
     int rc;
 
+    unwatch_client(req);
     req->call_live = false;
     w->in_flight--;
     gw_metrics_add(&w->metrics->in_flight, -1);
@@ -305,7 +350,10 @@ static void on_call_done(struct gw_call *call)
     }
     rc = gw_reply_build(req->route->reply, call->resp, call->resp_len, &out, &out_len);
     if (rc != 0) {
-        answer_error(req, rc);
+        /* HelpCrunch did answer (with a 2xx we cannot use): say which status it was. */
+        gw_envelope_local(&env, rc);
+        env.upstream_status = (int)call->status;
+        answer_envelope(req, &env);
         return;
     }
     if (req->route->reply == GW_REPLY_DELETED) {
@@ -368,6 +416,7 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     req->call.body = req->up_body;
     req->call.body_len = req->up_body_len;
     req->call.retryable = r->retryable;
+    req->call.request_id = req->request_id;
     req->call.deadline_ms = gw_loop_now(w->loop) + (uint64_t)w->cfg->upstream.timeout_ms;
     req->call.done = on_call_done;
     req->call.data = req;
@@ -381,6 +430,7 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     req->call_live = true;
     w->in_flight++;
     gw_metrics_add(&w->metrics->in_flight, 1);
+    watch_client(req);
     return MHD_YES;
 }
 
@@ -421,17 +471,16 @@ static enum MHD_Result on_headers(struct gw_request *req, const char *method)
 
     if (__atomic_load_n(w->stopping, __ATOMIC_RELAXED) || w->draining)
         return answer_error(req, GW_ERR_SHUTTING_DOWN);
+    if (req->uri_too_long)
+        rc = GW_ERR_ROUTE_NOT_FOUND;
+    else
+        rc = gw_router_match(method, req->uri, &req->match);
+    req->route = req->match.route;
     if (parse_length(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH),
                      &clen) &&
         clen > (unsigned long long)w->cfg->limits.max_body_bytes)
         return answer_error(req, GW_ERR_BODY_TOO_LARGE);
-    if (req->uri_too_long) {
-        req->pending = GW_ERR_ROUTE_NOT_FOUND;
-        return MHD_YES;
-    }
-    rc = gw_router_match(method, req->uri, &req->match);
-    req->route = req->match.route;
     if (rc != 0) {
         req->pending = rc;
         return MHD_YES;
@@ -541,7 +590,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     *req_cls = NULL;
     ms = ms_since(&req->start);
     /* 499 (as nginx logs it): the client went away before it had an answer. */
-    status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? req->status : 499;
+    status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->client_gone ? req->status : 499;
     if (req->state == REQ_NEW && req->request_id[0] == '\0')
         new_request_id(w, req->request_id);
     gw_metrics_request(w->metrics, req->route, status, (uint64_t)(ms * 1000.0));
@@ -552,7 +601,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
         gw_log_str(&l, "contact_id", req->match.id[0] ? req->match.id : NULL);
         gw_log_int(&l, "status", status);
-        if (req->status >= 400 || req->err != GW_OK)
+        if (!req->client_gone && (req->status >= 400 || req->err != GW_OK))
             gw_log_str(&l, "code", gw_err_info(req->err)->code);
         if (req->upstream_status > 0)
             gw_log_int(&l, "upstream_status", req->upstream_status);

@@ -361,6 +361,10 @@ static int setup_easy(struct gw_upstream *up, struct gw_call *call, long timeout
     SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    /* libcurl silently sends a request again when a reused keep-alive connection turns out
+     * dead before any answer byte. For a call that must never be sent twice (POST, PATCH:
+     * HelpCrunch has no idempotency keys) a fresh connection rules that out. */
+    SETOPT(h, CURLOPT_FRESH_CONNECT, call->retryable ? 0L : 1L);
     SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -511,6 +515,24 @@ static void count_failure(struct gw_upstream *up, enum gw_err failure, long stat
     gw_metrics_inc(&up->metrics->upstream_failures[kind]);
 }
 
+/* A retry is a log line of its request, so it carries the request id like the access line. */
+static void log_retry(const struct gw_call *call, enum gw_err failure, uint64_t delay)
+{
+    struct gw_logline l;
+
+    if (!gw_log_enabled(GW_LOG_DEBUG))
+        return;
+    gw_log_begin(&l, GW_LOG_DEBUG, "upstream retry");
+    gw_log_str(&l, "request_id", call->request_id);
+    gw_log_int(&l, "attempt", call->attempts);
+    if (failure == GW_OK)
+        gw_log_int(&l, "upstream_status", call->status);
+    else
+        gw_log_int(&l, "curl_code", call->curl_code);
+    gw_log_int(&l, "delay_ms", (long long)delay);
+    gw_log_end(&l);
+}
+
 static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLcode code)
 {
     uint64_t now = gw_loop_now(up->loop);
@@ -537,7 +559,7 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
     delay = backoff_ms(up, call);
     if (now + delay >= call->deadline_ms)
         goto done;
-    gw_logf(GW_LOG_DEBUG, "upstream retry in %llu ms", (unsigned long long)delay);
+    log_retry(call, failure, delay);
     gw_metrics_inc(&up->metrics->upstream_retries);
     gw_timer_start(up->loop, &call->backoff, delay);
     return;
@@ -641,6 +663,11 @@ int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
     up->calls = call;
     up->n_calls++;
     return 0;
+}
+
+void gw_upstream_cancel(struct gw_upstream *up, struct gw_call *call, enum gw_err err)
+{
+    finish(up, call, err);
 }
 
 void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err)

@@ -38,6 +38,7 @@ struct gw_call {
     const char *body;                /* NULL for none; owned by the caller, kept until done */
     size_t body_len;
     bool retryable;                  /* safe to send again (idempotent route) */
+    const char *request_id;          /* for log lines of this call; kept by the caller until done */
     uint64_t deadline_ms;            /* loop time by which the whole call, retries included, ends */
     gw_call_done_cb *done;
     void *data;                      /* for the callback */
@@ -79,6 +80,12 @@ void gw_upstream_free(struct gw_upstream *up);
  * function. Returns a negative gw_err: done will never be called.
  */
 int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call);
+
+/**
+ * End @p call, which must be in flight (submitted, done not yet run), now with @p err: its
+ * transfer or retry wait is abandoned and its done callback runs before this returns.
+ */
+void gw_upstream_cancel(struct gw_upstream *up, struct gw_call *call, enum gw_err err);
 
 /** End every call in flight now with @p err (each done callback runs once). */
 void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err);

@@ -116,7 +116,7 @@ def chunked(body, size=1000):
 
 
 class ValidationTest(GatewayCase):
-    gw_conf = "limits = { max_body_bytes = %d; };\n" % MAX_BODY
+    conf_groups = {"limits": {"max_body_bytes": MAX_BODY}}
 
     # ---- helpers
 
