@@ -118,6 +118,11 @@ static const struct key keys[] = {
     LONG_KEY("limits.connection_timeout_ms", limits.connection_timeout_ms, 0, 3600000, 30000),
     INT_KEY("limits.max_in_flight", limits.max_in_flight, 1, 1000000, 4096),
 
+    INT_KEY("quota.requests_per_minute", quota.requests_per_minute, 0, 1000000, 120),
+    INT_KEY("quota.burst", quota.burst, 1, 100000, 10),
+    LONG_KEY("quota.max_wait_ms", quota.max_wait_ms, 0, 600000, 5000),
+    LONG_KEY("quota.cooldown_ms", quota.cooldown_ms, 1, 3600000, 10000),
+
     /* An enum, not a string field: its setter parses the name. */
     {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
 };

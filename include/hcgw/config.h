@@ -43,6 +43,12 @@ struct gw_config {
         int max_in_flight;           /* requests waiting on HelpCrunch per worker; default 4096 */
     } limits;
     struct {
+        int requests_per_minute;     /* quota.requests_per_minute, 0 = off; default 120 */
+        int burst;                   /* quota.burst, calls that may go at once; default 10 */
+        long max_wait_ms;            /* quota.max_wait_ms, longest wait for a slot; default 5000 */
+        long cooldown_ms;            /* quota.cooldown_ms, pause after a 429 without Retry-After; default 10000 */
+    } quota;
+    struct {
         enum gw_log_level level;     /* log.level "debug" | "info" | "warn" | "error"; default info */
     } log;
 };
