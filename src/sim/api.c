@@ -1,12 +1,13 @@
 /*
  * api.c: hcgw-sim's HTTP server: intake of requests (libmicrohttpd, one thread per
- * connection), the /v1 pipeline (journal, fault script, key check, rate limit, route, store),
- * the /_sim control API and the access log.
+ * connection), the /v1 pipeline (journal, fault script, fault knobs, key check, rate limit,
+ * route, store), the /_sim control API and the access log.
  *
- * One thread per connection lets a scripted fault sleep (delay_ms, drip) without holding up
- * any other connection. A single mutex guards the store, the counters and request journal,
- * the script queue and the rate-limit window; it is never held while sleeping or sending, and
- * every JSON text that leaves the store is serialized under it.
+ * One thread per connection lets a fault sleep (latency, delay_ms, drip, hang) without holding
+ * up any other connection. A single mutex guards the store, the counters and request journal,
+ * the script queue, the fault knobs with their PRNG, and the rate-limit window; it is never
+ * held while sleeping or sending, and every JSON text that leaves the store is serialized
+ * under it.
  */
 #include "api.h"
 
@@ -22,6 +23,7 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "faults.h"
 #include "journal.h"
 #include "nap.h"
 #include "script.h"
@@ -34,9 +36,10 @@
 
 struct sim_api {
     struct sim_options opt;
-    pthread_mutex_t lock; /* guards store, script, journal and the rate window */
+    pthread_mutex_t lock; /* guards store, script, faults, journal and the rate window */
     struct sim_store *store;
     struct sim_script *script;
+    struct sim_faults *faults;
     struct sim_journal *journal;
     struct sim_nap *nap;
     struct MHD_Daemon *daemon;
@@ -45,6 +48,9 @@ struct sim_api {
     long long window_start_ms;
     unsigned long window_count;
     bool lock_ready;      /* lock was initialized (for a failed start) */
+    /* The keys accepted now: the start key, or what POST /_sim/keys set (key rotation). */
+    char keys[SIM_MAX_KEYS][SIM_KEY_MAX];
+    size_t n_keys;
 };
 
 /* All state of one request, from the URI log callback to the completion callback. */
@@ -62,7 +68,7 @@ struct request {
     bool body_too_large;
     bool body_oom;
     unsigned status;      /* the status answered; 0 when the connection was closed instead */
-    const char *fault;    /* the scripted action that answered, for the log */
+    const char *fault;    /* the scripted action or knob fault that answered, for the log */
 };
 
 /* An answer being built; body is heap memory, NULL meaning "out of memory". */
@@ -290,10 +296,19 @@ out:
     return ret;
 }
 
+/* The connection's socket, which a reset fault resets; -1 when MHD does not tell it. */
+static int connection_socket(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    return ci != NULL ? (int)ci->connect_fd : -1;
+}
+
 static enum MHD_Result send_fault(struct sim_api *api, struct request *req,
                                   struct MHD_Connection *conn, struct sim_fault *fault)
 {
-    struct MHD_Response *resp = sim_fault_response(fault, api->nap);
+    struct MHD_Response *resp = sim_fault_response(fault, api->nap, connection_socket(conn));
     struct reply r = {.retry_after = -1};
     enum MHD_Result ret;
 
@@ -464,36 +479,46 @@ static const struct handler *handler_find(enum route route, const char *method,
     return found;
 }
 
-static bool authorized(const struct sim_api *api, struct MHD_Connection *conn)
+static bool authorized(struct sim_api *api, struct MHD_Connection *conn)
 {
     const char *h =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    bool ok = false;
+    size_t i;
 
     /* Exactly "Bearer <key>", as HelpCrunch asks: no other scheme, no extra characters. */
-    return h != NULL && strncmp(h, BEARER, sizeof(BEARER) - 1) == 0 &&
-           strcmp(h + sizeof(BEARER) - 1, api->opt.key) == 0;
+    if (h == NULL || strncmp(h, BEARER, sizeof(BEARER) - 1) != 0)
+        return false;
+    pthread_mutex_lock(&api->lock);
+    for (i = 0; i < api->n_keys && !ok; i++)
+        ok = strcmp(h + sizeof(BEARER) - 1, api->keys[i]) == 0;
+    pthread_mutex_unlock(&api->lock);
+    return ok;
 }
 
 /* A fixed one-minute window, started by the first call after the previous one ran out. */
 static bool rate_limited(struct sim_api *api, long *retry_after)
 {
     long long now = sim_now_ms();
+    const struct sim_knobs *k;
     bool hit = false;
 
-    if (api->opt.rate_limit == 0)
-        goto out;
     pthread_mutex_lock(&api->lock);
+    /* The limit is a knob: POST /_sim/faults may change it between two calls. */
+    k = sim_faults_knobs(api->faults);
+    if (k->rate_limit == 0)
+        goto out;
     if (!api->window_open || now - api->window_start_ms >= SIM_RATE_WINDOW_MS) {
         api->window_open = true;
         api->window_start_ms = now;
         api->window_count = 0;
     }
-    if (api->window_count < api->opt.rate_limit) {
+    if (api->window_count < k->rate_limit) {
         api->window_count++;
     } else {
         hit = true;
         sim_journal_count_rate_limited(api->journal);
-        if (api->opt.retry_after) {
+        if (k->retry_after) {
             long long left = api->window_start_ms + SIM_RATE_WINDOW_MS - now;
 
             *retry_after = (long)((left + 999) / 1000);
@@ -501,8 +526,8 @@ static bool rate_limited(struct sim_api *api, long *retry_after)
                 *retry_after = 1;
         }
     }
-    pthread_mutex_unlock(&api->lock);
 out:
+    pthread_mutex_unlock(&api->lock);
     return hit;
 }
 
@@ -721,6 +746,53 @@ static void h_tags_remove(struct sim_api *api, struct request *req,
 
 /* ---------------------------------------------------------------- /v1 pipeline */
 
+/* The HelpCrunch-shaped error of an error_status knob fault; other statuses get a generic one. */
+static const struct {
+    unsigned status;
+    const char *code;
+    const char *message;
+} knob_errors[] = {
+    {429, "too_many_requests", "You have exceeded your requests limit"},
+    {500, "internal_error", "Internal server error"},
+    {502, "bad_gateway", "Bad gateway"},
+    {503, "service_unavailable", "Service temporarily unavailable"},
+    {504, "gateway_timeout", "Gateway timeout"},
+};
+
+static enum MHD_Result send_knob_error(struct sim_api *api, struct request *req,
+                                       struct MHD_Connection *conn, const struct sim_draw *draw)
+{
+    struct reply r = {.retry_after = -1};
+    const char *code = "simulated_error", *message = "Simulated error";
+    enum MHD_Result ret;
+    size_t i;
+
+    for (i = 0; i < sizeof(knob_errors) / sizeof(knob_errors[0]); i++) {
+        if (knob_errors[i].status == draw->status) {
+            code = knob_errors[i].code;
+            message = knob_errors[i].message;
+        }
+    }
+    reply_error(&r, api->opt.error_style, draw->status, code, message);
+    if (draw->status == 429 && draw->retry_after)
+        r.retry_after = SIM_ERROR_RETRY_AFTER_S;
+    ret = send_reply(req, conn, &r, NULL);
+    free(r.body);
+    return ret;
+}
+
+static enum MHD_Result send_internal(struct sim_api *api, struct request *req,
+                                     struct MHD_Connection *conn)
+{
+    struct reply r = {.retry_after = -1};
+    enum MHD_Result ret;
+
+    reply_std(&r, api, E_INTERNAL);
+    ret = send_reply(req, conn, &r, NULL);
+    free(r.body);
+    return ret;
+}
+
 /* Steps 2 to 4 of a /v1 call: key, rate limit, then the operation itself. */
 static enum MHD_Result serve_real(struct sim_api *api, struct request *req,
                                   struct MHD_Connection *conn, const struct match *m,
@@ -757,6 +829,7 @@ static enum MHD_Result serve_api(struct sim_api *api, struct request *req,
 {
     struct sim_journal_call call;
     struct sim_fault *fault = NULL;
+    struct sim_draw draw;
     struct match m;
     char key[SIM_ROUTE_KEY_MAX];
     enum MHD_Result ret = MHD_NO;
@@ -780,27 +853,51 @@ static enum MHD_Result serve_api(struct sim_api *api, struct request *req,
     call.body = req->body;
     call.body_len = req->body_len;
 
-    /* Step 1: count and record, and take a scripted fault if one is queued. */
+    /* Step 1: count and record, take a scripted fault if one is queued, and draw the latency
+     * and (when no script entry answers) the knob fault of this call. */
     pthread_mutex_lock(&api->lock);
     sim_journal_record(api->journal, &call);
     fault = sim_script_pop(api->script);
     if (fault != NULL)
         sim_journal_count_scripted(api->journal);
+    sim_faults_draw(api->faults, fault != NULL, &draw);
+    if (draw.delay_ms > 0)
+        sim_journal_count_fault(api->journal, SIM_FAULT_LATENCY);
+    sim_journal_count_fault(api->journal, draw.kind);
     pthread_mutex_unlock(&api->lock);
 
     /* Sleeps return false when the sim shuts down; the connection is then just closed. */
-    if (api->opt.latency_ms > 0 && !sim_nap_sleep(api->nap, api->opt.latency_ms))
+    if (draw.delay_ms > 0 && !sim_nap_sleep(api->nap, (unsigned long)draw.delay_ms))
         goto out;
-    if (fault != NULL) {
+    if (draw.kind == SIM_FAULT_ERROR) {
+        req->fault = sim_fault_kind_name(draw.kind);
+        ret = send_knob_error(api, req, conn, &draw);
+        goto out;
+    }
+    if (draw.kind != SIM_FAULT_NONE) {
+        req->fault = sim_fault_kind_name(draw.kind);
+        fault = sim_faults_make(&draw);
+        if (fault == NULL) {
+            ret = send_internal(api, req, conn);
+            goto out;
+        }
+    } else if (fault != NULL) {
         req->fault = sim_fault_action_name(fault);
         if (sim_fault_delay_ms(fault) > 0 && !sim_nap_sleep(api->nap, sim_fault_delay_ms(fault)))
             goto out;
+    }
+    if (fault != NULL) {
         switch (sim_fault_action(fault)) {
         case SIM_ACTION_CLOSE:
             goto out; /* MHD_NO: MHD drops the connection without an answer */
+        case SIM_ACTION_HANG:
+            /* No answer until the sim stops; then the connection is just closed. */
+            sim_nap_until_stop(api->nap);
+            goto out;
         case SIM_ACTION_PASSTHROUGH:
             break;
         case SIM_ACTION_RESPOND:
+        case SIM_ACTION_RESET:
         case SIM_ACTION_TRUNCATE:
         case SIM_ACTION_HUGE:
         case SIM_ACTION_DRIP:
@@ -844,6 +941,10 @@ static void c_reset(struct sim_api *api, struct request *req, struct reply *r)
     pthread_mutex_lock(&api->lock);
     sim_journal_reset(api->journal);
     sim_script_clear(api->script);
+    sim_faults_reset(api->faults);
+    explicit_bzero(api->keys, sizeof(api->keys));
+    memcpy(api->keys[0], api->opt.key, sizeof(api->keys[0]));
+    api->n_keys = 1;
     rc = sim_store_reset(api->store, api->opt.seed);
     api->window_open = false;
     pthread_mutex_unlock(&api->lock);
@@ -899,6 +1000,107 @@ static void c_script_clear(struct sim_api *api, struct request *req, struct repl
     reply_queued(r, 0);
 }
 
+/* The knobs as they are now, under the lock. */
+static void reply_knobs(struct sim_api *api, struct reply *r)
+{
+    free(r->body);
+    pthread_mutex_lock(&api->lock);
+    r->body = sim_faults_json(api->faults, &r->len);
+    pthread_mutex_unlock(&api->lock);
+    r->status = 200;
+}
+
+/*
+ * POST /_sim/keys {"keys":["a","b"]}: the keys HelpCrunch accepts from now on, so that a test
+ * can issue a new key beside the old one, rotate hcgw, then revoke the old key.
+ */
+static void c_keys_set(struct sim_api *api, struct request *req, struct reply *r)
+{
+    json_object *doc = NULL;
+    json_object *arr = NULL;
+    char keys[SIM_MAX_KEYS][SIM_KEY_MAX];
+    size_t n, i;
+
+    if (req->body_too_large || req->body_oom ||
+        sim_json_parse(req->body != NULL ? req->body : "", req->body_len, &doc) != 0 ||
+        !json_object_is_type(doc, json_type_object) ||
+        !json_object_object_get_ex(doc, "keys", &arr) ||
+        !json_object_is_type(arr, json_type_array)) {
+        reply_plain(r, 400, "error", "expected {\"keys\":[\"key\",...]}");
+        goto out;
+    }
+    n = json_object_array_length(arr);
+    if (n < 1 || n > SIM_MAX_KEYS) {
+        reply_plain(r, 400, "error", "between 1 and SIM_MAX_KEYS keys");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        json_object *k = json_object_array_get_idx(arr, i);
+        size_t len;
+        if (!json_object_is_type(k, json_type_string) ||
+            (len = (size_t)json_object_get_string_len(k)) == 0 || len >= SIM_KEY_MAX) {
+            reply_plain(r, 400, "error", "each key is a non-empty string");
+            goto out;
+        }
+        memcpy(keys[i], json_object_get_string(k), len + 1);
+    }
+    pthread_mutex_lock(&api->lock);
+    for (i = 0; i < api->n_keys; i++)
+        explicit_bzero(api->keys[i], sizeof(api->keys[i]));
+    memcpy(api->keys, keys, n * sizeof(keys[0]));
+    api->n_keys = n;
+    pthread_mutex_unlock(&api->lock);
+    reply_text(r, 200, "{\"ok\":true}");
+out:
+    explicit_bzero(keys, sizeof(keys));
+    json_object_put(doc);
+}
+
+static void c_faults_get(struct sim_api *api, struct request *req, struct reply *r)
+{
+    (void)req;
+    reply_knobs(api, r);
+}
+
+static void c_faults_set(struct sim_api *api, struct request *req, struct reply *r)
+{
+    json_object *doc = NULL;
+    bool rate_changed = false;
+    char err[256];
+    int rc;
+
+    if (req->body_too_large || req->body_oom) {
+        reply_plain(r, 413, "error", "the body is larger than 1 MiB");
+        goto out;
+    }
+    if (sim_json_parse(req->body != NULL ? req->body : "", req->body_len, &doc) != 0) {
+        reply_plain(r, 400, "error", "the body is not valid JSON");
+        goto out;
+    }
+    pthread_mutex_lock(&api->lock);
+    rc = sim_faults_update(api->faults, doc, &rate_changed, err, sizeof(err));
+    /* A new limit starts a new window, so that it applies from the next call on. */
+    if (rate_changed)
+        api->window_open = false;
+    pthread_mutex_unlock(&api->lock);
+    if (rc != 0)
+        reply_plain(r, 400, "error", err);
+    else
+        reply_knobs(api, r);
+out:
+    json_object_put(doc);
+}
+
+static void c_faults_clear(struct sim_api *api, struct request *req, struct reply *r)
+{
+    (void)req;
+    pthread_mutex_lock(&api->lock);
+    sim_faults_reset(api->faults);
+    api->window_open = false;
+    pthread_mutex_unlock(&api->lock);
+    reply_knobs(api, r);
+}
+
 static const struct control {
     const char *path;
     const char *method;
@@ -906,7 +1108,9 @@ static const struct control {
 } controls[] = {
     {"/_sim/stats", "GET", c_stats},         {"/_sim/requests", "GET", c_requests},
     {"/_sim/reset", "POST", c_reset},        {"/_sim/script", "POST", c_script_push},
-    {"/_sim/script", "DELETE", c_script_clear},
+    {"/_sim/script", "DELETE", c_script_clear}, {"/_sim/faults", "GET", c_faults_get},
+    {"/_sim/faults", "POST", c_faults_set},  {"/_sim/faults", "DELETE", c_faults_clear},
+    {"/_sim/keys", "POST", c_keys_set},
 };
 #define N_CONTROLS (sizeof(controls) / sizeof(controls[0]))
 
@@ -1094,6 +1298,8 @@ struct sim_api *sim_api_start(const struct sim_options *opt, char *err, size_t e
         goto fail;
     }
     api->opt = *opt;
+    memcpy(api->keys[0], opt->key, sizeof(api->keys[0]));
+    api->n_keys = 1;
     if (pthread_mutex_init(&api->lock, NULL) != 0) {
         snprintf(err, errlen, "cannot create a mutex");
         goto fail;
@@ -1103,7 +1309,9 @@ struct sim_api *sim_api_start(const struct sim_options *opt, char *err, size_t e
     api->script = sim_script_new();
     api->journal = sim_journal_new();
     api->nap = sim_nap_new();
+    api->faults = sim_faults_new(&opt->knobs, opt->rng_seed);
     if (api->store == NULL || api->script == NULL || api->journal == NULL || api->nap == NULL ||
+        api->faults == NULL ||
         sim_store_reset(api->store, opt->seed) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -1163,10 +1371,12 @@ void sim_api_stop(struct sim_api *api)
         MHD_stop_daemon(api->daemon);
     sim_store_free(api->store);
     sim_script_free(api->script);
+    sim_faults_free(api->faults);
     sim_journal_free(api->journal);
     sim_nap_free(api->nap);
     if (api->lock_ready)
         pthread_mutex_destroy(&api->lock);
     explicit_bzero(api->opt.key, sizeof(api->opt.key));
+    explicit_bzero(api->keys, sizeof(api->keys));
     free(api);
 }

@@ -14,6 +14,7 @@
 
 #include <netinet/in.h>
 
+#include "faults.h"
 #include "limits.h"
 
 struct sim_api;
@@ -29,11 +30,10 @@ struct sim_options {
     char address[INET6_ADDRSTRLEN]; /**< numeric IPv4 or IPv6 address to bind */
     uint16_t port;                  /**< 0 = an ephemeral port */
     char key[SIM_KEY_MAX];          /**< the key expected in "Authorization: Bearer <key>" */
-    unsigned long rate_limit;       /**< calls per one-minute window; 0 = no limit */
-    bool retry_after;               /**< send Retry-After on 429 */
     enum sim_error_style error_style;
     bool seed;                      /**< load the seed customers at start and on reset */
-    unsigned long latency_ms;       /**< added before every /v1 answer */
+    struct sim_knobs knobs;         /**< fault knobs at start (latency, rate limit, ...) */
+    uint64_t rng_seed;              /**< the fault PRNG's seed (--seed) */
     bool quiet;                     /**< no access log lines on stderr */
 };
 

@@ -46,6 +46,7 @@ struct sim_journal {
     unsigned long long connections;
     unsigned long long rate_limited;
     unsigned long long scripted;
+    unsigned long long faults[SIM_FAULT_KINDS];
     unsigned long long seq;
     struct route_count routes[SIM_JOURNAL_ROUTES_MAX];
     size_t n_routes;
@@ -85,6 +86,7 @@ void sim_journal_reset(struct sim_journal *j)
     for (i = 0; i < SIM_JOURNAL_RING; i++)
         entry_clear(&j->ring[i]);
     j->requests = j->connections = j->rate_limited = j->scripted = j->seq = 0;
+    memset(j->faults, 0, sizeof(j->faults));
     j->n_routes = 0;
     j->head = j->len = 0;
 }
@@ -164,6 +166,12 @@ void sim_journal_count_scripted(struct sim_journal *j)
     j->scripted++;
 }
 
+void sim_journal_count_fault(struct sim_journal *j, enum sim_fault_kind kind)
+{
+    if (kind > SIM_FAULT_NONE && kind < SIM_FAULT_KINDS)
+        j->faults[kind]++;
+}
+
 /* Adds key: value, where a NULL string becomes JSON null; false when memory ran out. */
 static bool add_str(json_object *obj, const char *key, const char *s, size_t len)
 {
@@ -201,11 +209,17 @@ char *sim_journal_stats_json(const struct sim_journal *j, size_t *len)
 {
     json_object *doc = json_object_new_object();
     json_object *routes = json_object_new_object();
+    json_object *faults = json_object_new_object();
     char *text = NULL;
     size_t i;
 
-    if (doc == NULL || routes == NULL)
+    if (doc == NULL || routes == NULL || faults == NULL)
         goto out;
+    /* Every kind, zero included, so that a test can read any counter without a default. */
+    for (i = SIM_FAULT_NONE + 1; i < SIM_FAULT_KINDS; i++) {
+        if (!add_u64(faults, sim_fault_kind_name((enum sim_fault_kind)i), j->faults[i]))
+            goto out;
+    }
     for (i = 0; i < j->n_routes; i++) {
         if (!add_u64(routes, j->routes[i].key, j->routes[i].n))
             goto out;
@@ -214,11 +228,15 @@ char *sim_journal_stats_json(const struct sim_journal *j, size_t *len)
         !add_u64(doc, "rate_limited", j->rate_limited) ||
         !add_u64(doc, "scripted", j->scripted))
         goto out;
+    if (json_object_object_add(doc, "faults", faults) != 0)
+        goto out;
+    faults = NULL;
     if (json_object_object_add(doc, "by_route", routes) != 0)
         goto out;
     routes = NULL;
     text = sim_json_dump(doc, len);
 out:
+    json_object_put(faults);
     json_object_put(routes);
     json_object_put(doc);
     return text;

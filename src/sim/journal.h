@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "faults.h"
+
 struct sim_journal;
 
 /** One /v1 call as it arrived; every string may be NULL (absent) and is copied. */
@@ -51,9 +53,13 @@ void sim_journal_count_rate_limited(struct sim_journal *j);
 /** Counts one call that took an entry of the fault script. */
 void sim_journal_count_scripted(struct sim_journal *j);
 
+/** Counts one fault of the knobs applied to a call (SIM_FAULT_NONE is not counted). */
+void sim_journal_count_fault(struct sim_journal *j, enum sim_fault_kind kind);
+
 /**
  * The body of GET /_sim/stats: {"requests":N,"connections":N,"rate_limited":N,"scripted":N,
- * "by_route":{...}}, a heap string the caller frees; NULL when out of memory.
+ * "faults":{"latency":N,"error":N,...},"by_route":{...}}, a heap string the caller frees;
+ * NULL when out of memory.
  */
 char *sim_journal_stats_json(const struct sim_journal *j, size_t *len);
 

@@ -21,8 +21,8 @@
 
 /* Options. */
 #define SIM_KEY_MAX 512u                    /* the API key accepted in Authorization */
-#define SIM_LATENCY_MAX_MS 600000ul         /* --latency-ms */
-#define SIM_RATE_LIMIT_MAX 1000000000ul     /* --rate-limit, requests per window */
+#define SIM_LATENCY_MAX_MS 600000ul         /* latency_ms, latency_jitter_ms */
+#define SIM_RATE_LIMIT_MAX 1000000000ul     /* rate_limit, requests per window */
 #define SIM_RATE_WINDOW_MS 60000ll          /* the fixed rate-limit window */
 
 /* The request journal (/_sim/stats, /_sim/requests). */
@@ -54,5 +54,17 @@
 #define SIM_HUGE_DEFAULT (9ull * 1024u * 1024u)
 #define SIM_HUGE_MAX (1024ull * 1024u * 1024u)
 #define SIM_STREAM_BLOCK (16u * 1024u)      /* bytes produced per content-reader call */
+
+/* The fault knobs (/_sim/faults and their flags); latency and jitter use SIM_LATENCY_MAX_MS,
+ * drip_interval_ms SIM_SCRIPT_INTERVAL_MAX_MS and huge_bytes SIM_HUGE_MIN..SIM_HUGE_MAX. */
+#define SIM_ERROR_STATUS_MIN 400ull         /* error_status: an error, never a success */
+#define SIM_ERROR_STATUS_MAX 599ull
+#define SIM_ERROR_STATUS_DEFAULT 503ull
+#define SIM_ERROR_NEXT_MAX 1000000ull       /* error_next */
+#define SIM_ERROR_RETRY_AFTER_S 1           /* Retry-After of an error_status 429 */
+#define SIM_RATE_SUM_SLACK 1e-9             /* float slack when the rates add up to 1 */
+
+/** Keys the simulator accepts at once (POST /_sim/keys, for key rotation tests). */
+#define SIM_MAX_KEYS 4
 
 #endif /* HCGW_SIM_LIMITS_H */

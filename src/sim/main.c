@@ -15,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <hcgw/version.h>
 
 #include "api.h"
+#include "faults.h"
 #include "limits.h"
 #include "util.h"
 
@@ -27,6 +30,12 @@
 #define DEFAULT_KEY "sim-key"
 #define DEFAULT_RATE_LIMIT 120ul /* HelpCrunch's documented 120 requests per minute */
 #define KEY_ENV "HCGW_SIM_KEY"
+
+/* getopt_long values of the options that have no short letter. */
+#define OPT_SEED 0x100
+#define OPT_KNOB 0x200 /* + the knob's index in faults.c's table */
+#define N_BASE_OPTS 9 /* the fixed entries of long_opts below, without the terminator */
+#define N_KNOBS_MAX 32 /* room for faults.c's table; checked at run time */
 
 enum parse_result { PARSE_RUN, PARSE_EXIT_OK, PARSE_ERROR };
 
@@ -50,16 +59,29 @@ static void usage(FILE *f)
             "  --port N           TCP port, 0 for an ephemeral one (default %d)\n"
             "  --key KEY          API key expected as \"Authorization: Bearer KEY\"\n"
             "                     (default $" KEY_ENV ", else \"" DEFAULT_KEY "\")\n"
-            "  --rate-limit N     requests per one-minute window, 0 = off (default %lu)\n"
-            "  --retry-after      send Retry-After on 429 (HelpCrunch documents none)\n"
             "  --error-style S    new (generic invalid_request entry first) or old (default new)\n"
             "  --no-seed          start with no customers\n"
-            "  --latency-ms N     added latency on every /v1 call (default 0)\n"
+            "  --seed N           seed of the fault PRNG, for reproducible runs (default: time)\n"
             "  --quiet            no access log lines on stderr\n"
             "  --help, --version\n"
             "\n"
-            "Control API under /_sim: GET stats, GET requests, POST reset, POST/DELETE script.\n"
-            "See docs/simulator.md.\n",
+            "Fault knobs (also settable at run time with POST /_sim/faults):\n"
+            "  --rate-limit N     requests per one-minute window, 0 = off (default %lu)\n"
+            "  --retry-after      send Retry-After on 429 (HelpCrunch documents none)\n"
+            "  --latency-ms N     added latency on every /v1 call (default 0)\n"
+            "  --latency-jitter-ms N   plus a random 0..N ms (default 0)\n"
+            "  --error-rate F     fraction of calls answered --error-status (default 0)\n"
+            "  --error-status N   400..599 (default 503)\n"
+            "  --error-next N     the next N calls get --error-status (default 0)\n"
+            "  --hang-rate F, --close-rate F, --reset-rate F, --truncate-rate F,\n"
+            "  --drip-rate F, --huge-rate F, --html-rate F, --bad-body-rate F\n"
+            "                     fractions of calls hung, closed, reset mid-body, cut short,\n"
+            "                     dripped, answered huge, with an HTML 502, with a non-JSON 200\n"
+            "  --drip-interval-ms N   pause between dripped bytes (default 1000)\n"
+            "  --huge-bytes N     size of a huge body (default 9437184)\n"
+            "\n"
+            "Control API under /_sim: GET stats, GET requests, POST reset, POST/DELETE script,\n"
+            "GET/POST/DELETE faults. See docs/simulator.md.\n",
             DEFAULT_PORT, DEFAULT_RATE_LIMIT);
 }
 
@@ -108,34 +130,68 @@ static int set_address(struct sim_options *opt, const char *address)
     return 0;
 }
 
-static enum parse_result parse_args(int argc, char **argv, struct sim_options *opt)
+/* A seed for runs that give none: different every run, printed so that a run can be replayed.
+ * Kept to 63 bits so that it can be given back through --seed or POST /_sim/faults. */
+static uint64_t default_rng_seed(void)
 {
-    static const struct option long_opts[] = {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+            ((uint64_t)getpid() << 32)) & (uint64_t)INT64_MAX;
+}
+
+/* The fixed options and then one per fault knob, named by faults.c's table. */
+static int build_options(struct option *opts, size_t cap)
+{
+    static const struct option base[N_BASE_OPTS] = {
         {"address", required_argument, NULL, 'a'},
         {"port", required_argument, NULL, 'p'},
         {"key", required_argument, NULL, 'k'},
-        {"rate-limit", required_argument, NULL, 'r'},
-        {"retry-after", no_argument, NULL, 'R'},
         {"error-style", required_argument, NULL, 'e'},
         {"no-seed", no_argument, NULL, 'S'},
-        {"latency-ms", required_argument, NULL, 'l'},
+        {"seed", required_argument, NULL, OPT_SEED},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
     };
+    size_t i, n = N_BASE_OPTS, k = sim_knobs_count();
+
+    if (n + k + 1 > cap)
+        return -1;
+    memcpy(opts, base, n * sizeof(*opts));
+    for (i = 0; i < k; i++) {
+        opts[n].name = sim_knobs_flag(i);
+        opts[n].has_arg = sim_knobs_flag_has_arg(i) ? required_argument : no_argument;
+        opts[n].flag = NULL;
+        opts[n].val = OPT_KNOB + (int)i;
+        n++;
+    }
+    memset(&opts[n], 0, sizeof(opts[n]));
+    return 0;
+}
+
+static enum parse_result parse_args(int argc, char **argv, struct sim_options *opt)
+{
+    struct option long_opts[N_BASE_OPTS + N_KNOBS_MAX + 1];
     const char *env_key = getenv(KEY_ENV);
     unsigned long n = 0;
-    bool key_given = false;
+    long long seed = 0;
+    bool key_given = false, seed_given = false;
+    char err[160];
     int c;
 
     memset(opt, 0, sizeof(*opt));
     memcpy(opt->address, DEFAULT_ADDRESS, sizeof(DEFAULT_ADDRESS));
     memcpy(opt->key, DEFAULT_KEY, sizeof(DEFAULT_KEY));
     opt->port = DEFAULT_PORT;
-    opt->rate_limit = DEFAULT_RATE_LIMIT;
     opt->error_style = SIM_ERRORS_NEW;
     opt->seed = true;
+    sim_knobs_default(&opt->knobs, DEFAULT_RATE_LIMIT);
+    if (build_options(long_opts, sizeof(long_opts) / sizeof(long_opts[0])) != 0) {
+        fprintf(stderr, "hcgw-sim: too many fault knobs for the option table\n");
+        return PARSE_ERROR;
+    }
 
     for (;;) {
         c = getopt_long(argc, argv, "hV", long_opts, NULL);
@@ -156,13 +212,6 @@ static enum parse_result parse_args(int argc, char **argv, struct sim_options *o
                 return PARSE_ERROR;
             key_given = true;
             break;
-        case 'r':
-            if (parse_number("rate-limit", optarg, SIM_RATE_LIMIT_MAX, &opt->rate_limit) != 0)
-                return PARSE_ERROR;
-            break;
-        case 'R':
-            opt->retry_after = true;
-            break;
         case 'e':
             if (strcmp(optarg, "new") == 0) {
                 opt->error_style = SIM_ERRORS_NEW;
@@ -176,9 +225,13 @@ static enum parse_result parse_args(int argc, char **argv, struct sim_options *o
         case 'S':
             opt->seed = false;
             break;
-        case 'l':
-            if (parse_number("latency-ms", optarg, SIM_LATENCY_MAX_MS, &opt->latency_ms) != 0)
+        case OPT_SEED:
+            if (sim_parse_ll(optarg, &seed) != 0 || seed < 0) {
+                fprintf(stderr, "hcgw-sim: --seed must be an integer from 0 to %lld\n",
+                        (long long)INT64_MAX);
                 return PARSE_ERROR;
+            }
+            seed_given = true;
             break;
         case 'q':
             opt->quiet = true;
@@ -190,6 +243,14 @@ static enum parse_result parse_args(int argc, char **argv, struct sim_options *o
             printf("hcgw-sim %s (%s)\n", HCGW_VERSION, HCGW_COMMIT);
             return PARSE_EXIT_OK;
         default:
+            if (c >= OPT_KNOB && (size_t)(c - OPT_KNOB) < sim_knobs_count()) {
+                if (sim_knobs_set_flag(&opt->knobs, (size_t)(c - OPT_KNOB), optarg, err,
+                                       sizeof(err)) != 0) {
+                    fprintf(stderr, "hcgw-sim: %s\n", err);
+                    return PARSE_ERROR;
+                }
+                break;
+            }
             usage(stderr);
             return PARSE_ERROR;
         }
@@ -199,6 +260,11 @@ static enum parse_result parse_args(int argc, char **argv, struct sim_options *o
         usage(stderr);
         return PARSE_ERROR;
     }
+    if (sim_knobs_check(&opt->knobs, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hcgw-sim: %s\n", err);
+        return PARSE_ERROR;
+    }
+    opt->rng_seed = seed_given ? (uint64_t)seed : default_rng_seed();
     /* The environment sets the key only when the command line did not. */
     if (!key_given && env_key != NULL && set_key(opt, env_key, KEY_ENV) != 0)
         return PARSE_ERROR;
@@ -276,8 +342,8 @@ int main(int argc, char **argv)
         goto out;
     }
     /* The address was checked numeric, so it needs no JSON escaping. */
-    printf("{\"msg\":\"listening\",\"address\":\"%s\",\"port\":%u}\n", opt.address,
-           (unsigned)sim_api_port(api));
+    printf("{\"msg\":\"listening\",\"address\":\"%s\",\"port\":%u,\"seed\":%llu}\n",
+           opt.address, (unsigned)sim_api_port(api), (unsigned long long)opt.rng_seed);
     fflush(stdout);
     while (!stop_requested)
         sigsuspend(&wait_mask);

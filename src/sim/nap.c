@@ -76,6 +76,14 @@ bool sim_nap_sleep(struct sim_nap *nap, unsigned long ms)
     return full;
 }
 
+void sim_nap_until_stop(struct sim_nap *nap)
+{
+    pthread_mutex_lock(&nap->mu);
+    while (!nap->stopping)
+        pthread_cond_wait(&nap->cv, &nap->mu);
+    pthread_mutex_unlock(&nap->mu);
+}
+
 void sim_nap_stop(struct sim_nap *nap)
 {
     pthread_mutex_lock(&nap->mu);

@@ -24,6 +24,9 @@ void sim_nap_free(struct sim_nap *nap);
  */
 bool sim_nap_sleep(struct sim_nap *nap, unsigned long ms);
 
+/** Sleeps on the calling thread until sim_nap_stop is called (a hung call). Any thread. */
+void sim_nap_until_stop(struct sim_nap *nap);
+
 /** Wakes every sleeper and makes every later sim_nap_sleep return false. Any thread. */
 void sim_nap_stop(struct sim_nap *nap);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "limits.h"
 #include "util.h"
@@ -60,6 +61,7 @@ struct sim_script {
 struct stream {
     struct sim_fault *fault; /* a reference, so the body outlives the request */
     struct sim_nap *nap;
+    int sock;                /* reset: the socket to reset at the cut, -1 if unknown */
     const char *body;
     size_t len;
 };
@@ -68,6 +70,7 @@ static const char *const action_names[] = {
     [SIM_ACTION_RESPOND] = "respond",   [SIM_ACTION_CLOSE] = "close",
     [SIM_ACTION_TRUNCATE] = "truncate", [SIM_ACTION_HUGE] = "huge",
     [SIM_ACTION_DRIP] = "drip",         [SIM_ACTION_PASSTHROUGH] = "passthrough",
+    [SIM_ACTION_HANG] = "hang",         [SIM_ACTION_RESET] = "reset",
 };
 #define N_ACTIONS (sizeof(action_names) / sizeof(action_names[0]))
 
@@ -255,8 +258,8 @@ static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
             }
             if (a == N_ACTIONS) {
                 snprintf(err, errlen,
-                         "entry %zu: action must be respond, close, truncate, huge, drip or "
-                         "passthrough", idx);
+                         "entry %zu: action must be respond, close, truncate, reset, huge, "
+                         "drip, hang or passthrough", idx);
                 goto out;
             }
             f->action = (enum sim_action)a;
@@ -312,6 +315,34 @@ static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
 out:
     fault_free(f);
     return rc;
+}
+
+struct sim_fault *sim_fault_make(const struct sim_fault_spec *spec)
+{
+    struct sim_fault *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        goto fail;
+    atomic_init(&f->refs, 1);
+    f->action = spec->action;
+    f->status = spec->status;
+    f->size = spec->size;
+    f->interval_ms = spec->interval_ms;
+    if (spec->body != NULL) {
+        f->body_len = strlen(spec->body);
+        f->body = strdup(spec->body);
+        if (f->body == NULL)
+            goto fail;
+    }
+    if (spec->content_type != NULL) {
+        f->content_type = strdup(spec->content_type);
+        if (f->content_type == NULL)
+            goto fail;
+    }
+    return f;
+fail:
+    fault_free(f);
+    return NULL;
 }
 
 struct sim_script *sim_script_new(void)
@@ -431,16 +462,38 @@ static void stream_free(void *cls)
     free(s);
 }
 
-/* truncate: the first half of the body, then an error, which makes MHD close the connection
- * with the announced Content-Length unmet. */
+/* Resets a TCP connection without closing its descriptor, which MHD still owns: connect() to
+ * AF_UNSPEC disconnects the socket, and Linux sends a RST for an established one. SO_LINGER 0
+ * makes sure that MHD's later close() resets rather than ends it, wherever the first call did
+ * not. Closing with SO_LINGER 0 alone would not do: MHD shuts the write side down (a FIN)
+ * before it closes, and the client would see a clean end of stream instead of a reset. */
+static void reset_socket(int sock)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    struct sockaddr sa;
+
+    if (sock < 0)
+        return;
+    (void)setsockopt(sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_family = AF_UNSPEC;
+    (void)connect(sock, &sa, sizeof(sa));
+}
+
+/* truncate and reset: the first half of the body, then an error, which makes MHD close the
+ * connection with the announced Content-Length unmet; reset first resets it. MHD asks for more
+ * only once what it has is sent, so the half is on its way when the cut comes. */
 static ssize_t read_truncate(void *cls, uint64_t pos, char *buf, size_t max)
 {
     const struct stream *s = cls;
     size_t half = s->len / 2;
     size_t n;
 
-    if (pos >= half)
+    if (pos >= half) {
+        if (s->fault->action == SIM_ACTION_RESET)
+            reset_socket(s->sock);
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     n = half - (size_t)pos < max ? half - (size_t)pos : max;
     memcpy(buf, s->body + pos, n);
     return (ssize_t)n;
@@ -509,7 +562,7 @@ static bool has_header(const struct sim_fault *fault, const char *name)
     return false;
 }
 
-struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap *nap)
+struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap *nap, int sock)
 {
     struct MHD_Response *resp = NULL;
     struct stream *s = NULL;
@@ -522,6 +575,7 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
                                                MHD_RESPMEM_MUST_COPY);
         break;
     case SIM_ACTION_TRUNCATE:
+    case SIM_ACTION_RESET:
     case SIM_ACTION_HUGE:
     case SIM_ACTION_DRIP:
         s = calloc(1, sizeof(*s));
@@ -530,10 +584,11 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
         atomic_fetch_add(&fault->refs, 1);
         s->fault = fault;
         s->nap = nap;
+        s->sock = sock;
         s->body = fault->body ? fault->body : DEFAULT_FAULT_BODY;
         s->len = fault->body ? fault->body_len : strlen(DEFAULT_FAULT_BODY);
         size = s->len;
-        reader = fault->action == SIM_ACTION_TRUNCATE ? read_truncate : read_drip;
+        reader = fault->action == SIM_ACTION_DRIP ? read_drip : read_truncate;
         if (fault->action == SIM_ACTION_HUGE) {
             size = fault->size;
             reader = read_huge;
@@ -546,6 +601,7 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
         break;
     case SIM_ACTION_CLOSE:
     case SIM_ACTION_PASSTHROUGH:
+    case SIM_ACTION_HANG:
         goto out;
     }
     if (resp == NULL)

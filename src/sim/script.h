@@ -28,6 +28,19 @@ enum sim_action {
     SIM_ACTION_HUGE,        /**< a valid JSON body of `size` bytes */
     SIM_ACTION_DRIP,        /**< the body one byte every interval_ms */
     SIM_ACTION_PASSTHROUGH, /**< no fault: the call is handled normally (after delay_ms) */
+    SIM_ACTION_HANG,        /**< never answer; the connection is closed when the sim stops */
+    SIM_ACTION_RESET,       /**< announce the full length, send half, then reset the TCP
+                                 connection (a truncate when the socket is not known) */
+};
+
+/** A fault built by code rather than by a script entry (the fault knobs, faults.h). */
+struct sim_fault_spec {
+    enum sim_action action;
+    unsigned status;
+    const char *body;              /**< NULL: none (truncate, reset, drip: a small customer) */
+    const char *content_type;      /**< NULL: application/json */
+    unsigned long long size;       /**< huge */
+    unsigned long interval_ms;     /**< drip */
 };
 
 /** Creates an empty queue, or NULL when out of memory. */
@@ -51,6 +64,12 @@ long sim_script_push(struct sim_script *script, json_object *doc, char *err, siz
  */
 struct sim_fault *sim_script_pop(struct sim_script *script);
 
+/**
+ * Makes a fault from spec (strings are copied), with one reference the caller releases with
+ * sim_fault_release. Returns NULL when out of memory. Any thread.
+ */
+struct sim_fault *sim_fault_make(const struct sim_fault_spec *spec);
+
 /** Empties the queue. */
 void sim_script_clear(struct sim_script *script);
 
@@ -73,11 +92,13 @@ unsigned long sim_fault_delay_ms(const struct sim_fault *fault);
 unsigned sim_fault_status(const struct sim_fault *fault);
 
 /**
- * Builds the response of a RESPOND, TRUNCATE, HUGE or DRIP entry, with its content type and
- * extra headers; the caller queues and destroys it. Body callbacks of DRIP sleep on nap, which
- * must outlive the response. Returns NULL when out of memory or for another action.
+ * Builds the response of a RESPOND, TRUNCATE, RESET, HUGE or DRIP entry, with its content type
+ * and extra headers; the caller queues and destroys it. Body callbacks of DRIP sleep on nap,
+ * which must outlive the response. sock is the connection's socket, which RESET resets at the
+ * cut (-1 when unknown: RESET then plays as TRUNCATE). Returns NULL when out of memory or for
+ * another action.
  */
-struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap *nap);
+struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap *nap, int sock);
 
 /**
  * Adds the entry's extra headers to resp (a passthrough entry may carry some for the normal

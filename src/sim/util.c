@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,26 @@ int sim_parse_ll(const char *s, long long *out)
     errno = 0;
     v = strtoll(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int sim_parse_double(const char *s, double *out)
+{
+    char *end = NULL;
+    double v;
+
+    if (s == NULL)
+        return -1;
+    /* Plain decimals only: strtod would also take spaces, signs, hex, "inf" and "nan". */
+    if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
+        return -1;
+    if (strspn(s, "0123456789.eE-+") != strlen(s))
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v))
         return -1;
     *out = v;
     return 0;

@@ -20,6 +20,12 @@
 int sim_parse_ll(const char *s, long long *out);
 
 /**
+ * Parses a whole string as a finite decimal number ("0.25", "1", "5e-1"): no spaces, no sign
+ * in front, no hex, no inf or nan. Returns 0 and sets *out, or -1. Thread-safe.
+ */
+int sim_parse_double(const char *s, double *out);
+
+/**
  * Parses buf[0..len) as exactly one strict JSON value (trailing whitespace allowed, nesting
  * bounded by SIM_JSON_DEPTH_MAX, UTF-8 validated). buf[len] must be '\0'. Returns 0 and sets
  * *out to the value, which the caller owns and puts (it is NULL for the literal null), or -1
