@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Installs what hcgw needs to build, run and test on Debian 12 (bookworm). Idempotent: it asks
 # apt only for the packages that are missing. Runs as root, or through sudo when available.
+#   scripts/install-deps.sh               everything: build, tests, deploy tests
+#   scripts/install-deps.sh --build-only  only what building and the unit tests need (Dockerfile)
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git ca-certificates
-  libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev libssl-dev
   curl python3 procps
 )
+
+# Tools of the deploy tests (tests/deploy/, ctest label "deploy"): a YAML linter and YAML for
+# Python. The image's build stage needs none of them: `install-deps.sh --build-only` skips them.
+# kubectl (with kustomize v5) comes with these machines; Debian 12's own kubernetes-client has a
+# kustomize too old for deploy/kubernetes. podman, runc and debootstrap, for the container test
+# (label "container"), are installed by ../shared/tools/container.sh itself.
+deploy_packages=(yamllint python3-yaml)
+if [[ ${1:-} != --build-only ]]; then
+  packages+=("${deploy_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

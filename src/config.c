@@ -11,6 +11,7 @@
 #include "hcgw/config.h"
 
 #include "hcgw/limits.h"
+#include "hcgw/auth.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The largest configuration file read; the commented reference file is about 10 KiB. */
@@ -75,7 +77,18 @@ static int check_address(char *value, char *why, size_t whysz);
 static int check_base_url(char *value, char *why, size_t whysz);
 static int check_api_key(char *value, char *why, size_t whysz);
 static int check_path(char *value, char *why, size_t whysz);
+static int check_ca_file(char *value, char *why, size_t whysz);
 static int set_level(struct gw_config *cfg, const char *value, char *why, size_t whysz);
+static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
+static int set_auth_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
+static int check_header_name(char *value, char *why, size_t whysz);
+
+/* The callers section at the end of this file: top-level keys and the clients list. */
+struct load;
+static const struct key *top_key(const char *name);
+static void load_clients(struct load *ld, const config_setting_t *list);
+static void check_clients(struct load *ld, const config_setting_t *root);
+static void free_clients(struct gw_config *cfg);
 
 /* Table rows: a key's dotted name, the field it fills, then its bounds and default. */
 #define FIELD_OF(field) offsetof(struct gw_config, field)
@@ -110,12 +123,21 @@ static const struct key keys[] = {
     LONG_KEY("upstream.retry_after_fallback_s", upstream.retry_after_fallback_s, 1,
              GW_MAX_RETRY_AFTER_S, 10),
     INT_KEY("upstream.max_connections", upstream.max_connections, 1, 10000, 64),
+    LONG_KEY("upstream.auth_failure_unready_ms", upstream.auth_failure_unready_ms, 0, 86400000,
+             60000),
+    /* Secure defaults: the key leaves in clear only on purpose, TLS trusts a chosen CA. */
+    {.name = "upstream.allow_insecure_http", .type = KEY_BOOL, .def = 0,
+     .offset = FIELD_OF(upstream.allow_insecure_http)},
+    STRING_KEY("upstream.ca_file", upstream.ca_file, NULL, check_ca_file),
+    {.name = "upstream.key_file_mode", .type = KEY_STRING, .def_str = "warn",
+     .set = set_key_file_mode},
 
     LONG_KEY("limits.max_body_bytes", limits.max_body_bytes, 1, 16777216, 65536),
     LONG_KEY("limits.max_upstream_body_bytes", limits.max_upstream_body_bytes, 1024, 268435456,
              GW_DEFAULT_UPSTREAM_BODY_BYTES),
     INT_KEY("limits.max_connections", limits.max_connections, 1, 1000000, 1024),
     LONG_KEY("limits.connection_timeout_ms", limits.connection_timeout_ms, 0, 3600000, 30000),
+    LONG_KEY("limits.header_timeout_ms", limits.header_timeout_ms, 0, 3600000, 10000),
     INT_KEY("limits.max_in_flight", limits.max_in_flight, 1, 1000000, 4096),
 
     INT_KEY("quota.requests_per_minute", quota.requests_per_minute, 0, 1000000, 120),
@@ -125,6 +147,14 @@ static const struct key keys[] = {
 
     /* An enum, not a string field: its setter parses the name. */
     {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
+
+    /* Top-level keys, outside any group: who may call hcgw. The clients list is not a row,
+     * since it is a list of groups; load_clients reads it. */
+    {.name = "auth", .type = KEY_STRING, .def_str = "clients", .set = set_auth_mode},
+    {.name = "trust_mesh_identity", .type = KEY_BOOL, .def = 0,
+     .offset = FIELD_OF(auth.trust_mesh_identity)},
+    STRING_KEY("mesh_identity_header", auth.mesh_identity_header, GW_XFCC_HEADER,
+               check_header_name),
 };
 
 #undef STRING_KEY
@@ -429,7 +459,16 @@ static void walk(struct load *ld, const config_setting_t *root)
     for (unsigned i = 0; i < (unsigned)config_setting_length(root); i++) {
         const config_setting_t *g = config_setting_get_elem(root, i);
         const char *group = config_setting_name(g);
+        const struct key *top = top_key(group);
 
+        if (strcmp(group, "clients") == 0) {
+            load_clients(ld, g);
+            continue;
+        }
+        if (top) {
+            apply(ld, (size_t)(top - keys), g, NULL, group);
+            continue;
+        }
         if (!group_known(group)) {
             problem(p, g, NULL, group, "unknown key");
             continue;
@@ -469,11 +508,19 @@ static void cross_check(struct load *ld)
     struct problems *p = &ld->problems;
     size_t key = key_index("upstream.api_key"), key_file = key_index("upstream.api_key_file");
     size_t base = key_index("upstream.retry_base_ms"), max = key_index("upstream.retry_max_ms");
+    size_t url = key_index("upstream.base_url");
+    size_t insecure = key_index("upstream.allow_insecure_http");
     const struct gw_config *cfg = ld->cfg;
 
     if (ld->seen[key] && ld->seen[key_file])
         problem(p, ld->seen[key_file], "upstream", "api_key_file",
                 "give api_key or api_key_file, not both");
+    /* The key goes in a header of every call, so plain http is for this machine only. */
+    if (ld->seen[url] && !ld->bad[url] && !ld->bad[insecure] &&
+        !cfg->upstream.allow_insecure_http && gw_config_url_in_clear(cfg->upstream.base_url))
+        problem(p, ld->seen[url], "upstream", "base_url",
+                "http:// to a non-loopback host sends the key in clear; use https or set "
+                "upstream.allow_insecure_http = true");
     if (!ld->bad[base] && !ld->bad[max] &&
         cfg->upstream.retry_max_ms < cfg->upstream.retry_base_ms) {
         if (ld->seen[max])
@@ -768,6 +815,7 @@ struct gw_config *gw_config_load(const char *path, char **errors)
     }
     walk(ld, config_root_setting(&lc));
     cross_check(ld);
+    check_clients(ld, config_root_setting(&lc));
     goto out;
 
 fail_nomem:
@@ -816,6 +864,7 @@ void gw_config_free(struct gw_config *cfg)
         if (keys[i].type == KEY_STRING && !keys[i].set)
             store_string(cfg, &keys[i], NULL);
     }
+    free_clients(cfg);
     free(cfg->path);
     free(cfg);
 }
@@ -1000,4 +1049,453 @@ static int check_path(char *value, char *why, size_t whysz)
     rc = 0;
 out:
     return rc;
+}
+
+/* ---- secure defaults: allow_insecure_http, ca_file, key_file_mode ---- */
+
+static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz)
+{
+    int rc = 0;
+
+    if (strcmp(value, "warn") == 0) {
+        cfg->upstream.key_file_mode = GW_KEY_FILE_WARN;
+    } else if (strcmp(value, "refuse") == 0) {
+        cfg->upstream.key_file_mode = GW_KEY_FILE_REFUSE;
+    } else {
+        snprintf(why, whysz, "must be \"warn\" or \"refuse\"");
+        rc = -1;
+    }
+    return rc;
+}
+
+/*
+ * libcurl reads the CA bundle only at the first TLS handshake, long after start, and then every
+ * call would fail with upstream_unavailable. A path that names no readable file is refused here
+ * instead, so that --check-config shows the mistake. Whether it holds PEM is libcurl's to say.
+ */
+static int check_ca_file(char *value, char *why, size_t whysz)
+{
+    char errbuf[CONFIG_ERRNO_BYTES];
+    struct stat st;
+    int fd = -1;
+    int rc = check_path(value, why, whysz);
+
+    if (rc != 0)
+        goto out;
+    rc = -1;
+    /* O_NONBLOCK so that a FIFO given by mistake is refused below instead of hanging open(). */
+    fd = open(value, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(why, whysz, "cannot read %.100s: %s", value,
+                 errno_text(errno, errbuf, sizeof errbuf));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, whysz, "%.100s is not a regular file (a PEM bundle of CA certificates)",
+                 value);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+bool gw_config_is_loopback(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    bool ret = false;
+
+    if (host == NULL)
+        goto out;
+    /* libcurl answers "localhost" itself, without DNS (RFC 6761). */
+    if (strcasecmp(host, "localhost") == 0)
+        ret = true;
+    else if (inet_pton(AF_INET, host, &v4) == 1)
+        ret = (ntohl(v4.s_addr) >> 24) == 127;
+    else if (inet_pton(AF_INET6, host, &v6) == 1)
+        ret = IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+out:
+    return ret;
+}
+
+bool gw_config_url_in_clear(const char *url)
+{
+    char host[256]; /* a DNS name is at most 253 bytes */
+    const char *start, *end;
+    size_t len;
+    bool ret = false;
+
+    if (url == NULL || strncasecmp(url, "http://", 7) != 0)
+        goto out;
+    ret = true; /* http: in clear unless the host is shown to be loopback */
+    start = url + 7;
+    if (*start == '[') {
+        start++;
+        end = strchr(start, ']');
+    } else {
+        end = start + strcspn(start, ":/");
+    }
+    if (end == NULL || end == start || (size_t)(end - start) >= sizeof host)
+        goto out;
+    len = (size_t)(end - start);
+    memcpy(host, start, len);
+    host[len] = '\0';
+    ret = !gw_config_is_loopback(host);
+out:
+    return ret;
+}
+
+/* ---- callers: auth, trust_mesh_identity, mesh_identity_header, clients ---- */
+
+/* Room for a client's key name in a problem line: "clients[1023].token_sha256". */
+#define CONFIG_CLIENT_KEY_BYTES 48
+
+/* Longest token_file read: a hash and a line break, with room to say "too long". */
+#define CONFIG_TOKEN_FILE_BYTES 256
+
+/* A top-level key (one without a group), or NULL. libconfig names hold no '.', so an exact
+ * match can only be a key that has none either. */
+static const struct key *top_key(const char *name)
+{
+    const struct key *found = NULL;
+
+    for (size_t i = 0; i < NKEYS && !found; i++) {
+        if (strcmp(keys[i].name, name) == 0)
+            found = &keys[i];
+    }
+    return found;
+}
+
+static int set_auth_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz)
+{
+    int rc = 0;
+
+    if (strcmp(value, "clients") == 0) {
+        cfg->auth.mode = GW_AUTH_MODE_CLIENTS;
+    } else if (strcmp(value, "none") == 0) {
+        cfg->auth.mode = GW_AUTH_MODE_NONE;
+    } else {
+        snprintf(why, whysz, "must be \"clients\" or \"none\"");
+        rc = -1;
+    }
+    return rc;
+}
+
+/*
+ * An HTTP field name (RFC 9110 token characters), stored lowercased. Authorization is refused:
+ * it carries the bearer token, and reading an identity out of it would mix the two credentials.
+ */
+static int check_header_name(char *value, char *why, size_t whysz)
+{
+    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
+    size_t len = strlen(value);
+    int rc = -1;
+
+    if (len == 0 || len > GW_MAX_HEADER_NAME) {
+        snprintf(why, whysz, "must be a header name of 1 to %d characters", GW_MAX_HEADER_NAME);
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = value[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(tchar_punct, c) != NULL)) {
+            snprintf(why, whysz, "must be a header name such as \"x-client-id\" (byte %zu)",
+                     i + 1);
+            goto out;
+        }
+        if (c >= 'A' && c <= 'Z')
+            value[i] = (char)(c - 'A' + 'a');
+    }
+    if (strcmp(value, "authorization") == 0) {
+        snprintf(why, whysz, "must not be authorization, which carries the bearer token");
+        goto out;
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+/*
+ * Read the hash a token_file holds: 64 hex digits, then at most trailing white space (a line
+ * break). Returns 0, or -1 with a reason.
+ */
+static int read_token_file(const char *path, unsigned char out[GW_SHA256_BYTES], char *why,
+                           size_t whysz)
+{
+    char buf[CONFIG_TOKEN_FILE_BYTES + 1];
+    char errbuf[CONFIG_ERRNO_BYTES];
+    size_t n = 0;
+    int fd = -1;
+    int rc = -1;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(why, whysz, "cannot read %s: %s", path,
+                 errno_text(errno, errbuf, sizeof errbuf));
+        goto out;
+    }
+    while (n < sizeof buf - 1) {
+        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(why, whysz, "cannot read %s: %s", path,
+                     errno_text(errno, errbuf, sizeof errbuf));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        n--;
+    if (gw_auth_parse_sha256_hex(buf, n, out) != 0) {
+        snprintf(why, whysz, "%s must hold the 64 hex digits of a SHA-256 (hcgw token new "
+                             "prints one)", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* A string setting's value, or NULL (with a problem) when it is not a string. */
+static const char *client_string(struct load *ld, const config_setting_t *s, const char *key)
+{
+    const char *v = config_setting_get_string(s);
+
+    if (config_setting_type(s) != CONFIG_TYPE_STRING || !v) {
+        problem(&ld->problems, s, NULL, key, "expected a string");
+        v = NULL;
+    }
+    return v;
+}
+
+/* A client's routes: a non-empty list or array of route entries (see gw_auth_parse_route). */
+static void client_routes(struct load *ld, const config_setting_t *s, const char *key,
+                          struct gw_client *c)
+{
+    struct problems *p = &ld->problems;
+    unsigned n = (unsigned)config_setting_length(s);
+
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        problem(p, s, NULL, key, "expected a list of routes: [ \"tag_put\", \"GET /contacts/{id}\" ]");
+        return;
+    }
+    if (n == 0) {
+        problem(p, s, NULL, key, "must name at least one route");
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, i);
+        const char *spec = config_setting_get_string(e);
+        int rc;
+
+        if (config_setting_type(e) != CONFIG_TYPE_STRING || !spec) {
+            problem(p, e, NULL, key, "expected route names as strings");
+            continue;
+        }
+        rc = gw_auth_parse_route(spec, &c->routes);
+        if (rc == -2)
+            problem(p, e, NULL, key, "\"%.80s\" is public: it needs no permission", spec);
+        else if (rc != 0)
+            problem(p, e, NULL, key,
+                    "unknown route \"%.80s\": give a route name (tag_put), \"METHOD /pattern\" "
+                    "(GET /contacts/{id}) or \"*\"", spec);
+    }
+}
+
+/* One client group: every member checked, the client filled in. */
+static void load_client(struct load *ld, const config_setting_t *g, unsigned idx,
+                        struct gw_client *c)
+{
+    struct problems *p = &ld->problems;
+    char key[CONFIG_CLIENT_KEY_BYTES];
+    char why[CONFIG_REASON_BYTES];
+    const config_setting_t *hash = NULL, *file = NULL, *routes = NULL;
+
+    for (unsigned j = 0; j < (unsigned)config_setting_length(g); j++) {
+        const config_setting_t *s = config_setting_get_elem(g, j);
+        const char *name = config_setting_name(s);
+        const char *v;
+
+        snprintf(key, sizeof key, "clients[%u].%s", idx, name);
+        if (strcmp(name, "name") == 0) {
+            v = client_string(ld, s, key);
+            if (v && !gw_auth_valid_client_name(v)) {
+                problem(p, s, NULL, key, "must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+                        GW_MAX_CLIENT_NAME);
+            } else if (v) {
+                c->name = strdup(v);
+                if (!c->name)
+                    problem(p, s, NULL, key, "out of memory");
+            }
+        } else if (strcmp(name, "token_sha256") == 0) {
+            hash = s;
+            v = client_string(ld, s, key);
+            if (v && gw_auth_parse_sha256_hex(v, strlen(v), c->token_sha256) != 0)
+                problem(p, s, NULL, key, "must be the 64 hex digits of the token's SHA-256 "
+                                         "(hcgw token new prints one)");
+            else if (v)
+                c->has_token = true;
+        } else if (strcmp(name, "token_file") == 0) {
+            file = s;
+            v = client_string(ld, s, key);
+            if (v && (check_path((char *)v, why, sizeof why) != 0 ||
+                      read_token_file(v, c->token_sha256, why, sizeof why) != 0))
+                problem(p, s, NULL, key, "%s", why);
+            else if (v)
+                c->has_token = true;
+        } else if (strcmp(name, "identity") == 0) {
+            size_t len;
+
+            v = client_string(ld, s, key);
+            len = v ? strlen(v) : 0;
+            if (v && (len == 0 || len > GW_MAX_IDENTITY_BYTES)) {
+                problem(p, s, NULL, key, "must be 1 to %d bytes", GW_MAX_IDENTITY_BYTES);
+            } else if (v) {
+                bool visible = true;
+
+                for (size_t i = 0; i < len && visible; i++)
+                    visible = (unsigned char)v[i] >= 0x21 && (unsigned char)v[i] <= 0x7e;
+                if (!visible)
+                    problem(p, s, NULL, key, "must be visible ASCII, without spaces");
+                else if (!(c->identity = strdup(v)))
+                    problem(p, s, NULL, key, "out of memory");
+            }
+        } else if (strcmp(name, "routes") == 0) {
+            routes = s;
+            client_routes(ld, s, key, c);
+        } else {
+            problem(p, s, NULL, key, "unknown key");
+        }
+    }
+    if (hash && file) {
+        snprintf(key, sizeof key, "clients[%u].token_file", idx);
+        problem(p, file, NULL, key, "give token_sha256 or token_file, not both");
+    }
+    if (!config_setting_get_member(g, "name")) {
+        snprintf(key, sizeof key, "clients[%u].name", idx);
+        problem(p, g, NULL, key, "missing: every client needs a name");
+    }
+    if (!hash && !file && !config_setting_get_member(g, "identity")) {
+        snprintf(key, sizeof key, "clients[%u]", idx);
+        problem(p, g, NULL, key, "needs a credential: token_sha256, token_file or identity");
+    }
+    if (!routes) {
+        snprintf(key, sizeof key, "clients[%u].routes", idx);
+        problem(p, g, NULL, key, "missing: list the routes this client may call, or \"*\"");
+    }
+}
+
+/* The top-level clients list: ( { name = …; token_sha256 = …; routes = [ … ]; }, … ). */
+static void load_clients(struct load *ld, const config_setting_t *list)
+{
+    struct problems *p = &ld->problems;
+    struct gw_config *cfg = ld->cfg;
+    unsigned n = (unsigned)config_setting_length(list);
+    char key[CONFIG_CLIENT_KEY_BYTES];
+
+    /* An empty [] is an array, not a list; it means the same. */
+    if (!config_setting_is_list(list) && !(config_setting_is_array(list) && n == 0)) {
+        problem(p, list, NULL, "clients",
+                "expected a list of groups: clients = ( { name = \"…\"; … } );");
+        return;
+    }
+    if (n > GW_MAX_CLIENTS) {
+        problem(p, list, NULL, "clients", "at most %d clients", GW_MAX_CLIENTS);
+        return;
+    }
+    if (n == 0)
+        return;
+    cfg->auth.clients = calloc(n, sizeof(*cfg->auth.clients));
+    if (!cfg->auth.clients) {
+        problem(p, list, NULL, "clients", "out of memory");
+        return;
+    }
+    cfg->auth.nclients = n;
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, i);
+
+        if (!config_setting_is_group(g)) {
+            snprintf(key, sizeof key, "clients[%u]", i);
+            problem(p, g, NULL, key, "expected a group: { name = \"…\"; token_sha256 = \"…\"; "
+                                     "routes = [ … ]; }");
+            continue;
+        }
+        load_client(ld, g, i, &cfg->auth.clients[i]);
+    }
+}
+
+/*
+ * Checks across clients and keys, once the whole file is read (trust_mesh_identity may come
+ * after the list): names, tokens and identities are unique, and each client can be identified.
+ */
+static void check_clients(struct load *ld, const config_setting_t *root)
+{
+    struct problems *p = &ld->problems;
+    const struct gw_config *cfg = ld->cfg;
+    const config_setting_t *list = config_setting_get_member(root, "clients");
+    const config_setting_t *mode = ld->seen[(size_t)(top_key("auth") - keys)];
+    char key[CONFIG_CLIENT_KEY_BYTES];
+
+    if (!list || cfg->auth.nclients == 0)
+        return;
+    if (cfg->auth.mode == GW_AUTH_MODE_NONE && mode)
+        problem(p, mode, NULL, "auth",
+                "is \"none\" but clients are configured: remove one or the other");
+    for (size_t i = 0; i < cfg->auth.nclients; i++) {
+        const struct gw_client *c = &cfg->auth.clients[i];
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+
+        if (c->identity && !c->has_token && !cfg->auth.trust_mesh_identity) {
+            snprintf(key, sizeof key, "clients[%zu].identity", i);
+            problem(p, config_setting_get_member(g, "identity"), NULL, key,
+                    "trust_mesh_identity is false, so this client could never be identified: "
+                    "turn it on or give a token");
+        }
+        for (size_t j = 0; j < i; j++) {
+            const struct gw_client *o = &cfg->auth.clients[j];
+
+            if (c->name && o->name && strcmp(c->name, o->name) == 0) {
+                snprintf(key, sizeof key, "clients[%zu].name", i);
+                problem(p, config_setting_get_member(g, "name"), NULL, key,
+                        "duplicate client name \"%s\" (also clients[%zu])", c->name, j);
+            }
+            if (c->has_token && o->has_token &&
+                memcmp(c->token_sha256, o->token_sha256, sizeof c->token_sha256) == 0) {
+                const config_setting_t *t = config_setting_get_member(g, "token_sha256");
+
+                snprintf(key, sizeof key, "clients[%zu].%s", i, t ? "token_sha256" : "token_file");
+                problem(p, t ? t : config_setting_get_member(g, "token_file"), NULL, key,
+                        "the same token as clients[%zu]: give each client its own", j);
+            }
+            if (c->identity && o->identity && strcmp(c->identity, o->identity) == 0) {
+                snprintf(key, sizeof key, "clients[%zu].identity", i);
+                problem(p, config_setting_get_member(g, "identity"), NULL, key,
+                        "the same identity as clients[%zu]", j);
+            }
+        }
+    }
+}
+
+static void free_clients(struct gw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->auth.nclients; i++) {
+        struct gw_client *c = &cfg->auth.clients[i];
+
+        free(c->name);
+        free(c->identity);
+        explicit_bzero(c->token_sha256, sizeof c->token_sha256);
+    }
+    free(cfg->auth.clients);
+    cfg->auth.clients = NULL;
+    cfg->auth.nclients = 0;
 }

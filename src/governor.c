@@ -26,6 +26,22 @@ struct gw_governor {
     struct gw_governor_stats st;
 };
 
+static void set_from(struct gw_governor *g, const struct gw_config *cfg)
+{
+    bool on = cfg->quota.requests_per_minute > 0;
+
+    /* The rates first, the switch last: a reader that sees "on" sees a usable interval. */
+    if (on) {
+        g->interval_ms = 60000.0 / (double)cfg->quota.requests_per_minute;
+        g->burst = (double)cfg->quota.burst;
+        g->tau_ms = (g->burst - 1.0) * g->interval_ms;
+    }
+    g->max_wait_ms = cfg->quota.max_wait_ms;
+    g->cooldown_ms = cfg->quota.cooldown_ms;
+    g->st.enabled = on;
+    __atomic_store_n(&g->enabled, on, __ATOMIC_RELEASE);
+}
+
 struct gw_governor *gw_governor_new(const struct gw_config *cfg)
 {
     struct gw_governor *g = calloc(1, sizeof(*g));
@@ -33,16 +49,15 @@ struct gw_governor *gw_governor_new(const struct gw_config *cfg)
     if (g == NULL)
         return NULL;
     pthread_mutex_init(&g->mu, NULL);
-    g->enabled = cfg->quota.requests_per_minute > 0;
-    if (g->enabled) {
-        g->interval_ms = 60000.0 / (double)cfg->quota.requests_per_minute;
-        g->burst = (double)cfg->quota.burst;
-        g->tau_ms = (g->burst - 1.0) * g->interval_ms;
-    }
-    g->max_wait_ms = cfg->quota.max_wait_ms;
-    g->cooldown_ms = cfg->quota.cooldown_ms;
-    g->st.enabled = g->enabled;
+    set_from(g, cfg);
     return g;
+}
+
+void gw_governor_configure(struct gw_governor *g, const struct gw_config *cfg)
+{
+    pthread_mutex_lock(&g->mu);
+    set_from(g, cfg);
+    pthread_mutex_unlock(&g->mu);
 }
 
 void gw_governor_free(struct gw_governor *g)
@@ -55,7 +70,8 @@ void gw_governor_free(struct gw_governor *g)
 
 bool gw_governor_enabled(const struct gw_governor *g)
 {
-    return g != NULL && g->enabled;
+    /* Read without the lock: a reload may flip it, and either value is a valid answer. */
+    return g != NULL && __atomic_load_n(&g->enabled, __ATOMIC_RELAXED);
 }
 
 static long ceil_s(double ms)
@@ -82,6 +98,10 @@ enum gw_gov_verdict gw_governor_acquire(struct gw_governor *g, uint64_t now_ms,
     if (!gw_governor_enabled(g))
         return GW_GOV_GO;
     pthread_mutex_lock(&g->mu);
+    if (!g->enabled) { /* switched off by a reload since the check above */
+        v = GW_GOV_GO;
+        goto out;
+    }
     tat = g->tat > now ? g->tat : now;
     at = tat - g->tau_ms;
     if (at < (double)g->cooldown_until)

@@ -98,15 +98,34 @@ void gw_log_begin(struct gw_logline *l, enum gw_log_level level, const char *msg
         put(l, stamp, (size_t)n);
     put_key(l, "level");
     put_escaped(l, level_names[level], strlen(level_names[level]));
-    put_key(l, "msg");
-    put_escaped(l, msg, strlen(msg));
+    gw_log_strn(l, "msg", msg, strlen(msg));
+}
+
+/*
+ * A field is written whole or not at all: when it does not fit, the line goes back to where
+ * the field began, so that the closing ',"truncated":true}' always follows a complete field
+ * and the line stays valid JSON.
+ */
+static size_t field_begin(const struct gw_logline *l)
+{
+    return l->len;
+}
+
+static void field_end(struct gw_logline *l, size_t mark)
+{
+    if (l->full)
+        l->len = mark;
 }
 
 void gw_log_str(struct gw_logline *l, const char *key, const char *value)
 {
+    size_t mark;
+
     if (value == NULL) {
+        mark = field_begin(l);
         put_key(l, key);
         put(l, "null", 4);
+        field_end(l, mark);
         return;
     }
     gw_log_strn(l, key, value, strlen(value));
@@ -114,28 +133,39 @@ void gw_log_str(struct gw_logline *l, const char *key, const char *value)
 
 void gw_log_strn(struct gw_logline *l, const char *key, const char *value, size_t len)
 {
+    size_t mark = field_begin(l);
+
     put_key(l, key);
     put_escaped(l, value, len);
+    field_end(l, mark);
 }
 
 void gw_log_int(struct gw_logline *l, const char *key, long long value)
 {
     char num[32];
     int n = snprintf(num, sizeof(num), "%lld", value);
+    size_t mark = field_begin(l);
 
     put_key(l, key);
     if (n > 0 && (size_t)n < sizeof(num))
         put(l, num, (size_t)n);
+    field_end(l, mark);
 }
 
 void gw_log_ms(struct gw_logline *l, const char *key, double ms)
 {
     char num[48];
-    int n = snprintf(num, sizeof(num), "%.3f", ms);
+    int n;
+    size_t mark = field_begin(l);
 
+    /* JSON has no NaN or infinity. */
+    if (ms != ms || ms > 1e15 || ms < -1e15)
+        ms = -1.0;
+    n = snprintf(num, sizeof(num), "%.3f", ms);
     put_key(l, key);
     if (n > 0 && (size_t)n < sizeof(num))
         put(l, num, (size_t)n);
+    field_end(l, mark);
 }
 
 void gw_log_end(struct gw_logline *l)

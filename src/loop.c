@@ -24,6 +24,7 @@ struct gw_loop {
     void (*wake_cb)(void *data);
     void *wake_data;
     uint64_t now_ms;
+    uint64_t timer_seq;      /* start order: ties in due time fire oldest first */
     struct gw_timer **heap;
     size_t heap_len;
     size_t heap_cap;
@@ -139,13 +140,18 @@ static void heap_set(struct gw_loop *loop, size_t i, struct gw_timer *t)
     t->slot = i + 1;
 }
 
+static bool before(const struct gw_timer *a, const struct gw_timer *b)
+{
+    return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->seq < b->seq);
+}
+
 static void heap_up(struct gw_loop *loop, size_t i)
 {
     struct gw_timer *t = loop->heap[i];
 
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (loop->heap[parent]->due_ms <= t->due_ms)
+        if (!before(t, loop->heap[parent]))
             break;
         heap_set(loop, i, loop->heap[parent]);
         i = parent;
@@ -161,10 +167,9 @@ static void heap_down(struct gw_loop *loop, size_t i)
         size_t child = 2 * i + 1;
         if (child >= loop->heap_len)
             break;
-        if (child + 1 < loop->heap_len &&
-            loop->heap[child + 1]->due_ms < loop->heap[child]->due_ms)
+        if (child + 1 < loop->heap_len && before(loop->heap[child + 1], loop->heap[child]))
             child++;
-        if (t->due_ms <= loop->heap[child]->due_ms)
+        if (!before(loop->heap[child], t))
             break;
         heap_set(loop, i, loop->heap[child]);
         i = child;
@@ -178,6 +183,11 @@ void gw_timer_init(struct gw_timer *t, gw_timer_cb *cb, void *data)
     t->slot = 0;
     t->cb = cb;
     t->data = data;
+}
+
+void gw_timer_set_cb(struct gw_timer *t, gw_timer_cb *cb)
+{
+    t->cb = cb;
 }
 
 void gw_timer_stop(struct gw_loop *loop, struct gw_timer *t)
@@ -209,6 +219,7 @@ void gw_timer_start(struct gw_loop *loop, struct gw_timer *t, uint64_t delay_ms)
         loop->heap_cap = cap;
     }
     t->due_ms = loop->now_ms + delay_ms;
+    t->seq = loop->timer_seq++;
     loop->heap_len++;
     heap_set(loop, loop->heap_len - 1, t);
     heap_up(loop, loop->heap_len - 1);
@@ -228,11 +239,18 @@ int gw_loop_next_timeout(const struct gw_loop *loop)
     return (int)(due - loop->now_ms);
 }
 
+/*
+ * Run the timers that were due when this pass began. A timer (re)started by a callback during
+ * the pass waits for the next iteration even with a delay of 0, so that a callback that keeps
+ * restarting itself at once (libcurl asks for 0 ms timeouts) cannot starve the descriptors.
+ */
 static int run_timers(struct gw_loop *loop)
 {
+    uint64_t limit = loop->timer_seq;
     int n = 0;
 
-    while (loop->heap_len > 0 && loop->heap[0]->due_ms <= loop->now_ms) {
+    while (loop->heap_len > 0 && loop->heap[0]->due_ms <= loop->now_ms &&
+           loop->heap[0]->seq < limit) {
         struct gw_timer *t = loop->heap[0];
         gw_timer_stop(loop, t);
         t->cb(t);

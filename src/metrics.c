@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
 
@@ -21,11 +23,19 @@ static const int statuses[GW_METRICS_STATUSES] = {200, 201, 204, 400, 401, 403, 
 static const uint64_t bucket_us[GW_METRICS_BUCKETS] = {
     500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
     1000000, 2500000, 5000000, 10000000};
+static const char *const methods[GW_METRICS_METHODS] = {"GET",   "HEAD",   "POST",   "PUT",
+                                                        "PATCH", "DELETE", "OPTIONS"};
 static const char *const failure_names[GW_UPFAIL__COUNT] = {
     "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
 
-static struct gw_metrics *blocks[GW_MAX_WORKERS * 2];
+static struct gw_metrics *blocks[GW_MAX_WORKERS];
 static size_t n_blocks;
+static struct gw_governor *governor;
+
+void gw_metrics_set_governor(struct gw_governor *g)
+{
+    governor = g;
+}
 
 struct gw_metrics *gw_metrics_register(void)
 {
@@ -57,6 +67,18 @@ static int status_slot(int status)
     return GW_METRICS_STATUSES;
 }
 
+/* Methods are compared whole and case-sensitively, as the router compares them. */
+static int method_slot(const char *method)
+{
+    int i;
+
+    for (i = 0; method != NULL && i < GW_METRICS_METHODS; i++) {
+        if (strcmp(methods[i], method) == 0)
+            return i;
+    }
+    return GW_METRICS_METHODS;
+}
+
 void gw_metrics_observe(struct gw_histogram *h, uint64_t duration_us)
 {
     int i;
@@ -71,12 +93,12 @@ void gw_metrics_observe(struct gw_histogram *h, uint64_t duration_us)
     gw_metrics_inc(&h->count);
 }
 
-void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, int status,
-                        uint64_t duration_us)
+void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, const char *method,
+                        int status, uint64_t duration_us)
 {
     size_t row = route != NULL ? (size_t)route->id : GW_ROUTE__COUNT;
 
-    gw_metrics_inc(&m->requests[row][status_slot(status)]);
+    gw_metrics_inc(&m->requests[row][method_slot(method)][status_slot(status)]);
     gw_metrics_observe(&m->request_seconds, duration_us);
 }
 
@@ -175,7 +197,7 @@ char *gw_metrics_render(size_t *len)
     size_t nroutes;
     const struct gw_route *routes = gw_router_table(&nroutes);
     size_t r, b;
-    int s;
+    int k, s;
     int64_t in_flight = 0;
 
     t.cap = 8192;
@@ -185,22 +207,25 @@ char *gw_metrics_render(size_t *len)
     add(&t, "# HELP hcgw_build_info Build information.\n# TYPE hcgw_build_info gauge\n");
     add(&t, "hcgw_build_info{version=\"%s\",commit=\"%s\"} 1\n", HCGW_VERSION, HCGW_COMMIT);
 
-    add(&t, "# HELP hcgw_requests_total Requests answered, by route and status.\n"
+    add(&t, "# HELP hcgw_requests_total Requests answered, by route, method and status.\n"
             "# TYPE hcgw_requests_total counter\n");
     for (r = 0; r <= GW_ROUTE__COUNT; r++) {
         const char *name = r < nroutes ? routes[r].name : "unmatched";
-        for (s = 0; s <= GW_METRICS_STATUSES; s++) {
-            uint64_t v = 0;
-            for (b = 0; b < n_blocks; b++)
-                v += load(&blocks[b]->requests[r][s]);
-            if (v == 0)
-                continue;
-            if (s < GW_METRICS_STATUSES)
-                add(&t, "hcgw_requests_total{route=\"%s\",status=\"%d\"} %llu\n", name,
-                    statuses[s], (unsigned long long)v);
-            else
-                add(&t, "hcgw_requests_total{route=\"%s\",status=\"other\"} %llu\n", name,
-                    (unsigned long long)v);
+        for (k = 0; k <= GW_METRICS_METHODS; k++) {
+            const char *method = k < GW_METRICS_METHODS ? methods[k] : "other";
+            for (s = 0; s <= GW_METRICS_STATUSES; s++) {
+                char status[16] = "other";
+                uint64_t v = 0;
+                for (b = 0; b < n_blocks; b++)
+                    v += load(&blocks[b]->requests[r][k][s]);
+                if (v == 0)
+                    continue;
+                if (s < GW_METRICS_STATUSES)
+                    snprintf(status, sizeof(status), "%d", statuses[s]);
+                add(&t,
+                    "hcgw_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
+                    name, method, status, (unsigned long long)v);
+            }
         }
     }
     render_histogram(&t, "hcgw_request_duration_seconds",
@@ -230,6 +255,34 @@ char *gw_metrics_render(size_t *len)
         in_flight += __atomic_load_n(&blocks[b]->in_flight, __ATOMIC_RELAXED);
     add(&t, "# HELP hcgw_in_flight Requests waiting on HelpCrunch.\n"
             "# TYPE hcgw_in_flight gauge\nhcgw_in_flight %lld\n", (long long)in_flight);
+    if (governor != NULL) {
+        struct gw_governor_stats st;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        gw_governor_stats(governor, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u,
+                          &st);
+        add(&t, "# HELP hcgw_quota_enabled Whether the quota governor is on.\n"
+                "# TYPE hcgw_quota_enabled gauge\nhcgw_quota_enabled %d\n", st.enabled ? 1 : 0);
+        add(&t, "# HELP hcgw_quota_tokens Upstream calls that may go at once now.\n"
+                "# TYPE hcgw_quota_tokens gauge\nhcgw_quota_tokens %.3f\n", st.tokens);
+        add(&t, "# HELP hcgw_quota_queued Calls waiting for their quota slot now.\n"
+                "# TYPE hcgw_quota_queued gauge\nhcgw_quota_queued %lld\n", (long long)st.queued);
+        add(&t, "# HELP hcgw_quota_waits_total Calls that waited for a quota slot.\n"
+                "# TYPE hcgw_quota_waits_total counter\nhcgw_quota_waits_total %llu\n",
+            (unsigned long long)st.waits);
+        add(&t, "# HELP hcgw_quota_wait_seconds_total Time calls spent waiting for a slot.\n"
+                "# TYPE hcgw_quota_wait_seconds_total counter\n"
+                "hcgw_quota_wait_seconds_total %.3f\n", (double)st.wait_ms_total / 1e3);
+        add(&t, "# HELP hcgw_quota_rejections_total Calls answered 429 locally, no upstream call.\n"
+                "# TYPE hcgw_quota_rejections_total counter\nhcgw_quota_rejections_total %llu\n",
+            (unsigned long long)st.rejections);
+        add(&t, "# HELP hcgw_quota_upstream_429_total 429 answers HelpCrunch gave.\n"
+                "# TYPE hcgw_quota_upstream_429_total counter\n"
+                "hcgw_quota_upstream_429_total %llu\n", (unsigned long long)st.upstream_429);
+        add(&t, "# HELP hcgw_quota_cooldowns_total Process-wide pauses after a 429.\n"
+                "# TYPE hcgw_quota_cooldowns_total counter\nhcgw_quota_cooldowns_total %llu\n",
+            (unsigned long long)st.cooldowns);
+    }
     if (t.failed) {
         free(t.buf);
         return NULL;

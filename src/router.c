@@ -86,6 +86,10 @@ static const struct gw_route table[GW_ROUTE__COUNT] = {
         GW_ROUTE_METRICS, "metrics", "GET", "/metrics",
         NULL, NULL, GW_BODY_NONE, GW_UPBODY_NONE,
         GW_REPLY_LOCAL, 200, false, false },
+    [GW_ROUTE_OPENAPI] = {
+        GW_ROUTE_OPENAPI, "openapi", "GET", "/openapi.yaml",
+        NULL, NULL, GW_BODY_NONE, GW_UPBODY_NONE,
+        GW_REPLY_LOCAL, 200, false, false },
 };
 
 /* One '/'-separated piece of a path or pattern, pointing into the caller's string. */

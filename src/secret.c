@@ -9,6 +9,7 @@
 #include "hcgw/limits.h"
 
 #include "hcgw/config.h"
+#include "hcgw/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -169,10 +170,41 @@ static struct gw_secret *from_value(const char *value, const char *where, const 
 }
 
 /*
- * The key in the file at @p path, @p where naming it for a reason. Symbolic links are
- * followed: a Kubernetes secret volume is made of them.
+ * A key file that other users may read shares the key with them. Say so at every load, or,
+ * with upstream.key_file_mode = "refuse", do not load it. Returns 0 when the key may be used.
  */
-static struct gw_secret *from_file(const char *path, const char *where, char **error)
+static int check_file_mode(const struct stat *st, const char *where, enum gw_key_file_mode mode,
+                           char **error)
+{
+    unsigned perm = (unsigned)(st->st_mode & 07777);
+    struct gw_logline l;
+    char octal[8];
+
+    if ((st->st_mode & (S_IRGRP | S_IROTH)) == 0)
+        return 0;
+    if (mode == GW_KEY_FILE_REFUSE) {
+        fail(error,
+             "%s is readable by other users (mode %04o): chmod 600 it, or set "
+             "upstream.key_file_mode = \"warn\"",
+             where, perm);
+        return -1;
+    }
+    snprintf(octal, sizeof octal, "%04o", perm);
+    gw_log_begin(&l, GW_LOG_WARN,
+                 "the key file is readable by other users: chmod 600 it "
+                 "(upstream.key_file_mode = \"refuse\" makes this an error)");
+    gw_log_str(&l, "key_file", where);
+    gw_log_str(&l, "mode", octal);
+    gw_log_end(&l);
+    return 0;
+}
+
+/*
+ * The key in the file at @p path, @p where naming it for a reason. Symbolic links are
+ * followed: a Kubernetes secret volume is made of them, and the mode checked is the target's.
+ */
+static struct gw_secret *from_file(const char *path, const char *where,
+                                   enum gw_key_file_mode mode, char **error)
 {
     char buf[KEY_FILE_MAX_BYTES + 1]; /* one byte more tells a file that is too large */
     char errbuf[ERRNO_TEXT_BYTES];
@@ -197,6 +229,8 @@ static struct gw_secret *from_file(const char *path, const char *where, char **e
              where);
         goto out;
     }
+    if (check_file_mode(&st, where, mode, error) != 0)
+        goto out;
     while (n < sizeof buf) {
         ssize_t r = read(fd, buf + n, sizeof buf - n);
 
@@ -273,7 +307,8 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error)
         where = describe_file(env_file, ENV_KEY_FILE);
         if (!where)
             goto fail_nomem;
-        ret = from_file(env_file, where, error);
+        ret = from_file(env_file, where, cfg ? cfg->upstream.key_file_mode : GW_KEY_FILE_WARN,
+                        error);
     } else if (cfg && cfg->upstream.api_key) {
         where = format("upstream.api_key in %s", cfg_path);
         if (!where)
@@ -286,7 +321,7 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error)
         free(from);
         if (!where)
             goto fail_nomem;
-        ret = from_file(cfg->upstream.api_key_file, where, error);
+        ret = from_file(cfg->upstream.api_key_file, where, cfg->upstream.key_file_mode, error);
     } else {
         fail(error,
              "no HelpCrunch API key: set " ENV_KEY " or " ENV_KEY_FILE
@@ -314,6 +349,20 @@ size_t gw_secret_len(const struct gw_secret *s)
 const char *gw_secret_source(const struct gw_secret *s)
 {
     return s ? s->source : NULL;
+}
+
+const char *gw_secret_file(const struct gw_secret *s)
+{
+    static const char prefix[] = "file ";
+
+    if (s == NULL || s->source == NULL || strncmp(s->source, prefix, sizeof(prefix) - 1) != 0)
+        return NULL;
+    return s->source + sizeof(prefix) - 1;
+}
+
+bool gw_secret_same(const struct gw_secret *a, const struct gw_secret *b)
+{
+    return a != NULL && b != NULL && a->len == b->len && memcmp(a->key, b->key, a->len) == 0;
 }
 
 void gw_secret_free(struct gw_secret *s)

@@ -14,6 +14,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "hcgw/config.h"
+#include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
@@ -31,6 +34,8 @@
 
 /** listen(2) backlog of each listening socket. */
 #define SRV_LISTEN_BACKLOG 1024
+/** How long a reload waits for every worker to take the new configuration. */
+#define SRV_RELOAD_WAIT_S 10
 /** After the drain deadline, how long cancelled requests get to have their answers sent. */
 #define SRV_FLUSH_MS 1000
 
@@ -39,6 +44,16 @@ struct gw_server {
     const struct gw_secret *secret;
     int port;
     int stopping;                      /* set once by gw_server_stop; atomic access */
+    struct gw_upstream_shared shared;  /* the governor and the key's health */
+    /* A reload's mailbox: the main thread posts, each worker applies on its own thread. */
+    pthread_mutex_t reload_mu;
+    pthread_cond_t reload_cv;
+    const struct gw_config *next_cfg;
+    const struct gw_secret *next_secret;
+    unsigned reload_gen;
+    int reload_acks;
+    int reload_failures;
+    unsigned applied_gen[GW_MAX_WORKERS];
     int n_workers;
     struct gw_worker workers[GW_MAX_WORKERS];
 };
@@ -160,7 +175,10 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
     w->loop = gw_loop_new();
     if (w->loop == NULL)
         goto fail_loop;
-    w->up = gw_upstream_new(w->loop, cfg, srv->secret, w->metrics);
+    if (gw_request_worker_init(w) != 0)
+        goto fail_request;
+    w->shared = &srv->shared;
+    w->up = gw_upstream_new(w->loop, cfg, srv->secret, w->metrics, &srv->shared);
     if (w->up == NULL)
         goto fail_upstream;
     w->mhd = MHD_start_daemon(
@@ -170,10 +188,13 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_URI_LOG_CALLBACK, gw_request_begin, w,
         MHD_OPTION_NOTIFY_COMPLETED, gw_request_completed, w,
+        MHD_OPTION_NOTIFY_CONNECTION, gw_request_connection, w,
         MHD_OPTION_UNESCAPE_CALLBACK, gw_request_unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->limits.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_MAX_HEADER_BYTES,
+        /* HTTP/1.1 without Host, and a space inside the target, are 400 (framing.h has more). */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_END);
     if (w->mhd == NULL)
         goto fail_mhd;
@@ -195,6 +216,8 @@ fail_mhd:
     gw_upstream_free(w->up);
     w->up = NULL;
 fail_upstream:
+    gw_request_worker_fini(w);
+fail_request:
     gw_loop_free(w->loop);
     w->loop = NULL;
 fail_loop:
@@ -216,6 +239,7 @@ static void worker_fini(struct gw_worker *w)
     }
     gw_upstream_free(w->up);
     w->up = NULL;
+    gw_request_worker_fini(w);
     gw_loop_free(w->loop);
     w->loop = NULL;
 }
@@ -291,9 +315,77 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static struct gw_server *server_of(struct gw_worker *w)
+{
+    return (struct gw_server *)((char *)(w - w->index) - offsetof(struct gw_server, workers));
+}
+
+/*
+ * Runs on the worker's thread after gw_loop_wake: take a posted configuration and key. The
+ * loop iteration itself re-reads the stopping flag, so a stop needs nothing here.
+ */
 static void on_wake(void *data)
 {
-    (void)data; /* The loop iteration itself re-reads the stopping flag. */
+    struct gw_worker *w = data;
+    struct gw_server *srv = server_of(w);
+
+    pthread_mutex_lock(&srv->reload_mu);
+    if (srv->applied_gen[w->index] != srv->reload_gen) {
+        srv->applied_gen[w->index] = srv->reload_gen;
+        if (gw_upstream_reconfigure(w->up, srv->next_cfg, srv->next_secret) == 0) {
+            w->cfg = srv->next_cfg;
+            w->secret = srv->next_secret;
+        } else {
+            srv->reload_failures++;
+        }
+        srv->reload_acks++;
+        pthread_cond_broadcast(&srv->reload_cv);
+    }
+    pthread_mutex_unlock(&srv->reload_mu);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
+                     const struct gw_secret *secret)
+{
+    const struct gw_config *old = srv->cfg;
+    struct timespec until;
+    int rc = 0;
+    int i;
+
+    if (!same_str(old->listen.address, cfg->listen.address) ||
+        old->listen.port != cfg->listen.port || old->server.workers != cfg->server.workers ||
+        old->limits.max_connections != cfg->limits.max_connections ||
+        old->limits.connection_timeout_ms != cfg->limits.connection_timeout_ms)
+        gw_logf(GW_LOG_WARN, "reload: listen.*, server.workers, limits.max_connections and "
+                             "limits.connection_timeout_ms take effect at the next start only");
+    gw_governor_configure(srv->shared.governor, cfg);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += SRV_RELOAD_WAIT_S;
+    pthread_mutex_lock(&srv->reload_mu);
+    srv->next_cfg = cfg;
+    srv->next_secret = secret;
+    srv->reload_gen++;
+    srv->reload_acks = 0;
+    srv->reload_failures = 0;
+    pthread_mutex_unlock(&srv->reload_mu);
+    for (i = 0; i < srv->n_workers; i++)
+        gw_loop_wake(srv->workers[i].loop);
+    pthread_mutex_lock(&srv->reload_mu);
+    while (srv->reload_acks < srv->n_workers) {
+        if (pthread_cond_timedwait(&srv->reload_cv, &srv->reload_mu, &until) != 0)
+            break;
+    }
+    if (srv->reload_acks < srv->n_workers || srv->reload_failures > 0)
+        rc = -1;
+    pthread_mutex_unlock(&srv->reload_mu);
+    srv->cfg = cfg;
+    srv->secret = secret;
+    return rc;
 }
 
 struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_secret *secret,
@@ -311,6 +403,15 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
     }
     srv->cfg = cfg;
     srv->secret = secret;
+    pthread_mutex_init(&srv->reload_mu, NULL);
+    pthread_cond_init(&srv->reload_cv, NULL);
+    srv->shared.governor = gw_governor_new(cfg);
+    if (srv->shared.governor == NULL) {
+        errorf(error, "out of memory");
+        free(srv);
+        return NULL;
+    }
+    gw_metrics_set_governor(srv->shared.governor);
     n = cfg->server.workers;
     if (n == 0) {
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -391,5 +492,9 @@ void gw_server_free(struct gw_server *srv)
     for (i = 0; i < srv->n_workers; i++)
         worker_fini(&srv->workers[i]);
     gw_metrics_reset();
+    gw_metrics_set_governor(NULL);
+    gw_governor_free(srv->shared.governor);
+    pthread_cond_destroy(&srv->reload_cv);
+    pthread_mutex_destroy(&srv->reload_mu);
     free(srv);
 }

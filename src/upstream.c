@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 
 #include "hcgw/config.h"
+#include "hcgw/governor.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
 #include "hcgw/secret.h"
@@ -30,12 +31,20 @@
 /** First allocation for an answer body; it grows by doubling up to the configured bound. */
 #define UP_INITIAL_BODY 4096
 
+/* The request headers of one key generation. The list holds the key, so it is wiped when
+ * freed, and it is freed only when no attempt sent with it is still in libcurl's hands. */
+struct up_headers {
+    struct curl_slist *list;
+    unsigned refs;                   /* the upstream's own reference + one per live attempt */
+};
+
 struct gw_upstream {
     struct gw_loop *loop;
     const struct gw_config *cfg;
     struct gw_metrics *metrics;
+    struct gw_upstream_shared *shared;
     CURLM *multi;
-    struct curl_slist *headers;      /* holds the key: wiped when freed */
+    struct up_headers *headers;      /* the current key generation */
     struct gw_timer timer;           /* curl's single timeout */
     struct gw_call *calls;           /* in flight, doubly linked */
     struct up_sock *socks;           /* watched sockets, doubly linked */
@@ -106,6 +115,29 @@ static struct curl_slist *build_headers(const struct gw_secret *secret)
 fail:
     wipe_slist(l);
     return NULL;
+}
+
+static struct up_headers *headers_new(const struct gw_secret *secret)
+{
+    struct up_headers *h = calloc(1, sizeof(*h));
+
+    if (h == NULL)
+        return NULL;
+    h->list = build_headers(secret);
+    if (h->list == NULL) {
+        free(h);
+        return NULL;
+    }
+    h->refs = 1;
+    return h;
+}
+
+static void headers_put(struct up_headers *h)
+{
+    if (h == NULL || --h->refs > 0)
+        return;
+    wipe_slist(h->list);
+    free(h);
 }
 
 /* ---- the loop glue ---- */
@@ -324,15 +356,32 @@ static void list_remove(struct gw_upstream *up, struct gw_call *call)
     up->n_calls--;
 }
 
-static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
+static void stop_waiting(struct gw_upstream *up, struct gw_call *call)
 {
-    call->failure = failure;
-    gw_timer_stop(up->loop, &call->backoff);
+    if (!call->waiting_token)
+        return;
+    call->waiting_token = false;
+    gw_governor_done_waiting(up->shared->governor, gw_loop_now(up->loop) - call->wait_start_ms);
+}
+
+static void end_transfer(struct gw_upstream *up, struct gw_call *call)
+{
     if (call->easy != NULL) {
         curl_multi_remove_handle(up->multi, call->easy);
         give_easy(up, call->easy);
         call->easy = NULL;
     }
+    headers_put(call->headers);
+    call->headers = NULL;
+}
+
+static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
+{
+    call->failure = failure;
+    gw_timer_stop(up->loop, &call->backoff);
+    gw_timer_stop(up->loop, &call->deadline);
+    stop_waiting(up, call);
+    end_transfer(up, call);
     list_remove(up, call);
     call->done(call); /* may free the call: nothing after this */
 }
@@ -354,12 +403,18 @@ static int setup_easy(struct gw_upstream *up, struct gw_call *call, long timeout
         connect_ms = timeout_ms;
     SETOPT(h, CURLOPT_URL, call->url);
     SETOPT(h, CURLOPT_PRIVATE, call);
-    SETOPT(h, CURLOPT_HTTPHEADER, up->headers);
+    SETOPT(h, CURLOPT_HTTPHEADER, call->headers->list);
     SETOPT(h, CURLOPT_USERAGENT, "hcgw/" HCGW_VERSION);
     SETOPT(h, CURLOPT_NOSIGNAL, 1L);
     SETOPT(h, CURLOPT_TCP_NODELAY, 1L);
     SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* TLS verification is never turned off; a private CA is given, not skipped. These are
+     * libcurl's defaults, set anyway so that a build or an environment cannot change them. */
+    SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->upstream.ca_file != NULL)
+        SETOPT(h, CURLOPT_CAINFO, cfg->upstream.ca_file);
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
     /* libcurl silently sends a request again when a reused keep-alive connection turns out
      * dead before any answer byte. For a call that must never be sent twice (POST, PATCH:
@@ -390,7 +445,8 @@ out:
     return rc;
 }
 
-static int start_attempt(struct gw_upstream *up, struct gw_call *call)
+/* Hand the call to libcurl now. */
+static int send_attempt(struct gw_upstream *up, struct gw_call *call)
 {
     uint64_t now = gw_loop_now(up->loop);
     int rc;
@@ -400,12 +456,15 @@ static int start_attempt(struct gw_upstream *up, struct gw_call *call)
     call->easy = take_easy(up);
     if (call->easy == NULL)
         return GW_ERR_NOMEM;
+    call->headers = up->headers;
+    call->headers->refs++;
     call->resp_len = 0;
     if (call->resp != NULL)
         call->resp[0] = '\0';
     call->too_big = false;
     call->retry_after_s = 0;
     call->status = 0;
+    call->failure = GW_OK;
     rc = setup_easy(up, call, (long)(call->deadline_ms - now));
     if (rc != 0)
         goto fail;
@@ -419,19 +478,83 @@ static int start_attempt(struct gw_upstream *up, struct gw_call *call)
     return 0;
 
 fail:
-    give_easy(up, call->easy);
-    call->easy = NULL;
+    end_transfer(up, call);
     return rc;
+}
+
+static void on_token_due(struct gw_timer *t)
+{
+    struct gw_call *call = t->data;
+    struct gw_upstream *up = call->up;
+    int rc;
+
+    stop_waiting(up, call);
+    rc = send_attempt(up, call);
+    if (rc != 0)
+        finish(up, call, rc);
+}
+
+/*
+ * Every attempt, first or retry, leaves from here: the quota governor decides whether it goes
+ * now, waits for its slot (on the call's timer), or is refused. Returns 0 when the attempt was
+ * sent or is waiting; GW_ERR_RATE_LIMITED (with call->retry_after_s) when the governor refused
+ * it; another error when it could not be sent.
+ */
+static int start_attempt(struct gw_upstream *up, struct gw_call *call)
+{
+    uint64_t now = gw_loop_now(up->loop);
+    uint64_t wait = 0;
+    long retry_after = 0;
+
+    if (now >= call->deadline_ms)
+        return GW_ERR_UPSTREAM_TIMEOUT;
+    switch (gw_governor_acquire(up->shared->governor, now, call->deadline_ms, &wait,
+                                &retry_after)) {
+    case GW_GOV_GO:
+        return send_attempt(up, call);
+    case GW_GOV_WAIT:
+        call->waiting_token = true;
+        call->wait_start_ms = now;
+        gw_timer_set_cb(&call->backoff, on_token_due);
+        gw_timer_start(up->loop, &call->backoff, wait);
+        return 0;
+    case GW_GOV_REJECT:
+    default:
+        call->retry_after_s = retry_after;
+        return GW_ERR_RATE_LIMITED;
+    }
+}
+
+/*
+ * The deadline, held by hcgw itself: libcurl's CURLOPT_TIMEOUT_MS does not run while a
+ * transfer waits in libcurl's queue for a free pool connection, so a call queued there would
+ * otherwise end late.
+ */
+static void on_deadline(struct gw_timer *t)
+{
+    struct gw_call *call = t->data;
+
+    finish(call->up, call, GW_ERR_UPSTREAM_TIMEOUT);
 }
 
 static void on_backoff_due(struct gw_timer *t)
 {
     struct gw_call *call = t->data;
     struct gw_upstream *up = call->up;
+    enum gw_err last = call->failure;
+    long last_status = call->status;
+    long last_retry_after = call->retry_after_s;
     int rc = start_attempt(up, call);
 
-    if (rc != 0)
-        finish(up, call, rc == GW_ERR_UPSTREAM_TIMEOUT ? GW_ERR_UPSTREAM_TIMEOUT : rc);
+    if (rc == 0)
+        return;
+    /* The retry could not go (the quota refused it, or the deadline came): the caller gets
+     * the last answer HelpCrunch actually gave, mapped as usual. */
+    call->status = last_status;
+    call->retry_after_s = rc == GW_ERR_RATE_LIMITED && last_status == 429 && last_retry_after == 0
+                              ? call->retry_after_s
+                              : last_retry_after;
+    finish(up, call, last);
 }
 
 /* What a finished transfer means: GW_OK with an HTTP status, or a failure, and whether the
@@ -546,14 +669,17 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
     call->curl_code = (int)code;
     call->upstream_ms += (double)(now - call->attempt_start_ms);
     gw_metrics_observe(&up->metrics->upstream_seconds, (now - call->attempt_start_ms) * 1000u);
-    curl_multi_remove_handle(up->multi, call->easy);
-    give_easy(up, call->easy);
-    call->easy = NULL;
+    end_transfer(up, call);
 
     failure = classify(up, call, code, &transient);
     if (failure != GW_OK)
         call->status = 0;
+    call->failure = failure;
     count_failure(up, failure, call->status);
+    if (call->status == 429)
+        gw_governor_on_429(up->shared->governor, now, call->retry_after_s);
+    if (call->status == 401 || call->status == 403)
+        __atomic_store_n(&up->shared->auth_failed_ms, now, __ATOMIC_RELAXED);
     if (!transient || !call->retryable || call->attempts > up->cfg->upstream.max_retries)
         goto done;
     delay = backoff_ms(up, call);
@@ -561,6 +687,7 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
         goto done;
     log_retry(call, failure, delay);
     gw_metrics_inc(&up->metrics->upstream_retries);
+    gw_timer_set_cb(&call->backoff, on_backoff_due);
     gw_timer_start(up->loop, &call->backoff, delay);
     return;
 
@@ -587,7 +714,8 @@ static void check_done(struct gw_upstream *up)
 /* ---- the interface ---- */
 
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
-                                    const struct gw_secret *secret, struct gw_metrics *metrics)
+                                    const struct gw_secret *secret, struct gw_metrics *metrics,
+                                    struct gw_upstream_shared *shared)
 {
     struct gw_upstream *up = calloc(1, sizeof(*up));
     CURLMcode mc = CURLM_OK;
@@ -597,7 +725,8 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
     up->loop = loop;
     up->cfg = cfg;
     up->metrics = metrics;
-    up->headers = build_headers(secret);
+    up->shared = shared;
+    up->headers = headers_new(secret);
     if (up->headers == NULL)
         goto fail_headers;
     up->multi = curl_multi_init();
@@ -620,7 +749,7 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
 fail_setopt:
     curl_multi_cleanup(up->multi);
 fail_multi:
-    wipe_slist(up->headers);
+    headers_put(up->headers);
 fail_headers:
     free(up);
 fail_alloc:
@@ -638,8 +767,27 @@ void gw_upstream_free(struct gw_upstream *up)
         sock_free(up, up->socks);
     while (up->n_idle > 0)
         curl_easy_cleanup(up->idle[--up->n_idle]);
-    wipe_slist(up->headers);
+    headers_put(up->headers);
     free(up);
+}
+
+int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
+                            const struct gw_secret *secret)
+{
+    struct up_headers *h = headers_new(secret);
+
+    if (h == NULL)
+        return GW_ERR_NOMEM;
+    headers_put(up->headers);
+    up->headers = h;
+    up->cfg = cfg;
+    /* A pool size that cannot change keeps the old one: not worth failing a reload for. */
+    if (curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          (long)cfg->upstream.max_connections) != CURLM_OK ||
+        curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
+                          (long)cfg->upstream.max_connections) != CURLM_OK)
+        gw_logf(GW_LOG_WARN, "reload: upstream.max_connections not changed");
+    return 0;
 }
 
 int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
@@ -652,11 +800,19 @@ int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
     call->attempts = 0;
     call->upstream_ms = 0;
     call->easy = NULL;
+    call->headers = NULL;
+    call->waiting_token = false;
     call->prev = call->next = NULL;
     gw_timer_init(&call->backoff, on_backoff_due, call);
+    gw_timer_init(&call->deadline, on_deadline, call);
     rc = start_attempt(up, call);
-    if (rc != 0)
+    if (rc != 0) {
+        gw_timer_stop(up->loop, &call->backoff);
+        stop_waiting(up, call);
+        end_transfer(up, call);
         return rc;
+    }
+    gw_timer_start(up->loop, &call->deadline, call->deadline_ms - gw_loop_now(up->loop));
     call->next = up->calls;
     if (up->calls != NULL)
         up->calls->prev = call;

@@ -7,11 +7,33 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** Default configuration path when -c is not given. */
 #define GW_CONFIG_DEFAULT_PATH "/etc/hcgw/hcgw.conf"
 
 enum gw_log_level { GW_LOG_DEBUG = 0, GW_LOG_INFO = 1, GW_LOG_WARN = 2, GW_LOG_ERROR = 3 };
+
+/** upstream.key_file_mode: what a key file readable by other users (group or other) gets. */
+enum gw_key_file_mode {
+    GW_KEY_FILE_WARN = 0,            /* "warn": a warning at every load, the key is used */
+    GW_KEY_FILE_REFUSE = 1           /* "refuse": the key is not loaded (start or reload fails) */
+};
+
+/** The top-level `auth` key: who may call hcgw (see auth.h). */
+enum gw_auth_mode {
+    GW_AUTH_MODE_CLIENTS = 0,        /* "clients": a request names a client (when any are configured) */
+    GW_AUTH_MODE_NONE = 1            /* "none": no caller checks at all (a mesh enforces policy) */
+};
+
+/** One entry of the top-level `clients` list: a caller, its credentials and its routes. */
+struct gw_client {
+    char *name;                      /* 1..GW_MAX_CLIENT_NAME of [A-Za-z0-9._-], unique */
+    bool has_token;                  /* token_sha256 or token_file was given */
+    unsigned char token_sha256[32];  /* SHA-256 of its bearer token (never the token itself) */
+    char *identity;                  /* the mesh identity (SPIFFE URI, X-Client-Id), or NULL */
+    uint64_t routes;                 /* bit 1 << enum gw_route_id for every route it may call */
+};
 
 struct gw_config {
     char *path;                      /* the file this was read from */
@@ -34,12 +56,17 @@ struct gw_config {
         long retry_max_ms;           /* backoff cap, default 2000 */
         long retry_after_fallback_s; /* Retry-After we give on 429 when HelpCrunch gave none; default 10 */
         int max_connections;         /* pool size (connections to the upstream host); default 64 */
+        long auth_failure_unready_ms;/* /readyz 503 this long after a 401/403; default 60000, 0 off */
+        bool allow_insecure_http;    /* http:// to a host that is not loopback; default false */
+        char *ca_file;               /* CA bundle that verifies HelpCrunch's TLS, or NULL (system's) */
+        enum gw_key_file_mode key_file_mode; /* "warn" | "refuse"; default warn */
     } upstream;
     struct {
         long max_body_bytes;         /* request body bound, default 65536 */
         long max_upstream_body_bytes;/* upstream answer bound, default 8 MiB */
         int max_connections;         /* client connections per worker, default 1024 */
         long connection_timeout_ms;  /* idle client connection timeout, default 30000 */
+        long header_timeout_ms;      /* whole request line + headers must arrive within; default 10000 */
         int max_in_flight;           /* requests waiting on HelpCrunch per worker; default 4096 */
     } limits;
     struct {
@@ -51,6 +78,14 @@ struct gw_config {
     struct {
         enum gw_log_level level;     /* log.level "debug" | "info" | "warn" | "error"; default info */
     } log;
+    struct {
+        enum gw_auth_mode mode;      /* top-level auth "clients" | "none"; default "clients" */
+        bool trust_mesh_identity;    /* top-level trust_mesh_identity; default false */
+        char *mesh_identity_header;  /* top-level mesh_identity_header, lowercased;
+                                        default "x-forwarded-client-cert" */
+        struct gw_client *clients;   /* top-level clients list; NULL when none */
+        size_t nclients;
+    } auth;
 };
 
 /**
@@ -67,5 +102,17 @@ void gw_config_free(struct gw_config *cfg);
 
 /** Parse a level name ("debug", ...). Returns 0 and sets *out, or -1. */
 int gw_config_parse_level(const char *name, enum gw_log_level *out);
+
+/**
+ * True when @p host (an IP literal without brackets, or a name) is this machine: 127.0.0.0/8,
+ * ::1, ::ffff:127.x.x.x or "localhost". Any other name is not, whatever DNS says. Pure; any thread.
+ */
+bool gw_config_is_loopback(const char *host);
+
+/**
+ * True when @p url is http:// (not https://) to a host that gw_config_is_loopback does not
+ * accept, so that the key in its Authorization header would cross a network in clear.
+ */
+bool gw_config_url_in_clear(const char *url);
 
 #endif

@@ -28,7 +28,11 @@ enum gw_err {
     GW_ERR_OVERLOADED = -19,            /* 503 overloaded */
     GW_ERR_INTERNAL = -20,              /* 500 internal_error */
     GW_ERR_NOMEM = -21,                 /* 500 internal_error (out of memory) */
-    GW_ERR__LAST = -22                  /* not an error: one past the last */
+    GW_ERR_URI_TOO_LONG = -22,          /* 414 uri_too_long: longer than GW_MAX_URL_BYTES */
+    GW_ERR_UNAUTHENTICATED = -23,       /* 401 unauthenticated: no or no valid client credential */
+    GW_ERR_FORBIDDEN = -24,             /* 403 forbidden: the client may not call this route */
+    GW_ERR_MALFORMED_REQUEST = -25,     /* 400 malformed_request: ambiguous HTTP framing; closes */
+    GW_ERR__LAST = -26                  /* not an error: one past the last */
 };
 
 #endif

@@ -41,6 +41,9 @@ struct gw_governor_stats {
 /** Create from cfg->quota. Returns NULL when out of memory. */
 struct gw_governor *gw_governor_new(const struct gw_config *cfg);
 
+/** Take new settings from cfg->quota (a reload); the bucket's state carries over. */
+void gw_governor_configure(struct gw_governor *g, const struct gw_config *cfg);
+
 /** Free it. Accepts NULL. */
 void gw_governor_free(struct gw_governor *g);
 

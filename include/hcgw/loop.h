@@ -32,6 +32,7 @@ struct gw_io {
 /** A one-shot timer. Owned by the caller; zero it (or gw_timer_init) before first use. */
 struct gw_timer {
     uint64_t due_ms;         /* loop time when due */
+    uint64_t seq;            /* start order, for ties and for the timer pass */
     size_t slot;             /* index in the heap + 1; 0 when not running */
     gw_timer_cb *cb;
     void *data;
@@ -56,8 +57,11 @@ void gw_loop_update_time(struct gw_loop *loop);
  */
 int gw_loop_io_set(struct gw_loop *loop, struct gw_io *io, uint32_t events);
 
-/** Prepare @p t with its callback. */
+/** Prepare @p t with its callback. Not on a running timer (use gw_timer_set_cb). */
 void gw_timer_init(struct gw_timer *t, gw_timer_cb *cb, void *data);
+
+/** Change the callback of a timer, running or not (it keeps its place). */
+void gw_timer_set_cb(struct gw_timer *t, gw_timer_cb *cb);
 
 /** (Re)start @p t to fire @p delay_ms from now. */
 void gw_timer_start(struct gw_loop *loop, struct gw_timer *t, uint64_t delay_ms);

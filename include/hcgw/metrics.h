@@ -13,6 +13,9 @@
 
 /** HTTP statuses counted by name; anything else is counted as "other". */
 #define GW_METRICS_STATUSES 19
+/** Request methods counted by name (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS); any other
+ *  is counted as "other", so that a caller cannot grow the label set. */
+#define GW_METRICS_METHODS 7
 /** Latency histogram buckets (upper bounds in seconds, see metrics.c), plus +Inf. */
 #define GW_METRICS_BUCKETS 14
 
@@ -34,8 +37,9 @@ struct gw_histogram {
 };
 
 struct gw_metrics {
-    /* Row GW_ROUTE__COUNT counts requests that matched no route. */
-    uint64_t requests[GW_ROUTE__COUNT + 1][GW_METRICS_STATUSES + 1];
+    /* Row GW_ROUTE__COUNT counts requests that matched no route; the last method and status
+     * slots count "other". */
+    uint64_t requests[GW_ROUTE__COUNT + 1][GW_METRICS_METHODS + 1][GW_METRICS_STATUSES + 1];
     struct gw_histogram request_seconds;
     struct gw_histogram upstream_seconds;
     uint64_t upstream_attempts;
@@ -66,9 +70,17 @@ static inline void gw_metrics_add(int64_t *g, int64_t d)
     __atomic_store_n(g, __atomic_load_n(g, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
 }
 
-/** Count one answered request of @p route (NULL: unmatched) with @p status. */
-void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, int status,
-                        uint64_t duration_us);
+struct gw_governor;
+
+/** The governor whose state /metrics shows (NULL: none). Set before threads start. */
+void gw_metrics_set_governor(struct gw_governor *g);
+
+/**
+ * Count one answered request of @p route (NULL: unmatched) with the request's @p method (NULL
+ * or any method not counted by name: "other") and @p status, and observe its duration.
+ */
+void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, const char *method,
+                        int status, uint64_t duration_us);
 
 /** Record one upstream attempt's duration. */
 void gw_metrics_observe(struct gw_histogram *h, uint64_t duration_us);

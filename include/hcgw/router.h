@@ -28,6 +28,7 @@ enum gw_route_id {
     GW_ROUTE_HEALTHZ,        /* GET    /healthz (local) */
     GW_ROUTE_READYZ,         /* GET    /readyz (local) */
     GW_ROUTE_METRICS,        /* GET    /metrics (local) */
+    GW_ROUTE_OPENAPI,        /* GET    /openapi.yaml (local) */
     GW_ROUTE__COUNT
 };
 

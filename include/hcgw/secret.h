@@ -5,6 +5,7 @@
 #ifndef HCGW_SECRET_H
 #define HCGW_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct gw_config;
@@ -14,7 +15,8 @@ struct gw_secret;
  * Resolve the key, first match wins: environment HCGW_API_KEY, environment HCGW_API_KEY_FILE,
  * upstream.api_key, upstream.api_key_file. A key file's trailing newline (LF or CRLF) is
  * stripped. The key must be 1..4096 bytes of visible ASCII (0x21..0x7e), since it goes into an
- * HTTP header. Returns a new secret, or NULL with a malloc'd one-line reason in *error (which
+ * HTTP header. A key file readable by group or other gets a warning log line at every load, or
+ * is refused when cfg's upstream.key_file_mode is "refuse". Returns a new secret, or NULL with a malloc'd one-line reason in *error (which
  * never contains the key; the caller frees it). No key at all is an error that says how to give one.
  */
 struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error);
@@ -27,6 +29,12 @@ size_t gw_secret_len(const struct gw_secret *s);
 
 /** Where the key came from, for a log line: "env HCGW_API_KEY", "file /run/...", "config". */
 const char *gw_secret_source(const struct gw_secret *s);
+
+/** The path of the key file the key came from, or NULL when it came from elsewhere. */
+const char *gw_secret_file(const struct gw_secret *s);
+
+/** True when both hold the same key (both non-NULL). */
+bool gw_secret_same(const struct gw_secret *a, const struct gw_secret *b);
 
 /** Wipe the key from memory and free @p s. Accepts NULL. */
 void gw_secret_free(struct gw_secret *s);

@@ -30,6 +30,18 @@ int gw_server_start(struct gw_server *srv);
  */
 void gw_server_stop(struct gw_server *srv);
 
+/**
+ * Switch every worker to @p cfg and @p secret (a reload): each takes them on its own thread
+ * at its next loop iteration; new upstream attempts use the new key; settings that belong to
+ * the listening sockets and MHD daemons (listen.*, server.workers, limits.max_connections,
+ * limits.connection_timeout_ms) keep their old values until a restart (a warning says so).
+ * Returns 0 when every worker took them: the old config and key are then unused and may be
+ * freed. Returns -1 when a worker did not (out of memory, or no answer within 10 s): the old
+ * ones must be kept. Main thread, after gw_server_start.
+ */
+int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
+                     const struct gw_secret *secret);
+
 /** Wait until every worker has drained and stopped. */
 void gw_server_wait(struct gw_server *srv);
 

@@ -19,10 +19,21 @@
 #include "hcgw/loop.h"
 
 struct gw_config;
+struct gw_governor;
 struct gw_metrics;
 struct gw_secret;
 struct gw_upstream;
 struct gw_call;
+struct up_headers;
+
+/**
+ * What all workers' upstreams share: the quota governor and the time HelpCrunch last refused
+ * the key. Owned by the server; lives as long as it.
+ */
+struct gw_upstream_shared {
+    struct gw_governor *governor;
+    uint64_t auth_failed_ms;         /* monotonic ms of the last 401/403, 0: never; atomic */
+};
 
 /** Called exactly once when a submitted call ends (answered, failed, or cancelled). */
 typedef void gw_call_done_cb(struct gw_call *call);
@@ -56,21 +67,36 @@ struct gw_call {
     /* private to upstream.c */
     struct gw_upstream *up;
     void *easy;
+    struct up_headers *headers;      /* the key generation this attempt was sent with */
+    bool waiting_token;              /* reserved a governor slot, waiting for it */
+    uint64_t wait_start_ms;
     size_t resp_cap;
     bool too_big;
     uint64_t attempt_start_ms;
-    struct gw_timer backoff;
+    struct gw_timer backoff;         /* the wait before a retry, or for a quota slot */
+    struct gw_timer deadline;        /* ends the call at deadline_ms, whatever it waits on */
     struct gw_call *prev, *next;     /* in-flight list */
 };
 
 /**
  * Create the upstream side of one worker: a curl multi handle on @p loop with the pool size,
  * timeouts and retry policy of @p cfg and the key of @p secret (the key is copied into one
- * header list, wiped when freed). Counts go to @p metrics, the worker's own block. @p cfg and
- * @p metrics must outlive it. curl_global_init must have run. Returns NULL on failure.
+ * header list, wiped when freed). Counts go to @p metrics, the worker's own block; quota and
+ * key health go through @p shared. @p cfg, @p metrics and @p shared must outlive it (or be
+ * replaced with gw_upstream_reconfigure). curl_global_init must have run. Returns NULL on
+ * failure.
  */
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
-                                    const struct gw_secret *secret, struct gw_metrics *metrics);
+                                    const struct gw_secret *secret, struct gw_metrics *metrics,
+                                    struct gw_upstream_shared *shared);
+
+/**
+ * Use @p cfg and the key of @p secret from the next attempt on. Attempts already sent keep
+ * the header list they were sent with; it is wiped and freed when the last of them ends.
+ * Returns 0, or GW_ERR_NOMEM (then nothing changed). Loop thread.
+ */
+int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
+                            const struct gw_secret *secret);
 
 /** Free it. No call may be in flight (cancel them first). Accepts NULL. */
 void gw_upstream_free(struct gw_upstream *up);

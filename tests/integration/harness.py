@@ -199,7 +199,10 @@ class Gateway:
             f.write(text)
         env = dict(os.environ)
         env.pop("HCGW_API_KEY_FILE", None)
-        env["HCGW_API_KEY"] = self.key
+        if self.key:
+            env["HCGW_API_KEY"] = self.key
+        else:
+            env.pop("HCGW_API_KEY", None)  # the key comes from the config's key file
         env.update(env_extra or {})
         self.proc = Proc([HCGW_BIN, "-c", self.conf_path], env=env)
         self.port = self.proc.wait_line(listening_port)["port"]
@@ -323,3 +326,10 @@ def wait_access(gw, request_id, timeout=5.0):
     return gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "access"
                              and o.get("request_id") == request_id, timeout=timeout,
                              stream="err")
+
+
+def conf_with_top_level(base_url, top_level="", **groups):
+    """A whole config: full_conf(base_url, **groups) followed by libconfig text for top-level
+    keys that are not groups and so cannot be given as dicts: auth, trust_mesh_identity,
+    mesh_identity_header and the clients list (clients = ( { … }, … );)."""
+    return full_conf(base_url, **groups) + top_level + "\n"

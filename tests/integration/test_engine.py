@@ -543,8 +543,14 @@ class TwoWorkersTest(ConfCase):
         self.assertEqual(statuses, [200] * n)
         for _ in range(n):  # and sequentially, each on a new connection
             self.assertEqual(self.req("GET", C).status, 200)
+        # A request is counted when it completes, which can be just after its client has the
+        # answer: wait until all 2n access lines are there before reading the counters.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(
+                [l for l in self.gw.access_lines() if l.get("route") == "contact_get"]) < 2 * n:
+            time.sleep(0.05)
         text = get_metrics(self.gw.port)
-        key = 'hcgw_requests_total{route="contact_get",status="200"}'
+        key = 'hcgw_requests_total{route="contact_get",method="GET",status="200"}'
         self.assertEqual(metric(text, key) - (metric(before, key) if key in before else 0),
                          2 * n)
         self.assertEqual(metric(text, "hcgw_upstream_attempts_total")

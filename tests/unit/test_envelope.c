@@ -65,6 +65,14 @@ static const struct {
     {GW_ERR_OVERLOADED, 503, "overloaded", "The gateway is at its limit of requests in flight"},
     {GW_ERR_INTERNAL, 500, "internal_error", "Internal error"},
     {GW_ERR_NOMEM, 500, "internal_error", "Internal error"},
+    {GW_ERR_URI_TOO_LONG, 414, "uri_too_long",
+     "The request URI is longer than the gateway accepts"},
+    {GW_ERR_UNAUTHENTICATED, 401, "unauthenticated",
+     "A valid client credential is required (Authorization: Bearer <token>)"},
+    {GW_ERR_FORBIDDEN, 403, "forbidden", "This client may not call this route"},
+    {GW_ERR_MALFORMED_REQUEST, 400, "malformed_request",
+     "The request is not well-formed HTTP/1.1 (its framing is ambiguous or it holds bytes HTTP "
+     "does not allow)"},
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */

@@ -56,6 +56,8 @@ static const struct gw_route expected[] = {
       GW_REPLY_LOCAL, 200, false, false },
     { GW_ROUTE_METRICS, "metrics", "GET", "/metrics", NULL, NULL, GW_BODY_NONE,
       GW_UPBODY_NONE, GW_REPLY_LOCAL, 200, false, false },
+    { GW_ROUTE_OPENAPI, "openapi", "GET", "/openapi.yaml", NULL, NULL, GW_BODY_NONE,
+      GW_UPBODY_NONE, GW_REPLY_LOCAL, 200, false, false },
 };
 
 static bool str_eq(const char *a, const char *b)
@@ -207,6 +209,7 @@ static void test_match_every_route(void **state)
         { "GET", "/healthz", GW_ROUTE_HEALTHZ, "", "", 0 },
         { "GET", "/readyz", GW_ROUTE_READYZ, "", "", 0 },
         { "GET", "/metrics", GW_ROUTE_METRICS, "", "", 0 },
+        { "GET", "/openapi.yaml", GW_ROUTE_OPENAPI, "", "", 0 },
         /* Names are decoded; '+' stays a plus; the decoded characters are all legal. */
         { "PUT", "/contacts/1/tags/a%2Fb", GW_ROUTE_TAG_PUT, "1", "a/b", 3 },
         { "PUT", "/contacts/1/tags/a+b", GW_ROUTE_TAG_PUT, "1", "a+b", 3 },
@@ -253,6 +256,7 @@ static void test_not_found(void **state)
         "/Contacts", "/CONTACTS/1", "/contacts/1/Tags", "/contacts/1/block/x",
         "/contacts/1/unknown", "/customers/1", "/healthz/", "/healthz/x", "/metrics/1",
         "/contacts/search/1", "/contacts/1/tags/a/b/c", "/contacts?limit=1",
+        "/openapi.json", "/openapi.yaml/", "/openapi", "/OPENAPI.YAML",
     };
     size_t i;
 
@@ -306,6 +310,7 @@ static void test_method_not_allowed(void **state)
         { "POST", "/healthz", "GET" },
         { "DELETE", "/readyz", "GET" },
         { "PUT", "/metrics", "GET" },
+        { "POST", "/openapi.yaml", "GET" },
         /* Methods are case-sensitive and compared whole. */
         { "get", "/contacts", "GET, POST" },
         { "Get", "/healthz", "GET" },
