@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""
+Where hcgw's CPU goes, next to nginx doing the same job (bench/profile.sh runs this).
+
+Against the fast upstream, one worker each, on loopback, everything bounded:
+  1. callgrind (instructions, user space; deterministic, so it does not depend on how busy the
+     machine is): counters zeroed once the proxy is ready, wrk at c=10 for a few seconds,
+     counters dumped; Ir per request per library and the top functions;
+  2. strace -c -f: system calls per request at c=100;
+  3. perf record -e cpu-clock (a software clock: works in VMs without a PMU): user/kernel split
+     and the hottest symbols, when perf works here.
+Writes bench/results/profile.md (and prints it).
+"""
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+from bench import PROCS, Bench, log, tree_pids, wait_ready  # noqa: E402
+
+
+def count_hcgw_requests(port):
+    st, body = bench.http_get(port, "/metrics")
+    n = 0
+    for line in (body or b"").decode().splitlines():
+        if line.startswith("hcgw_requests_total{") and 'route="tag_delete"' in line:
+            n += int(float(line.rsplit(" ", 1)[1]))
+    return n
+
+
+def cg_control(pid, *args):
+    """callgrind_control ARGS PID, checked: valgrind polls for commands, so retry a little."""
+    for _ in range(10):
+        r = subprocess.run(["callgrind_control"] + list(args) + [str(pid)], capture_output=True,
+                           text=True, timeout=60)
+        if "OK" in r.stdout:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("callgrind_control %s %d failed: %s" % (" ".join(args), pid,
+                                                               r.stdout + r.stderr))
+
+
+def count_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def annotate(cg_file, requests, top=25):
+    """(Ir total, {object: self Ir}, [(inclusive Ir, function, object)])"""
+    self_out = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", cg_file],
+                              capture_output=True, text=True, timeout=120).stdout
+    incl_out = subprocess.run(["callgrind_annotate", "--auto=no", "--inclusive=yes",
+                               "--threshold=100", cg_file], capture_output=True, text=True, timeout=120).stdout
+    total = 0
+    m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", self_out)
+    if m:
+        total = int(m.group(1).replace(",", ""))
+    line_re = re.compile(r"^\s*([\d,]+) \([\s\d.]+%\)\s+(\S.*?)(?: \[(.+)\])?$")
+    per_obj = collections.Counter()
+    for line in self_out.splitlines():
+        m = line_re.match(line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        obj = os.path.basename(m.group(3) or "?")
+        per_obj[obj] += int(m.group(1).replace(",", ""))
+    incl = {}
+    for line in incl_out.splitlines():
+        m = line_re.match(line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        fn = m.group(2).split(":")[-1]
+        obj = os.path.basename(m.group(3) or "")
+        ir = int(m.group(1).replace(",", ""))
+        # A function can be listed twice (with and without its source file): keep one.
+        if fn not in incl or ir > incl[fn][0] or (ir == incl[fn][0] and obj):
+            incl[fn] = (ir, fn, obj or incl.get(fn, (0, "", ""))[2])
+    return total, per_obj, sorted(incl.values(), reverse=True)[:top]
+
+
+class Profile(Bench):
+    def callgrind(self, target, seconds):
+        a = self.args
+        cg = os.path.join(self.run, "%s.cg" % target)
+        # No pinning here: valgrind serializes threads anyway, and Ir does not depend on it.
+        if target == "hcgw":
+            conf = bench.render("hcgw.bench.conf", os.path.join(self.run, "cg-hcgw.conf"),
+                                dict(HCGW_PORT=self.p_hcgw, WORKERS=1, UP_SCHEME="http",
+                                     UP_PORT=self.up_fast, API_KEY=bench.API_KEY, POOL=bench.POOL,
+                                     CA_FILE_LINE=""))
+            argv = [self.hcgw_bin, "-c", conf]
+            port = self.p_hcgw
+            logf = open(os.path.join(self.run, "cg-hcgw.log"), "w")
+        else:
+            run = os.path.join(self.run, "cg-nginx")
+            os.makedirs(run, exist_ok=True)
+            os.symlink(os.path.join(self.run, "tls"), os.path.join(run, "tls"))
+            conf = bench.render("proxy.nginx.conf", os.path.join(run, "proxy.conf"),
+                                dict(RUN=run, WORKERS=1, PROXY_PORT=self.p_nginx, UP_SCHEME="http",
+                                     UP_HOST="127.0.0.1", UP_PORT=self.up_fast, POOL=bench.POOL,
+                                     API_KEY=bench.API_KEY, SSL_VERIFY="off"))
+            # One process (no master) so that callgrind sees the worker's whole life.
+            argv = [self.nginx_bin, "-p", run, "-c", conf, "-g", "daemon off; master_process off;"]
+            port = self.p_nginx
+            logf = open(os.path.join(run, "stderr"), "w")
+        # Instrumentation off until the proxy is ready, on for the load only, then off and a
+        # dump (a dump taken while instrumenting attributes the costs of the functions still
+        # on the stack wrongly; one taken with instrumentation off is exact).
+        p = PROCS.start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                         "--callgrind-out-file=" + cg] + argv, stderr=logf,
+                        name="callgrind-" + target)
+        wait_ready(port, timeout=60, proc=p)
+        time.sleep(0.5)
+        before = count_hcgw_requests(port) if target == "hcgw" else 0
+        cg_control(p.pid, "-i", "on")
+        w = self.wrk(port, a.cg_conns, seconds, "0-%d" % (self.ncpu - 1))
+        time.sleep(1.0)  # requests wrk left in flight finish (and are counted)
+        cg_control(p.pid, "-i", "off")
+        cg_control(p.pid, "-d")
+        if target == "hcgw":
+            n = count_hcgw_requests(port) - before
+        else:
+            n = count_lines(os.path.join(self.run, "cg-nginx", "proxy.access.log"))
+        PROCS.stop(p, wait=10)
+        dump = cg + ".1"
+        if not os.path.exists(dump) or os.path.getsize(dump) == 0:
+            raise RuntimeError("callgrind wrote no profile for %s" % target)
+        total, per_obj, incl = annotate(dump, n)
+        log("callgrind %s: %d requests (wrk saw %d), %.0f Ir/request"
+            % (target, n, w["requests"], total / max(1, n)))
+        return dict(requests=n, total=total, per_obj=per_obj, incl=incl)
+
+    def strace(self, target, seconds):
+        load, proxy = self.layout(1)
+        if target == "hcgw":
+            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy)
+            pids = [p.pid]
+        else:
+            p = self.start_nginx(1, "fast", self.p_nginx, proxy)
+            pids = tree_pids(p.pid)[1:]  # the worker
+        try:
+            self.wrk(p.bench_port, 100, 1, load)  # warm-up
+            out = os.path.join(self.run, "strace-%s.txt" % target)
+            st = PROCS.start(["strace", "-c", "-f", "-o", out] +
+                             sum((["-p", str(x)] for x in pids), []), name="strace")
+            time.sleep(0.5)
+            before = count_hcgw_requests(p.bench_port) if target == "hcgw" else 0
+            w = self.wrk(p.bench_port, 100, seconds, load)
+            PROCS.stop(st, sig=2, wait=10)
+            n = (count_hcgw_requests(p.bench_port) - before) if target == "hcgw" else w["requests"]
+            calls = {}
+            with open(out) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                        calls[parts[-1]] = int(parts[3])
+            log("strace %s: %d requests, %.1f syscalls/request"
+                % (target, n, sum(calls.values()) / max(1, n)))
+            return dict(requests=n, calls=calls)
+        finally:
+            PROCS.stop(p)
+
+    def perf(self, target, seconds):
+        if shutil.which("perf") is None:
+            return None
+        load, proxy = self.layout(1)
+        if target == "hcgw":
+            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy)
+            pids = [p.pid]
+        else:
+            p = self.start_nginx(1, "fast", self.p_nginx, proxy)
+            pids = tree_pids(p.pid)[1:]
+        data = os.path.join(self.run, "perf-%s.data" % target)
+        try:
+            self.wrk(p.bench_port, 100, 1, load)
+
+            def rec(_):
+                time.sleep(0.5)
+                subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-o", data,
+                                "-p", ",".join(map(str, pids)), "--", "sleep",
+                                str(max(1, seconds - 1))], capture_output=True,
+                               timeout=seconds + 30)
+
+            self.wrk(p.bench_port, 100, seconds, load, during=rec)
+        finally:
+            PROCS.stop(p)
+        if not os.path.exists(data):
+            return None
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                            "--sort", "dso", "-g", "none"], capture_output=True, text=True,
+                           timeout=120)
+        dsos = re.findall(r"^\s+([\d.]+)%\s+(\S+)\s*$", r.stdout, re.M)
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                            "--sort", "dso,sym", "-g", "none"], capture_output=True, text=True,
+                           timeout=120)
+        syms = re.findall(r"^\s+([\d.]+)%\s+(\S+)\s+\[.\]\s+(.+?)\s*$", r.stdout, re.M)
+        return dict(dsos=[(float(x), d) for x, d in dsos][:10],
+                    syms=[(float(x), d, s) for x, d, s in syms][:25])
+
+    def main(self):
+        a = self.args
+        t0 = time.monotonic()
+        self.start_upstreams()
+        res = {}
+        for t in ("nginx", "hcgw"):
+            res[("cg", t)] = self.callgrind(t, a.cg_seconds)
+        for t in ("nginx", "hcgw"):
+            res[("strace", t)] = self.strace(t, a.seconds)
+        if a.perf:
+            for t in ("nginx", "hcgw"):
+                res[("perf", t)] = self.perf(t, a.seconds + 1)
+        text = self.render_report(res, time.monotonic() - t0)
+        print(text)
+        if a.output:
+            with open(a.output, "w") as f:
+                f.write(text)
+            log("wrote %s" % a.output)
+
+    def render_report(self, res, elapsed):
+        L = []
+        w = L.append
+        w("# Where the CPU goes: hcgw and nginx, same job (bench/profile.sh)")
+        w("")
+        w("Run %s, %.0f s. Fast upstream, DELETE /contacts/{id}/tags/{name}, one worker each."
+          % (time.strftime("%Y-%m-%d %H:%M %Z"), elapsed))
+        w("")
+        w("## Instructions per request (callgrind, user space, c=%d)" % self.args.cg_conns)
+        w("")
+        w("Instrumentation on once the proxy answered, for the wrk run only, then off and "
+          "dumped. Kernel time is not in these (see the "
+          "system calls below). Debian's libcurl, libmicrohttpd and nginx have no symbols for "
+          "their static functions: those show as addresses.")
+        w("")
+        objs = set()
+        for t in ("nginx", "hcgw"):
+            objs |= set(res[("cg", t)]["per_obj"])
+        w("| object | nginx Ir/req | hcgw Ir/req |")
+        w("|---|---:|---:|")
+        rows = []
+        for o in objs:
+            n = res[("cg", "nginx")]["per_obj"].get(o, 0) / max(1, res[("cg", "nginx")]["requests"])
+            h = res[("cg", "hcgw")]["per_obj"].get(o, 0) / max(1, res[("cg", "hcgw")]["requests"])
+            rows.append((max(n, h), o, n, h))
+        for _, o, n, h in sorted(rows, reverse=True):
+            if max(n, h) >= 200:
+                w("| %s | %.0f | %.0f |" % (o, n, h))
+        tn = res[("cg", "nginx")]["total"] / max(1, res[("cg", "nginx")]["requests"])
+        th = res[("cg", "hcgw")]["total"] / max(1, res[("cg", "hcgw")]["requests"])
+        w("| **total** | **%.0f** | **%.0f** (%.1fx) |" % (tn, th, th / tn if tn else 0))
+        w("")
+        for t in ("hcgw", "nginx"):
+            r = res[("cg", t)]
+            w("### %s: top functions, inclusive Ir per request (%d requests)" % (t, r["requests"]))
+            w("")
+            w("| Ir/req | function | object |")
+            w("|---:|---|---|")
+            for ir, fn, obj in r["incl"]:
+                w("| %.0f | %s | %s |" % (ir / max(1, r["requests"]), fn, obj))
+            w("")
+        w("## System calls per request (strace -c -f, c=100)")
+        w("")
+        names = set()
+        for t in ("nginx", "hcgw"):
+            names |= set(res[("strace", t)]["calls"])
+        w("| system call | nginx /req | hcgw /req |")
+        w("|---|---:|---:|")
+        tot = {"nginx": 0.0, "hcgw": 0.0}
+        rows = []
+        for nm in names:
+            v = {}
+            for t in ("nginx", "hcgw"):
+                r = res[("strace", t)]
+                v[t] = r["calls"].get(nm, 0) / max(1, r["requests"])
+                tot[t] += v[t]
+            rows.append((max(v.values()), nm, v))
+        for _, nm, v in sorted(rows, reverse=True):
+            if max(v.values()) >= 0.05:
+                w("| %s | %.2f | %.2f |" % (nm, v["nginx"], v["hcgw"]))
+        w("| **total** | **%.2f** | **%.2f** |" % (tot["nginx"], tot["hcgw"]))
+        w("")
+        if ("perf", "hcgw") in res and res[("perf", "hcgw")]:
+            w("## perf record -e cpu-clock (c=100): share of samples")
+            w("")
+            for t in ("hcgw", "nginx"):
+                r = res[("perf", t)]
+                if not r:
+                    continue
+                w("### %s" % t)
+                w("")
+                w("| % | object |")
+                w("|---:|---|")
+                for x, d in r["dsos"]:
+                    w("| %.1f | %s |" % (x, d))
+                w("")
+                w("| % | object | symbol |")
+                w("|---:|---|---|")
+                for x, d, s in r["syms"]:
+                    w("| %.1f | %s | %s |" % (x, d, s))
+                w("")
+        return "\n".join(L) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description="profile hcgw next to nginx")
+    ap.add_argument("--cg-seconds", type=int, default=8)
+    ap.add_argument("--cg-conns", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--no-perf", dest="perf", action="store_false")
+    ap.add_argument("--output", default=os.path.join(bench.BENCH, "results", "profile.md"))
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    for s in (bench.signal.SIGINT, bench.signal.SIGTERM, bench.signal.SIGHUP):
+        bench.signal.signal(s, bench.on_signal)
+    bench.raise_nofile()
+    p = Profile(a)
+    rc = 0
+    try:
+        p.main()
+    except bench.Stop as e:
+        log("interrupted (%s): stopping everything" % e)
+        rc = 130
+    except Exception as e:
+        log("failed: %s" % e)
+        rc = 1
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+    finally:
+        for s in (bench.signal.SIGINT, bench.signal.SIGTERM, bench.signal.SIGHUP):
+            bench.signal.signal(s, bench.signal.SIG_IGN)
+        PROCS.stop_all()
+        if not a.keep:
+            shutil.rmtree(p.run, ignore_errors=True)
+        else:
+            log("kept %s" % p.run)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
