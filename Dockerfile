@@ -3,28 +3,37 @@
 #   podman build --format docker -t hcgw .        (or: docker build -t hcgw .)
 #   ../shared/tools/container.sh build -t hcgw .   (machines with podman only and no registry)
 #
-#   podman run --rm -p 127.0.0.1:8080:8080 -e HCGW_API_KEY=… hcgw
-#   podman run --rm -p 127.0.0.1:8080:8080 -e HCGW_API_KEY_FILE=/run/secrets/helpcrunch-api-key \
-#       -v ./helpcrunch-api-key:/run/secrets/helpcrunch-api-key:ro hcgw
+#   podman run --rm hcgw token new my-app      # a caller's token and its SHA-256
+#   podman run --rm -p 127.0.0.1:8080:8080 \
+#       -e HCGW_API_KEY_FILE=/run/secrets/helpcrunch-api-key \
+#       -v ./helpcrunch-api-key:/run/secrets/helpcrunch-api-key:ro \
+#       -v ./my-app.sha256:/run/secrets/hcgw-client.sha256:ro hcgw
+#   curl -H "Authorization: Bearer <token>" http://127.0.0.1:8080/contacts/1568834
 #
 # Two stages. The build stage installs the toolchain with the project's own script, builds the
 # release preset and runs the unit tests: an image is never made from code whose tests fail.
 # The runtime stage holds only the two stripped binaries (hcgw, and the HelpCrunch simulator
 # hcgw-sim for local runs and tests), their runtime libraries, CA certificates and the
-# container configuration. It runs as a fixed non-root UID/GID, 10001, and needs no writable
-# file: it runs with a read-only root filesystem.
+# container configuration (deploy/container/hcgw.conf: listens on 0.0.0.0:8080 and admits the
+# client whose token's SHA-256 is mounted at /run/secrets/hcgw-client.sha256). It runs as a
+# fixed non-root UID/GID, 10001, and needs no writable file: it runs with a read-only root
+# filesystem.
 #
 # The HelpCrunch API key is never in the image: it comes at run time from HCGW_API_KEY or from
 # a mounted file named by HCGW_API_KEY_FILE (see README.md, "Run it in a container").
 
 ############################### build and test ################################
 FROM debian:bookworm-slim AS build
+# Marks this stage's leftover images, so that the container test can prune stale ones.
+LABEL io.hcgw.stage="build"
 WORKDIR /src
 # The package list changes far less often than the code: its layer stays cached.
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN scripts/install-deps.sh --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake --preset release >/dev/null \
+# .git is not in the build context: `--build-arg HCGW_COMMIT=$(git rev-parse --short=12 HEAD)`.
+ARG HCGW_COMMIT=unknown
+RUN cmake --preset release -DHCGW_COMMIT="$HCGW_COMMIT" >/dev/null \
     && cmake --build --preset release -j"$(nproc)" \
     && ctest --test-dir build/release -L unit --output-on-failure -j"$(nproc)" \
     && mkdir -p /out \

@@ -10,7 +10,8 @@
 //      status, a request body iff the route takes one, and x-hcgw-upstream = the HelpCrunch
 //      call (method, path, retried) for upstream routes, absent for local ones;
 //    - the ErrorCode enum is exactly the set of codes in the error table of src/envelope.c,
-//      and every (status, code) row of that table is allowed by some response of that status.
+//      and every (status, code) row of that table is allowed by some response of that status;
+//    - info.version is the project version of CMakeLists.txt.
 // 2. Each recorded exchange (tests/contract/test_contract.py writes them) against the document:
 //    - the request picks its operation as hcgw's router does (literal segments beat
 //      parameters); a path no operation has must have got x-unmatched-requests' 404, a method
@@ -37,6 +38,13 @@ import YAML from 'yaml';
 const DOC_URI = 'https://hcgw.invalid/openapi.yaml';
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
 const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+// Answers hcgw gives before it looks at the route (a draining gateway, a Content-Length over
+// the limit, a URI over 2048 bytes), so on any path and method: what every operation declares.
+const BEFORE_ROUTING = {
+  413: '#/components/responses/PayloadTooLarge',
+  414: '#/components/responses/UriTooLong',
+  503: '#/components/responses/Draining',
+};
 
 function parseArgs(argv) {
   const args = { notExercised: [] };
@@ -127,9 +135,10 @@ const MUTATIONS = {
 
 function routeTable(source) {
   const text = readFileSync(join(source, 'src/router.c'), 'utf8');
-  const start = text.indexOf('static const struct gw_route table[');
+  const decl = text.indexOf('static const struct gw_route table[');
+  const start = text.indexOf('{', decl);
   const end = text.indexOf('\n};', start);
-  if (start < 0 || end < 0) throw new Error('src/router.c: the route table was not found');
+  if (decl < 0 || end < 0) throw new Error('src/router.c: the route table was not found');
   const rows = [];
   const re = /\[GW_ROUTE_\w+\]\s*=\s*\{\s*GW_ROUTE_\w+,\s*"(\w+)",\s*"(\w+)",\s*"([^"]+)",\s*(NULL|"\w+"),\s*(NULL|"[^"]*"),\s*(GW_BODY_\w+),\s*(GW_UPBODY_\w+),\s*(GW_REPLY_\w+),\s*(\d+),\s*(true|false),\s*(true|false)\s*\}/g;
   for (const m of text.slice(start, end).matchAll(re)) {
@@ -262,10 +271,10 @@ function allResponses(doc) {
       }
     }
   }
-  for (const status of ['404', '405']) {
-    if (doc['x-unmatched-requests']?.[status]) {
-      out.push({ status, pointer: `#/x-unmatched-requests/${status}` });
-    }
+  for (const [status, resp] of Object.entries(doc['x-unmatched-requests'] || {})) {
+    if (!/^[1-5][0-9][0-9]$/.test(status)) continue;
+    const [, ptr] = deref(doc, resp, `#/x-unmatched-requests/${status}`);
+    out.push({ status, pointer: ptr });
   }
   return out;
 }
@@ -482,15 +491,15 @@ function validateExchange(doc, ex, coverage) {
   let itemPointer = null;
   const method = ex.method.toLowerCase();
 
+  const unmatched = doc['x-unmatched-requests'] || {};
   if (!match) {
-    if (ex.status === 414) {
-      // Not even read as a path: any operation's 414 says the same.
-      respPointer = '#/components/responses/UriTooLong';
-    } else if (ex.status !== 404) {
-      fail('no operation has this path, so only x-unmatched-requests 404 may answer');
-      return;
+    if (ex.status !== 405 && unmatched[String(ex.status)]) {
+      respPointer = `#/x-unmatched-requests/${ex.status}`;
+    } else if (BEFORE_ROUTING[ex.status]) {
+      respPointer = BEFORE_ROUTING[ex.status];
     } else {
-      respPointer = '#/x-unmatched-requests/404';
+      fail('no operation has this path: only x-unmatched-requests (but 405) may answer');
+      return;
     }
   } else {
     item = doc.paths[match.template];
@@ -504,11 +513,13 @@ function validateExchange(doc, ex, coverage) {
         if ([...allow].sort().join(',') !== [...declared].sort().join(',')) {
           fail(`Allow: ${allow.join(', ')}, the document gives ${match.template} ${declared.join(', ')}`);
         }
-      } else if (ex.status === 413 || ex.status === 414 || ex.status === 503) {
-        // Checked before the route: any operation's answer of that status says the same.
-        respPointer = `#/components/responses/${{ 413: 'PayloadTooLarge', 414: 'UriTooLong', 503: 'Draining' }[ex.status]}`;
+      } else if (ex.status !== 404 && unmatched[String(ex.status)]) {
+        respPointer = `#/x-unmatched-requests/${ex.status}`;
+      } else if (BEFORE_ROUTING[ex.status]) {
+        respPointer = BEFORE_ROUTING[ex.status];
       } else {
-        fail(`${ex.method} is not an operation of ${match.template}, so only 405 may answer`);
+        fail(`${ex.method} is not an operation of ${match.template}: only x-unmatched-requests ` +
+             '(but 404) may answer');
         return;
       }
     } else {
@@ -522,6 +533,7 @@ function validateExchange(doc, ex, coverage) {
     }
   }
 
+  [, respPointer] = deref(doc, pointerGet(doc, respPointer), respPointer);
   const body = validateResponse(doc, ex, respPointer, label);
 
   // The request id: echoed when valid, generated otherwise; the envelope says the same.
@@ -596,8 +608,16 @@ function main() {
     MUTATIONS[args.mutate](doc);
   }
   ajv.addSchema(doc, DOC_URI, undefined, false);
+  for (const ptr of Object.values(BEFORE_ROUTING)) {
+    if (!pointerGet(doc, ptr)) problem(`the document has no ${ptr}`);
+  }
 
   staticChecks(doc, routeTable(args.source), errorTable(args.source));
+  const project = readFileSync(join(args.source, 'CMakeLists.txt'), 'utf8')
+    .match(/project\(hcgw VERSION ([0-9.]+)/);
+  if (!project || String(doc.info?.version) !== project[1]) {
+    problem(`info.version is ${doc.info?.version}, CMakeLists.txt says hcgw ${project?.[1]}`);
+  }
 
   let count = 0;
   if (args.exchanges) {

@@ -41,7 +41,11 @@ HTTPS_PORTS = {(443, "TCP")}
 MESH_NAMESPACES = {"istio": "istio-system", "linkerd": "linkerd"}
 CONF_DEFAULTS = {("listen", "address"): "127.0.0.1", ("listen", "port"): 8080,
                  ("server", "drain_timeout_ms"): 10000, ("quota", "requests_per_minute"): 120,
-                 ("quota", "burst"): 10}
+                 ("quota", "burst"): 10, ("", "auth"): "clients",
+                 ("", "trust_mesh_identity"): False,
+                 ("", "mesh_identity_header"): "x-forwarded-client-cert", "clients": []}
+MESH_IDENTITY_HEADERS = {"istio": "x-forwarded-client-cert", "linkerd": "l5d-client-id"}
+LINKERD_IDENTITY = "{name}.{namespace}.serviceaccount.identity.linkerd.cluster.local"
 DEFAULT_CONF_PATH = "/etc/hcgw/hcgw.conf"
 
 # ----------------------------------------------------------------------------- schema ----
@@ -189,16 +193,38 @@ def validate(value, schema, path, errs):
 
 
 # ----------------------------------------------------------------------------- helpers ---
+CONF_VALUE = r'(\w+)\s*[=:]\s*("(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^;]+?)\s*;'
+
+
+def conf_value(raw):
+    raw = raw.strip()
+    if raw.startswith('"'):
+        return raw[1:-1]
+    if raw.startswith("["):
+        return re.findall(r'"((?:[^"\\]|\\.)*)"', raw)
+    if raw in ("true", "false"):
+        return raw == "true"
+    return int(raw.rstrip("Ll"), 0)
+
+
 def parse_conf(text):
-    """The groups and keys of an hcgw.conf (libconfig), defaults filled in: {(group, key): v}."""
+    """An hcgw.conf (libconfig) read well enough for these checks, defaults filled in:
+    {(group, key): value}, top-level keys under group "", and "clients": [{key: value}]."""
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r'("(?:[^"\\]|\\.)*")|(#|//)[^\n]*', lambda m: m.group(1) or "", text)
     conf = dict(CONF_DEFAULTS)
-    for g in re.finditer(r"(\w+)\s*[=:]\s*\{(.*?)\}\s*;?", text, re.S):
-        for k in re.finditer(r'(\w+)\s*[=:]\s*("(?:[^"\\]|\\.)*"|[^;]+?)\s*;', g.group(2)):
-            raw = k.group(2)
-            val = raw[1:-1] if raw.startswith('"') else int(raw.rstrip("Ll"), 0)
-            conf[(g.group(1), k.group(1))] = val
+    m = re.search(r"\bclients\s*[=:]\s*\((.*?)\)\s*;", text, re.S)
+    if m:
+        conf["clients"] = [{k.group(1): conf_value(k.group(2))
+                            for k in re.finditer(CONF_VALUE, e.group(1))}
+                           for e in re.finditer(r"\{(.*?)\}", m.group(1), re.S)]
+        text = text[:m.start()] + text[m.end():]
+    groups = re.compile(r"(\w+)\s*[=:]\s*\{(.*?)\}\s*;?", re.S)
+    for g in groups.finditer(text):
+        for k in re.finditer(CONF_VALUE, g.group(2)):
+            conf[(g.group(1), k.group(1))] = conf_value(k.group(2))
+    for k in re.finditer(CONF_VALUE, groups.sub("", text)):
+        conf[("", k.group(1))] = conf_value(k.group(2))
     return conf
 
 
@@ -315,6 +341,27 @@ def check_k8s(docs, variant):
                     "listen on 0.0.0.0 (or ::) to be reached")
     listen_port = conf[("listen", "port")]
     drain_s = conf[("server", "drain_timeout_ms")] / 1000.0
+    clients = conf["clients"]
+    if conf[("", "auth")] != "clients" or not clients:
+        errs.append("ConfigMap: hcgw listens on the pod IP, so it must name its callers: "
+                    'auth = "clients" with at least one client (anyone reaching the pod would '
+                    "otherwise use the HelpCrunch key)")
+    for c in clients:
+        if not c.get("routes"):
+            errs.append(f"ConfigMap: client {c.get('name')!r} has no routes")
+    trust = conf[("", "trust_mesh_identity")]
+    if variant == "base" and trust:
+        errs.append("ConfigMap: trust_mesh_identity must be false without a mesh: any caller "
+                    "could send the identity header")
+    if variant in MESH_IDENTITY_HEADERS:
+        want = MESH_IDENTITY_HEADERS[variant]
+        if trust is not True:
+            errs.append(f"ConfigMap: trust_mesh_identity must be true in the {variant} overlay")
+        if conf[("", "mesh_identity_header")].lower() != want:
+            errs.append(f"ConfigMap: mesh_identity_header must be {want} in the {variant} "
+                        "overlay")
+        if any(not c.get("identity") for c in clients):
+            errs.append(f"ConfigMap: every client needs an identity in the {variant} overlay")
 
     # Security: the pod and every container.
     psc = pod.get("securityContext") or {}
@@ -478,16 +525,27 @@ def check_k8s(docs, variant):
         errs.append(f"{N}: egress must allow HTTPS on 443/TCP")
 
     if variant == "istio":
-        errs += check_istio(by_kind, dep, pod_labels, gw, grace, pause + drain_s)
+        errs += check_istio(by_kind, dep, pod_labels, gw, grace, pause + drain_s, clients)
     elif variant == "linkerd":
-        errs += check_linkerd(by_kind, dep, pod_labels, gw, grace, pause + drain_s)
+        errs += check_linkerd(by_kind, dep, pod_labels, gw, grace, pause + drain_s, clients)
+    return errs
+
+
+def check_identities(variant, clients, admitted):
+    """Every client named by identity must be a caller the mesh admits, or it is dead config
+    (or a hint that the two lists drifted apart)."""
+    errs = []
+    for c in clients:
+        if c.get("identity") and c["identity"] not in admitted:
+            errs.append(f"{variant}: client {c.get('name')!r} identity {c['identity']!r} is not "
+                        "admitted by the mesh's authorization policy: keep both lists in step")
     return errs
 
 
 PRINCIPAL = re.compile(r"^[a-z0-9.-]+/ns/[a-z0-9-]+/sa/[a-z0-9-]+$")
 
 
-def check_istio(by_kind, dep, pod_labels, gw, grace, stop_s):
+def check_istio(by_kind, dep, pod_labels, gw, grace, stop_s, clients):
     errs = []
     ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
     nss = by_kind.get("Namespace") or [{}]
@@ -510,21 +568,23 @@ def check_istio(by_kind, dep, pod_labels, gw, grace, stop_s):
            if matches(a["spec"].get("selector"), pod_labels)]
     if not aps:
         errs.append("istio: no AuthorizationPolicy selecting the hcgw pods")
+    admitted = set()
     for a in aps:
         if a["spec"].get("action", "ALLOW") != "ALLOW":
             continue
         for i, r in enumerate(a["spec"]["rules"]):
             srcs = [f.get("source") or {} for f in r.get("from") or []]
             prins = [p for s in srcs for p in s.get("principals") or []]
+            admitted |= {"spiffe://" + p for p in prins}
             if not srcs or any(set(s) != {"principals"} for s in srcs) or not prins or \
                     not all(PRINCIPAL.match(p) for p in prins):
                 errs.append(f"istio: AuthorizationPolicy/{a['metadata']['name']} rules[{i}] "
                             "must admit callers by service account principals only "
                             "(<trust domain>/ns/<ns>/sa/<sa>, no wildcards)")
-    return errs
+    return errs + check_identities("istio", clients, admitted)
 
 
-def check_linkerd(by_kind, dep, pod_labels, gw, grace, stop_s):
+def check_linkerd(by_kind, dep, pod_labels, gw, grace, stop_s, clients):
     errs = []
     ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
     if ann.get("linkerd.io/inject") != "enabled":
@@ -539,6 +599,7 @@ def check_linkerd(by_kind, dep, pod_labels, gw, grace, stop_s):
         errs.append("linkerd: no Server selecting the hcgw pods")
     auths = {m["metadata"]["name"]: m for m in by_kind.get("MeshTLSAuthentication", [])}
     covered = set()
+    admitted = set()
     for a in by_kind.get("AuthorizationPolicy", []):
         t = a["spec"]["targetRef"]
         if t["kind"] != "Server" or t["name"] not in servers:
@@ -554,10 +615,14 @@ def check_linkerd(by_kind, dep, pod_labels, gw, grace, stop_s):
                             "a MeshTLSAuthentication of named service accounts")
             else:
                 covered.add(t["name"])
+                admitted |= set(ids.get("identities") or [])
+                admitted |= {LINKERD_IDENTITY.format(name=i.get("name"),
+                                                     namespace=i.get("namespace", NAMESPACE))
+                             for i in ids.get("identityRefs") or []}
     for s in servers:
         if s not in covered:
             errs.append(f"linkerd: Server/{s} has no AuthorizationPolicy by service account")
-    return errs
+    return errs + check_identities("linkerd", clients, admitted)
 
 
 # ---------------------------------------------------------------------------- compose ----
@@ -753,6 +818,13 @@ MUTATIONS = [
         m for m in c["volumeMounts"] if m["name"] != "config"])), "ConfigMap"),
     ("config listens on loopback", lambda d: _conf_edit(
         d, r'address = "0\.0\.0\.0"', 'address = "127.0.0.1"'), "listen.address"),
+    ("open to any caller", lambda d: _conf_edit(d, r'auth = "clients";', 'auth = "none";'),
+     "name its callers"),
+    ("no clients", lambda d: _conf_edit(d, r"(?s)clients = \(.*?\);", "clients = ();"),
+     "name its callers"),
+    ("identity header trusted without a mesh", lambda d: _conf_edit(
+        d, r"trust_mesh_identity = false;", "trust_mesh_identity = true;"),
+     "trust_mesh_identity"),
     ("token automounted", _mut(lambda d, dep, pod, c: pod.update(
         automountServiceAccountToken=True)), "automountServiceAccountToken"),
     ("quota not divided", lambda d: _conf_edit(
@@ -785,6 +857,10 @@ def _tmpl(d):
     return _kind(d, "Deployment")["spec"]["template"]["metadata"]
 
 
+def _MESH_MTLS(d):
+    return _kind(d, "MeshTLSAuthentication")["spec"]
+
+
 def _drop_kind(d, kind):
     d[:] = [x for x in d if x["kind"] != kind]
 
@@ -806,6 +882,12 @@ MESH_MUTATIONS = {
             "proxy.istio.io/config": "terminationDrainDuration: 5s"}), "terminationDrainDuration"),
         ("control-plane rule opened to all", lambda d: _kind(d, "NetworkPolicy")["spec"][
             "egress"][-1].pop("to"), "only DNS"),
+        ("identity header not trusted", lambda d: _conf_edit(
+            d, r"trust_mesh_identity = true;", "trust_mesh_identity = false;"),
+         "trust_mesh_identity"),
+        ("a client the mesh does not admit", lambda d: _conf_edit(
+            d, r"spiffe://cluster.local/ns/crm/sa/crm-sync", "spiffe://cluster.local/ns/x/sa/y"),
+         "not admitted"),
     ],
     "linkerd": [
         ("no proxy", lambda d: _tmpl(d)["annotations"].pop("linkerd.io/inject"),
@@ -818,6 +900,12 @@ MESH_MUTATIONS = {
             "config.alpha.linkerd.io/proxy-wait-before-exit-seconds": "2"}), "proxy-wait"),
         ("control-plane rule opened to all", lambda d: _kind(d, "NetworkPolicy")["spec"][
             "egress"][-1].pop("to"), "only DNS"),
+        ("Istio's identity header", lambda d: _conf_edit(
+            d, r'mesh_identity_header = "l5d-client-id";',
+            'mesh_identity_header = "x-forwarded-client-cert";'), "mesh_identity_header"),
+        ("a client the mesh does not admit", lambda d: _MESH_MTLS(d).update(identityRefs=[
+            i for i in _MESH_MTLS(d)["identityRefs"] if i["name"] != "crm-sync"]),
+         "not admitted"),
     ],
 }
 

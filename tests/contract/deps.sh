@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the contract tests' Node packages, pinned by package-lock.json (@redocly/cli for the
+# lint; ajv and yaml for validate.mjs), with `npm ci` into tests/contract/node_modules, unless
+# what is there was installed from this very lock file. ctest runs it first (the fixture
+# "hcgw_node" of the contract tests); it is safe to run by hand, and concurrently.
+# Needs node and npm (scripts/install-deps.sh installs Debian's nodejs and npm).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+for tool in node npm; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "deps.sh: $tool not found; run scripts/install-deps.sh (Debian packages nodejs, npm)" >&2
+    exit 1
+  fi
+done
+
+# One install at a time: the lock file itself is the lock.
+exec 9<package-lock.json
+flock 9
+
+stamp=node_modules/.hcgw-package-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
+  exit 0
+fi
+echo "deps.sh: npm ci in tests/contract (node $(node --version), npm $(npm --version))" >&2
+# --loglevel=error: Debian 12's node 18 is below @redocly/cli's declared engines (it runs on it
+# all the same; the contract tests check that it does), which npm would warn about.
+NPM_CONFIG_UPDATE_NOTIFIER=false npm ci --no-audit --no-fund --loglevel=error
+echo "$want" >"$stamp"

@@ -1,0 +1,228 @@
+"""/metrics after real traffic, checked by Prometheus' own linter and against the README.
+
+Two workers with the quota governor on serve a mix of traffic: successes on several routes,
+local 4xx, a retried HelpCrunch 503, upstream timeouts and 5xx, quota waits. Then:
+- `promtool check metrics` (Debian package prometheus) finds nothing to complain about, on
+  that scrape and on the scrape of a fresh gateway;
+- every family the issue asks for is there with its type and labels: requests by route,
+  method and status; request and upstream-attempt latency histograms; upstream attempts,
+  retries and failures by kind; in-flight; the quota's tokens, queue and waits; build info;
+- the values follow the traffic (counts per route and method, retries, failure kinds, quota
+  waits; every answered request is one observation of the request histogram, every attempt
+  one of the upstream histogram);
+- the README's "Metrics" section lists exactly the families /metrics exposes.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from harness import Gateway, Sim, assert_clean_stderr  # noqa: E402
+
+SOURCE_DIR = os.path.abspath(os.environ.get("HCGW_SOURCE_DIR", os.path.join(HERE, "..", "..")))
+JOHN = "1568834"
+JANE = "1568835"
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse(text):
+    """{family: type}, and [(name, {labels}, value)] of the exposition text."""
+    types = {}
+    samples = []
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            types[name] = typ
+        elif line and not line.startswith("#"):
+            m = SAMPLE.match(line)
+            assert m, "not a sample line: %r" % line
+            samples.append((m.group(1), dict(LABEL.findall(m.group(2) or "")),
+                            float(m.group(3))))
+    return types, samples
+
+
+def value(samples, name, **labels):
+    hits = [v for n, l, v in samples if n == name and all(l.get(k) == w
+                                                          for k, w in labels.items())]
+    return sum(hits) if hits else None
+
+
+def promtool(text):
+    exe = shutil.which("promtool")
+    if exe is None:
+        raise AssertionError("promtool not found: install the Debian package prometheus "
+                             "(scripts/install-deps.sh does)")
+    return subprocess.run([exe, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+
+
+def readme_metrics():
+    """The metric names the README's "Metrics" section lists."""
+    with open(os.path.join(SOURCE_DIR, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"^## Metrics\n(.*?)(?=^## )", text, re.S | re.M)
+    assert m, "README.md has no \"## Metrics\" section"
+    return set(re.findall(r"`(hcgw_[a-z0-9_]+)", m.group(1)))
+
+
+class PromtoolTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Sim()
+        try:
+            cls.gw = Gateway(cls.sim, conf={
+                "server": {"workers": 2},
+                "upstream": {"timeout_ms": 600, "max_retries": 2, "retry_base_ms": 10,
+                             "retry_max_ms": 20},
+                # A slot every 50 ms after a burst of 2: concurrent calls wait their turn.
+                "quota": {"requests_per_minute": 1200, "burst": 2, "max_wait_ms": 5000}})
+        except BaseException:
+            cls.sim.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.gw.stop()
+        tc = unittest.TestCase()
+        assert_clean_stderr(tc, cls.gw.proc, cls.sim.key)
+        tc.assertEqual(rc, 0)
+        tc.assertEqual(cls.sim.stop(), 0)
+
+    def scrape(self):
+        r = self.gw.request("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
+        return r.body.decode("utf-8")
+
+    def assertPromtoolClean(self, text):
+        p = promtool(text)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""),
+                         "promtool check metrics:\n%s%s\n--- the text:\n%s"
+                         % (p.stdout, p.stderr, text))
+
+    def test_fresh_and_after_traffic(self):
+        # A fresh gateway (only the scrape itself is to come) already lints clean.
+        self.assertPromtoolClean(self.scrape())
+
+        gw, sim = self.gw, self.sim
+        statuses = []
+        for _ in range(3):
+            statuses.append(gw.request("GET", "/contacts/" + JOHN).status)
+        statuses.append(gw.request("PUT", "/contacts/%s/tags/Lead" % JANE).status)
+        statuses.append(gw.request("POST", "/contacts/search",
+                                   {"filter": [{"field": "customers.id", "operator": "=",
+                                                "value": int(JOHN)}]}).status)
+        statuses.append(gw.request("GET", "/healthz").status)
+        self.assertEqual(statuses, [200] * 6)
+        self.assertEqual(gw.request("GET", "/nope").status, 404)
+        self.assertEqual(gw.request("PATCH", "/nope").status, 404)
+        self.assertEqual(gw.request("BREW", "/contacts").status, 405)
+        self.assertEqual(gw.request("GET", "/contacts/0").status, 400)
+        # A retry: HelpCrunch's 503, then the real answer.
+        sim.script({"status": 503, "json": {"errors": []}})
+        self.assertEqual(gw.request("GET", "/contacts/" + JOHN).status, 200)
+        # Failures by kind: a retryable 5xx on every attempt, and a hang past the deadline.
+        sim.script({"status": 503, "json": {"errors": []}, "count": 3})
+        self.assertEqual(gw.request("GET", "/contacts/" + JANE).status, 502)
+        sim.script({"action": "hang"})
+        self.assertEqual(gw.request("POST", "/contacts", {"name": "slow"}).status, 504)
+        # Quota waits: more calls at once than the burst.
+        out = []
+        threads = [threading.Thread(target=lambda: out.append(
+            gw.request("GET", "/contacts/" + JOHN).status)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(out, [200] * 6)
+
+        text = self.scrape()
+        self.assertPromtoolClean(text)
+        types, samples = parse(text)
+
+        # The families the issue asks for, with their types.
+        want = {
+            "hcgw_build_info": "gauge",
+            "hcgw_requests_total": "counter",
+            "hcgw_request_duration_seconds": "histogram",
+            "hcgw_upstream_duration_seconds": "histogram",
+            "hcgw_upstream_attempts_total": "counter",
+            "hcgw_upstream_retries_total": "counter",
+            "hcgw_upstream_failures_total": "counter",
+            "hcgw_in_flight": "gauge",
+            "hcgw_quota_tokens": "gauge",
+            "hcgw_quota_queued": "gauge",
+            "hcgw_quota_waits_total": "counter",
+        }
+        for name, typ in want.items():
+            self.assertEqual(types.get(name), typ, name)
+
+        build = [l for n, l, _ in samples if n == "hcgw_build_info"]
+        self.assertEqual(len(build), 1)
+        self.assertLessEqual({"version", "commit"}, set(build[0]))
+        for n, labels, _ in samples:
+            if n == "hcgw_requests_total":
+                self.assertEqual(set(labels), {"route", "method", "status"}, labels)
+            if n == "hcgw_upstream_failures_total":
+                self.assertEqual(set(labels), {"kind"}, labels)
+
+        # Requests by route, method and status (the two workers summed).
+        self.assertEqual(value(samples, "hcgw_requests_total", route="contact_get",
+                               method="GET", status="200"), 3 + 1 + 6)
+        self.assertEqual(value(samples, "hcgw_requests_total", route="contact_get",
+                               method="GET", status="400"), 1)
+        self.assertEqual(value(samples, "hcgw_requests_total", route="contact_get",
+                               method="GET", status="502"), 1)
+        self.assertEqual(value(samples, "hcgw_requests_total", route="tag_put",
+                               method="PUT", status="200"), 1)
+        self.assertEqual(value(samples, "hcgw_requests_total", route="contact_create",
+                               method="POST", status="504"), 1)
+        self.assertEqual(value(samples, "hcgw_requests_total", route="unmatched",
+                               method="GET", status="404"), 1)
+        self.assertEqual(value(samples, "hcgw_requests_total", route="unmatched",
+                               method="PATCH", status="404"), 1)
+        # A method nobody counts by name is "other", never the caller's text.
+        self.assertEqual(value(samples, "hcgw_requests_total", route="unmatched",
+                               method="other", status="405"), 1)
+        self.assertNotIn("BREW", text)
+        self.assertGreaterEqual(value(samples, "hcgw_requests_total", route="metrics",
+                                      method="GET", status="200"), 1)
+
+        # Upstream attempts, retries and failures by kind.
+        attempts = value(samples, "hcgw_upstream_attempts_total")
+        self.assertEqual(attempts, sim.count())
+        self.assertGreaterEqual(value(samples, "hcgw_upstream_retries_total"), 1 + 2)
+        self.assertGreaterEqual(value(samples, "hcgw_upstream_failures_total", kind="http_5xx"),
+                                1 + 3)
+        self.assertEqual(value(samples, "hcgw_upstream_failures_total", kind="timeout"), 1)
+        self.assertEqual(value(samples, "hcgw_in_flight"), 0)
+
+        # Histograms: one observation per answered request, one per upstream attempt.
+        answered = value(samples, "hcgw_requests_total")
+        self.assertEqual(value(samples, "hcgw_request_duration_seconds_count"), answered)
+        self.assertEqual(value(samples, "hcgw_request_duration_seconds_bucket", le="+Inf"),
+                         answered)
+        self.assertEqual(value(samples, "hcgw_upstream_duration_seconds_count"), attempts)
+        self.assertGreater(value(samples, "hcgw_upstream_duration_seconds_sum"), 0.5,
+                           "the hung attempt alone lasted the 600 ms deadline")
+
+        # The quota: calls waited for their slot; nothing waits now.
+        self.assertGreaterEqual(value(samples, "hcgw_quota_waits_total"), 1)
+        self.assertEqual(value(samples, "hcgw_quota_queued"), 0)
+        self.assertEqual(value(samples, "hcgw_quota_enabled"), 1)
+
+        # The README lists exactly what /metrics exposes.
+        self.assertEqual(readme_metrics(), set(types),
+                         "README.md's Metrics section and /metrics differ")
+
+
+if __name__ == "__main__":
+    unittest.main()
