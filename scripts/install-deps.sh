@@ -17,8 +17,20 @@ packages=(
 # kustomize too old for deploy/kubernetes. podman, runc and debootstrap, for the container test
 # (label "container"), are installed by ../shared/tools/container.sh itself.
 deploy_packages=(yamllint python3-yaml)
+# Tools of the contract, metrics and install tests (labels "contract", "metrics", "install"):
+# promtool (in Debian's prometheus), groff and man for the man page, dpkg-dev for CPack's .deb,
+# and Node.js with npm for tests/contract (@redocly/cli, ajv; pinned in its package-lock.json).
+# A machine with node and npm from elsewhere keeps them (NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm package).
+tool_packages=(prometheus groff-base man-db dpkg-dev)
+command -v node >/dev/null || tool_packages+=(nodejs)
+command -v npm >/dev/null || tool_packages+=(npm)
+# The fuzz preset (tests/fuzz, label "fuzz"): clang, libFuzzer with the sanitizer runtimes
+# (libclang-rt-14-dev) and llvm-symbolizer (llvm) for readable reports; openssl makes the
+# certificates of the TLS tests in tests/integration/test_secure_defaults.py.
+fuzz_packages=(clang libclang-rt-14-dev llvm openssl)
 if [[ ${1:-} != --build-only ]]; then
-  packages+=("${deploy_packages[@]}")
+  packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}")
 fi
 
 missing=()
@@ -40,3 +52,8 @@ echo "install-deps: installing ${missing[*]}" >&2
 "${as_root[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
   "${missing[@]}" >/dev/null
+# Only promtool is wanted from the prometheus package: where systemd runs, the server it starts
+# (on port 9090) is stopped and not started again at boot.
+if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
+  "${as_root[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi

@@ -272,6 +272,15 @@ static void problem_at(struct problems *p, const char *file, unsigned line, cons
         rc = vappend(p, fmt, ap);
         va_end(ap);
     }
+    /*
+     * One problem, one line: a value quoted in the reason (a route, a path) may hold a line
+     * break or another control character, which would split the line or forge another one
+     * (found by tests/fuzz/fuzz_config). Each becomes '?'.
+     */
+    for (size_t i = mark; rc == 0 && i < p->len; i++) {
+        if ((unsigned char)p->text[i] < 0x20 || p->text[i] == 0x7f)
+            p->text[i] = '?';
+    }
     if (rc == 0)
         rc = append(p, "\n");
     if (rc == 0) {
@@ -1228,14 +1237,21 @@ static int read_token_file(const char *path, unsigned char out[GW_SHA256_BYTES],
 {
     char buf[CONFIG_TOKEN_FILE_BYTES + 1];
     char errbuf[CONFIG_ERRNO_BYTES];
+    struct stat st;
     size_t n = 0;
     int fd = -1;
     int rc = -1;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
+    /* O_NONBLOCK and a regular file only: a FIFO or a device named here must not hang a
+     * load (or a reload, which runs on the main thread). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(why, whysz, "cannot read %s: %s", path,
                  errno_text(errno, errbuf, sizeof errbuf));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whysz, "%s is not a regular file", path);
         goto out;
     }
     while (n < sizeof buf - 1) {
@@ -1286,7 +1302,8 @@ static void client_routes(struct load *ld, const config_setting_t *s, const char
     unsigned n = (unsigned)config_setting_length(s);
 
     if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
-        problem(p, s, NULL, key, "expected a list of routes: [ \"tag_put\", \"GET /contacts/{id}\" ]");
+        problem(p, s, NULL, key,
+                "expected a list of routes: [ \"tag_put\", \"GET /contacts/{id}\" ]");
         return;
     }
     if (n == 0) {
@@ -1365,9 +1382,11 @@ static void load_client(struct load *ld, const config_setting_t *g, unsigned idx
 
                 for (size_t i = 0; i < len && visible; i++)
                     visible = (unsigned char)v[i] >= 0x21 && (unsigned char)v[i] <= 0x7e;
+                if (visible)
+                    c->identity = strdup(v);
                 if (!visible)
                     problem(p, s, NULL, key, "must be visible ASCII, without spaces");
-                else if (!(c->identity = strdup(v)))
+                else if (!c->identity)
                     problem(p, s, NULL, key, "out of memory");
             }
         } else if (strcmp(name, "routes") == 0) {

@@ -20,6 +20,7 @@
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
 #include "hcgw/secret.h"
+#include "hcgw/text.h"
 
 /*
  * Indexed by -err. Row 0 (GW_OK) is left empty on purpose: GW_OK is not an error, and
@@ -384,6 +385,14 @@ static json_object *parse_body(const char *body, size_t len)
     json_tokener *tok = NULL;
 
     if (body == NULL || len == 0 || len > INT_MAX)
+        goto out;
+    /*
+     * json-c's JSON_TOKENER_VALIDATE_UTF8 lets overlong forms, encoded surrogates and code
+     * points past U+10FFFF through (found by tests/fuzz/fuzz_envelope), and a detail would
+     * carry them into hcgw's own answer. The strict check comes first; json-c's decoding of
+     * \u escapes only ever yields valid UTF-8 (a lone surrogate becomes U+FFFD).
+     */
+    if (gw_text_utf8_count(body, len) < 0)
         goto out;
     tok = json_tokener_new_ex(GW_MAX_JSON_DEPTH);
     if (tok == NULL)

@@ -58,16 +58,17 @@ void gw_framing_add(struct gw_framing *f, const char *name, const char *value)
 
 int gw_framing_verdict(const struct gw_framing *f)
 {
-    if (f->bad_name || f->content_length > 1 || f->transfer_encoding > 1 || f->host > 1 ||
-        f->content_type > 1 || f->te_not_chunked ||
-        (f->transfer_encoding > 0 && f->content_length > 0))
-        return GW_ERR_MALFORMED_REQUEST;
-    return 0;
+    bool ambiguous = f->bad_name || f->content_length > 1 || f->transfer_encoding > 1 ||
+                     f->host > 1 || f->content_type > 1 || f->te_not_chunked ||
+                     (f->transfer_encoding > 0 && f->content_length > 0);
+
+    return ambiguous ? GW_ERR_MALFORMED_REQUEST : 0;
 }
 
 /* What one pass over the header fields found. */
 struct scan {
     struct gw_framing f;
+    size_t bytes;       /* the header lines the fields account for, each with its CRLF */
     bool bad;           /* a field that was not parsed in place from one well-formed line */
 };
 
@@ -82,14 +83,12 @@ static bool blanks(const char *p, size_t n)
 }
 
 /*
- * One header field. libmicrohttpd 0.9.75 parses "name: value CRLF" in place: the colon becomes
- * a NUL, blanks after it are skipped, and the CR and LF each become a NUL. So, for a field that
- * came from one well-formed line, the value starts right after its name's NUL and blanks, and
- * the byte after the value's NUL is a NUL too (the former LF). A bare LF leaves one NUL and the
- * next line's first byte there; a NUL inside the value leaves the rest of the value there; an
- * obs-fold continuation makes libmicrohttpd copy the name elsewhere. The bytes read all lie in
- * the connection's read buffer, between a name and its value or at the value's line end, and
- * the value's line is always followed by at least the empty line that ends the header.
+ * One header field. libmicrohttpd 0.9.75 parses "name: value CRLF" in place, in its read
+ * buffer: the colon becomes a NUL, blanks after it are skipped, the CR and LF become NULs. So a
+ * field that came from one well-formed line has its value right after its name's NUL and
+ * blanks, and its line is (value end - name) + 2 bytes long. An obs-fold continuation makes
+ * libmicrohttpd copy the name elsewhere, which breaks that adjacency. The only bytes read are
+ * the blanks between a name and its value.
  */
 static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
@@ -103,64 +102,68 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
     (void)kind;
     if (key == NULL || value == NULL) {
         s->bad = true;
-        return MHD_NO;
+        goto out;
     }
     gw_framing_add(&s->f, key, value);
     klen = strlen(key);
     vlen = strlen(value);
     k = (uintptr_t)key;
     v = (uintptr_t)value;
+    /* A bare CR inside a value is one more way to end a line for somebody else (RFC 9110 5.5). */
     if (v < k + klen + 1 || v - k > GW_MAX_HEADER_BYTES ||
-        !blanks(key + klen + 1, (size_t)(v - (k + klen + 1))) || value[vlen + 1] != '\0') {
+        !blanks(key + klen + 1, (size_t)(v - (k + klen + 1))) || memchr(value, '\r', vlen)) {
         s->bad = true;
-        return MHD_NO;
+        goto out;
     }
-    return MHD_YES;
+    s->bytes += (size_t)(v - k) + vlen + 2;
+out:
+    return s->bad ? MHD_NO : MHD_YES;
 }
 
 /*
- * The request line "METHOD SP target SP version CRLF", parsed in place the same way: the first
- * space after the method and the space before the version became NULs. A NUL inside the method
- * or the target shortens the string libmicrohttpd hands out; the pointers still show where each
- * part really ends. @p target_len is what the URI callback saw.
+ * The whole header section, "METHOD SP target SP version CRLF *(field-line CRLF) CRLF", must be
+ * exactly what the parts libmicrohttpd hands out account for: libmicrohttpd reports how many
+ * bytes the section took, and the request line and every stored field line are measured with
+ * CRLF endings. Any byte they do not account for is a byte libmicrohttpd read past silently:
+ * a NUL that cut a method, target or value short, a bare LF (one byte where CRLF takes two), a
+ * line it dropped, or a line starting with ':' (0.9.75 zeroes the colon, takes the line for the
+ * blank one that ends the header, and reads what follows as body or as the next request: a
+ * request hidden inside a request). The method must also be followed by exactly one space.
  */
-static bool request_line_ok(const char *method, const char *url, const char *version,
-                            size_t target_len)
-{
-    uintptr_t m = (uintptr_t)method;
-    uintptr_t u = (uintptr_t)url;
-    uintptr_t ver = (uintptr_t)version;
-    size_t mlen;
-    size_t vlen;
-
-    /* Without a version libmicrohttpd points at a constant "", not into the buffer, and has
-     * refused the request anyway; nothing to read then. */
-    if (method == NULL || url == NULL || version == NULL || version[0] == '\0')
-        return true;
-    if (u <= m || ver <= u || ver - m > GW_MAX_HEADER_BYTES)
-        return false;
-    /* The method ends at the first space; only more spaces may lie between it and the target. */
-    mlen = strlen(method);
-    if (u < m + mlen + 1 || !blanks(method + mlen + 1, (size_t)(u - (m + mlen + 1))))
-        return false;
-    /* The target runs to the NUL before the version. */
-    if (target_len != (size_t)-1 && target_len != (size_t)(ver - 1 - u))
-        return false;
-    /* CRLF left two NULs after the version; a bare LF one, then the first header's first byte. */
-    vlen = strlen(version);
-    return version[vlen + 1] == '\0';
-}
-
 int gw_framing_check(struct MHD_Connection *conn, const char *method, const char *url,
                      const char *version, size_t target_len)
 {
+    const union MHD_ConnectionInfo *ci;
     struct scan s;
+    uintptr_t m;
+    uintptr_t u;
+    uintptr_t ver;
+    int rc = GW_ERR_MALFORMED_REQUEST;
 
+    /* Without a version libmicrohttpd points at a constant "", not into its buffer, and has
+     * refused the request itself; there is nothing to measure. */
+    if (method == NULL || url == NULL || version == NULL || version[0] == '\0') {
+        rc = 0;
+        goto out;
+    }
+    m = (uintptr_t)method;
+    u = (uintptr_t)url;
+    ver = (uintptr_t)version;
+    if (u != m + strlen(method) + 1 || ver <= u || ver - m > GW_MAX_HEADER_BYTES)
+        goto out;
+    /* The target runs to the NUL that replaced the space before the version. */
+    if (target_len != (size_t)-1 && target_len != (size_t)(ver - 1 - u))
+        goto out;
     memset(&s, 0, sizeof(s));
-    if (!request_line_ok(method, url, version, target_len))
-        return GW_ERR_MALFORMED_REQUEST;
+    s.bytes = (size_t)(ver - m) + strlen(version) + 2;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_field, &s);
     if (s.bad)
-        return GW_ERR_MALFORMED_REQUEST;
-    return gw_framing_verdict(&s.f);
+        goto out;
+    s.bytes += 2; /* the blank line */
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci == NULL || ci->header_size != s.bytes)
+        goto out;
+    rc = gw_framing_verdict(&s.f);
+out:
+    return rc;
 }

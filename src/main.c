@@ -327,8 +327,8 @@ static int token_command(int argc, char **argv)
             goto out;
         }
         gw_auth_hex(hash, sizeof(hash), hex);
-        printf("# A new token for client \"%s\". This is the only place it is shown: give it to\n"
-               "# that client (it sends \"Authorization: Bearer <token>\") and keep no other copy.\n"
+        printf("# A new token for client \"%s\". This is the only place it is shown: give it\n"
+               "# to that client (it sends \"Authorization: Bearer <token>\"); keep no copy.\n"
                "# hcgw's configuration holds only its SHA-256.\n"
                "token: %s\n"
                "token_sha256: %s\n"

@@ -134,6 +134,9 @@ static int bound_port(int fd)
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     size_t n;

@@ -525,6 +525,8 @@ static int start_attempt(struct gw_upstream *up, struct gw_call *call)
     }
 }
 
+static void count_failure(struct gw_upstream *up, enum gw_err failure, long status);
+
 /*
  * The deadline, held by hcgw itself: libcurl's CURLOPT_TIMEOUT_MS does not run while a
  * transfer waits in libcurl's queue for a free pool connection, so a call queued there would
@@ -533,8 +535,20 @@ static int start_attempt(struct gw_upstream *up, struct gw_call *call)
 static void on_deadline(struct gw_timer *t)
 {
     struct gw_call *call = t->data;
+    struct gw_upstream *up = call->up;
 
-    finish(call->up, call, GW_ERR_UPSTREAM_TIMEOUT);
+    /* An attempt still in flight ends here, timed out: /metrics counts it as libcurl's own
+     * timeout would be counted (its duration, a "timeout" failure), or the slowest attempts
+     * would be missing from both. A call that was waiting for a quota slot or a retry made no
+     * attempt now. */
+    if (call->easy != NULL) {
+        uint64_t now = gw_loop_now(up->loop);
+
+        gw_metrics_observe(&up->metrics->upstream_seconds,
+                           (now - call->attempt_start_ms) * 1000u);
+        count_failure(up, GW_ERR_UPSTREAM_TIMEOUT, 0);
+    }
+    finish(up, call, GW_ERR_UPSTREAM_TIMEOUT);
 }
 
 static void on_backoff_due(struct gw_timer *t)

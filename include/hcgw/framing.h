@@ -44,11 +44,13 @@ int gw_framing_verdict(const struct gw_framing *f);
  * Check the request of @p conn at its first access-handler call, where @p method, @p url and
  * @p version are the access handler's arguments and @p target_len is the length of the request
  * target libmicrohttpd reported to the URI callback (strlen of it, path and query), or
- * (size_t)-1 when unknown. Besides gw_framing_verdict over every header field it refuses a NUL
- * byte in the method, the target or a header value, and a request line or header line that
- * ends in a bare LF instead of CRLF. These last checks read libmicrohttpd's read buffer, where
- * 0.9.75 parses each line in place and overwrites its CR and LF with NULs; they only ever read
- * bytes inside that buffer. Returns 0 or GW_ERR_MALFORMED_REQUEST.
+ * (size_t)-1 when unknown. Besides gw_framing_verdict over every header field, the header
+ * section must be exactly "METHOD SP target SP version CRLF *(field-line CRLF) CRLF" as the
+ * parts libmicrohttpd hands out account for it, which refuses a NUL in the method, the target
+ * or a field, a bare LF, a bare CR in a value, an obs-fold, more than one space after the method,
+ * and a line libmicrohttpd 0.9.75 skipped or took for the end of the header (one that starts
+ * with ':'). This measures libmicrohttpd's read buffer, where 0.9.75 parses each line in place;
+ * it reads no byte outside it. Returns 0 or GW_ERR_MALFORMED_REQUEST.
  */
 int gw_framing_check(struct MHD_Connection *conn, const char *method, const char *url,
                      const char *version, size_t target_len);

@@ -333,3 +333,146 @@ def conf_with_top_level(base_url, top_level="", **groups):
     keys that are not groups and so cannot be given as dicts: auth, trust_mesh_identity,
     mesh_identity_header and the clients list (clients = ( { … }, … );)."""
     return full_conf(base_url, **groups) + top_level + "\n"
+
+
+# ---- The suite-wide key check (issue 4: "grep every log line and every response for the key") --
+# Every hcgw that any test starts, through Gateway, Proc or subprocess.run, has its stdout and
+# stderr checked when it stops or exits, and every answer read from it through http_request
+# (Gateway.request included) is checked as it arrives, for every key this test program has
+# used: the HCGW_API_KEY of that hcgw's environment, each simulator's key, and each key given
+# to a simulator's /_sim/keys. A hit is printed at once (without the key) and fails the whole
+# test program at exit, with status 1, whatever the test that started hcgw does with errors:
+# raising inside a stop() could skip the cleanup of its caller and leave processes behind.
+import atexit as _atexit
+import sys as _sys
+
+_KEYS = set()
+_KEY_LEAKS = []
+_HCGW_PORTS = set()
+_MIN_KEY_LEN = 8  # shorter test keys ("k-x") would match ordinary text by chance
+
+
+def _note_key(key):
+    if isinstance(key, str) and len(key) >= _MIN_KEY_LEN:
+        _KEYS.add(key)
+
+
+def _is_hcgw(argv):
+    return bool(argv) and os.path.basename(str(argv[0])) == os.path.basename(HCGW_BIN)
+
+
+def _leak(where, key):
+    msg = "harness: the API key (%s…, %d bytes) appeared in %s" % (key[:4], len(key), where)
+    _KEY_LEAKS.append(msg)
+    _sys.stderr.write(msg + "\n")
+
+
+def _check_text(text, where, env=None):
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    keys = set(_KEYS)
+    env_key = (env if env is not None else os.environ).get("HCGW_API_KEY")
+    if env_key and len(env_key) >= _MIN_KEY_LEN:
+        keys.add(env_key)
+    for key in keys:
+        if key in (text or ""):
+            _leak(where, key)
+
+
+_orig_sim_init = Sim.__init__
+
+
+def _sim_init(self, *args, **kwargs):
+    _orig_sim_init(self, *args, **kwargs)
+    _note_key(self.key)
+
+
+Sim.__init__ = _sim_init
+
+_orig_sim_call = Sim.call
+
+
+def _sim_call(self, method, path, body=None):
+    if path == "/_sim/keys" and isinstance(body, dict):
+        for key in body.get("keys") or ():
+            _note_key(key)
+    return _orig_sim_call(self, method, path, body)
+
+
+Sim.call = _sim_call
+
+_orig_proc_init = Proc.__init__
+
+
+def _proc_init(self, argv, env=None):
+    self._key_env = env
+    _orig_proc_init(self, argv, env)
+
+
+Proc.__init__ = _proc_init
+
+_orig_wait_line = Proc.wait_line
+
+
+def _wait_line(self, pred, *args, **kwargs):
+    line = _orig_wait_line(self, pred, *args, **kwargs)
+    if _is_hcgw(self.argv) and listening_port(line):
+        _HCGW_PORTS.add(line["port"])
+        self._key_port = line["port"]
+    return line
+
+
+Proc.wait_line = _wait_line
+
+_orig_proc_stop = Proc.stop
+
+
+def _proc_stop(self, *args, **kwargs):
+    try:
+        return _orig_proc_stop(self, *args, **kwargs)
+    finally:
+        if _is_hcgw(self.argv):
+            _HCGW_PORTS.discard(getattr(self, "_key_port", None))
+            with self._cv:
+                text = "\n".join(self.out + self.err)
+            _check_text(text, "the output of %s" % " ".join(self.argv), self._key_env)
+
+
+Proc.stop = _proc_stop
+
+_orig_http_request = http_request
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=30):  # noqa: F811
+    r = _orig_http_request(port, method, path, body, headers, timeout)
+    if port in _HCGW_PORTS:
+        where = "hcgw's answer to %s %s" % (method, path[:80])
+        _check_text(r.body, where)
+        _check_text("\n".join("%s: %s" % kv for kv in r.headers), where)
+    return r
+
+
+_orig_subprocess_run = subprocess.run
+
+
+def _subprocess_run(*args, **kwargs):
+    result = _orig_subprocess_run(*args, **kwargs)
+    argv = args[0] if args else kwargs.get("args")
+    if isinstance(argv, (list, tuple)) and _is_hcgw(argv):
+        for stream in (result.stdout, result.stderr):
+            if stream:
+                _check_text(stream, "the output of %s" % " ".join(map(str, argv)),
+                            kwargs.get("env"))
+    return result
+
+
+subprocess.run = _subprocess_run
+
+
+@_atexit.register
+def _fail_on_key_leaks():
+    if _KEY_LEAKS:
+        _sys.stderr.write("harness: %d key leak(s); failing the run:\n  %s\n"
+                          % (len(_KEY_LEAKS), "\n  ".join(_KEY_LEAKS)))
+        _sys.stderr.flush()
+        os._exit(1)

@@ -311,7 +311,7 @@ class ClientsTest(AuthCase):
                      TOKENS["reader"], client="reader")
 
     def test_public_routes_need_no_credential(self):
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for path in ("/healthz", "/readyz", "/metrics", "/openapi.yaml"):
             for token in (None, TOKENS["wrong"]):
                 with self.subTest(path=path, token=token):
                     r, access = self.call("GET", path, token)

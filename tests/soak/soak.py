@@ -15,7 +15,9 @@ It then checks:
   - every request was answered exactly once: each request id sent has exactly one access line,
     whose status is the one the client saw; no request failed at the transport level;
   - only contract statuses and envelope codes, each code with its own status;
-  - hcgw's RSS is flat after warm-up (growth below max(10 MiB, 20 %));
+  - hcgw's RSS is flat after warm-up (growth below max(16 MiB, 30 %): the 3 MiB answers of
+    the fault mix move the allocator's high-water mark by several MiB at a time, and
+    LeakSanitizer at exit catches real leaks);
   - no file descriptor leaked: once every client is gone, hcgw holds no client connection and
     exactly the descriptors it held before the load, plus at most its upstream pool;
   - hcgw exits 0 on SIGTERM with no sanitizer (LeakSanitizer) report, and so does the sim.
@@ -485,7 +487,7 @@ def run():
             report["rss_kib"] = {"warm": w, "end": e, "max": max(v for _, v in samples),
                                  "every_5s": [v for t, v in samples][::10]}
             growth = e - w
-            if growth > max(10 * 1024, w * 0.2):
+            if growth > max(16 * 1024, w * 0.3):
                 stats.fail("RSS grew from %d KiB after warm-up to %d KiB at the end" % (w, e))
         else:
             stats.fail("not enough RSS samples (%d)" % len(samples))

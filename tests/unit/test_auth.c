@@ -589,6 +589,12 @@ static void test_clients_problems(void **state)
                  missing, path, path);
         expect_problems(text, want);
     }
+    /* Not a regular file (a device, a FIFO): refused without reading, so a load never hangs. */
+    expect_problems("clients = ( { name = \"a\"; token_file = \"/dev/null\"; "
+                    "routes = [ \"*\" ]; } );\n",
+                    "1: clients[0].token_file: /dev/null is not a regular file\n");
+    expect_problems("clients = ( { name = \"a\"; token_file = \"\"; routes = [ \"*\" ]; } );\n",
+                    "1: clients[0].token_file: must not be empty\n");
 }
 
 static void test_clients_cross_checks(void **state)
@@ -630,7 +636,8 @@ static void test_top_level_keys(void **state)
                     "2: trust_mesh_identity: expected a boolean\n"
                     "3: mesh_identity_header: must not be authorization, which carries the "
                     "bearer token\n"
-                    "4: clients: expected a list of groups: clients = ( { name = \"…\"; … } );\n");
+                    "4: clients: expected a list of groups: "
+                    "clients = ( { name = \"…\"; … } );\n");
     expect_problems("mesh_identity_header = \"x client\";\nauth = 1;\n",
                     "1: mesh_identity_header: must be a header name such as \"x-client-id\" "
                     "(byte 2)\n"
