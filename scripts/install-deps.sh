@@ -18,11 +18,11 @@ packages=(
 # (label "container"), are installed by ../shared/tools/container.sh itself.
 deploy_packages=(yamllint python3-yaml)
 # Tools of the contract, metrics and install tests (labels "contract", "metrics", "install"):
-# promtool (in Debian's prometheus), groff and man for the man page, dpkg-dev for CPack's .deb,
+# promtool (in Debian's prometheus), groff and man for the man page, dpkg-dev and file for CPack's .deb,
 # and Node.js with npm for tests/contract (@redocly/cli, ajv; pinned in its package-lock.json).
 # A machine with node and npm from elsewhere keeps them (NodeSource's nodejs bundles npm and
 # conflicts with Debian's npm package).
-tool_packages=(prometheus groff-base man-db dpkg-dev)
+tool_packages=(prometheus groff-base man-db dpkg-dev file)
 command -v node >/dev/null || tool_packages+=(nodejs)
 command -v npm >/dev/null || tool_packages+=(npm)
 # The fuzz preset (tests/fuzz, label "fuzz"): clang, libFuzzer with the sanitizer runtimes
