@@ -78,6 +78,7 @@ static int check_base_url(char *value, char *why, size_t whysz);
 static int check_api_key(char *value, char *why, size_t whysz);
 static int check_path(char *value, char *why, size_t whysz);
 static int check_ca_file(char *value, char *why, size_t whysz);
+static int check_proxy(char *value, char *why, size_t whysz);
 static int set_level(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int set_auth_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
@@ -129,6 +130,7 @@ static const struct key keys[] = {
     {.name = "upstream.allow_insecure_http", .type = KEY_BOOL, .def = 0,
      .offset = FIELD_OF(upstream.allow_insecure_http)},
     STRING_KEY("upstream.ca_file", upstream.ca_file, NULL, check_ca_file),
+    STRING_KEY("upstream.proxy", upstream.proxy, NULL, check_proxy),
     {.name = "upstream.key_file_mode", .type = KEY_STRING, .def_str = "warn",
      .set = set_key_file_mode},
 
@@ -1109,6 +1111,51 @@ out:
     if (fd >= 0)
         close(fd);
     return rc;
+}
+
+/*
+ * An egress proxy for the calls to HelpCrunch: scheme://host[:port] with no credentials (a
+ * password in the configuration would be a second secret with none of the key's care). Without
+ * it, no proxy is used at all, whatever http_proxy or https_proxy the environment holds: the key
+ * goes through a proxy only when the configuration says so.
+ */
+static int check_proxy(char *value, char *why, size_t whysz)
+{
+    static const char *const schemes[] = {"http://", "https://", "socks5://", "socks5h://"};
+    const char *host = NULL;
+    size_t i;
+
+    for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        if (strncmp(value, schemes[i], strlen(schemes[i])) == 0) {
+            host = value + strlen(schemes[i]);
+            break;
+        }
+    }
+    if (host == NULL) {
+        snprintf(why, whysz, "must start with http://, https://, socks5:// or socks5h://");
+        return -1;
+    }
+    if (*host == '\0' || *host == '/' || *host == ':') {
+        snprintf(why, whysz, "has no host");
+        return -1;
+    }
+    for (i = 0; host[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)host[i];
+
+        if (c == '@') {
+            snprintf(why, whysz, "must not hold credentials (user:password@)");
+            return -1;
+        }
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#') {
+            snprintf(why, whysz, "must be scheme://host[:port] only");
+            return -1;
+        }
+        if (c == '/' && host[i + 1] != '\0') {
+            snprintf(why, whysz, "must be scheme://host[:port] only");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 bool gw_config_is_loopback(const char *host)

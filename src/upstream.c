@@ -28,6 +28,8 @@
 
 /** Idle easy handles kept for reuse (each holds a few KiB). */
 #define UP_MAX_IDLE_EASY 256
+/** libcurl's receive buffer per handle (its default is 16 KiB). */
+#define UP_RECV_BUFFER 4096
 /** First allocation for an answer body; it grows by doubling up to the configured bound. */
 #define UP_INITIAL_BODY 4096
 
@@ -49,8 +51,9 @@ struct gw_upstream {
     struct gw_call *calls;           /* in flight, doubly linked */
     struct up_sock *socks;           /* watched sockets, doubly linked */
     size_t n_calls;
-    CURL *idle[UP_MAX_IDLE_EASY];
+    CURL *idle[UP_MAX_IDLE_EASY];    /* configured for easy_gen, waiting for a call */
     size_t n_idle;
+    unsigned easy_gen;               /* bumped by a reload: older handles are not reused */
     uint64_t rng;                    /* jitter */
 };
 
@@ -325,23 +328,76 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 
 /* ---- calls ---- */
 
-static CURL *take_easy(struct gw_upstream *up)
+#define SETOPT(h, opt, val)                                 \
+    do {                                                    \
+        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) \
+            goto out;                                       \
+    } while (0)
+
+/*
+ * The options that are the same for every call, set once when a handle is made: a handle
+ * goes back to the idle list as it is (libcurl keeps options between transfers), and only
+ * what differs per attempt is set again (setup_easy). A reload bumps easy_gen, so handles
+ * configured under the old settings are dropped rather than reused.
+ */
+static CURL *new_easy(struct gw_upstream *up)
 {
-    if (up->n_idle > 0)
-        return up->idle[--up->n_idle];
-    return curl_easy_init();
+    const struct gw_config *cfg = up->cfg;
+    CURL *h = curl_easy_init();
+
+    if (h == NULL)
+        return NULL;
+    SETOPT(h, CURLOPT_USERAGENT, "hcgw/" HCGW_VERSION);
+    SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(h, CURLOPT_TCP_NODELAY, 1L);
+    SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* TLS verification is never turned off; a private CA is given, not skipped. These are
+     * libcurl's defaults, set anyway so that a build or an environment cannot change them. */
+    SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->upstream.ca_file != NULL)
+        SETOPT(h, CURLOPT_CAINFO, cfg->upstream.ca_file);
+    /* The key goes through a proxy only when the configuration names one; the http_proxy
+     * and https_proxy of the environment are not consulted ("" = no proxy). */
+    SETOPT(h, CURLOPT_PROXY, cfg->upstream.proxy != NULL ? cfg->upstream.proxy : "");
+    SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    /* Answers are small (a customer is ~1 KiB); a bigger one just takes more reads. */
+    SETOPT(h, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER);
+    SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(h, CURLOPT_SOCKOPTFUNCTION, on_curl_opensocket_count);
+    SETOPT(h, CURLOPT_SOCKOPTDATA, up);
+    return h;
+
+out:
+    curl_easy_cleanup(h);
+    return NULL;
 }
 
-static void give_easy(struct gw_upstream *up, CURL *easy)
+static CURL *take_easy(struct gw_upstream *up, unsigned *gen)
+{
+    *gen = up->easy_gen;
+    if (up->n_idle > 0)
+        return up->idle[--up->n_idle];
+    return new_easy(up);
+}
+
+static void give_easy(struct gw_upstream *up, CURL *easy, unsigned gen)
 {
     if (easy == NULL)
         return;
-    if (up->n_idle < UP_MAX_IDLE_EASY) {
-        curl_easy_reset(easy);
+    if (gen == up->easy_gen && up->n_idle < UP_MAX_IDLE_EASY) {
         up->idle[up->n_idle++] = easy;
         return;
     }
     curl_easy_cleanup(easy);
+}
+
+static void drop_idle(struct gw_upstream *up)
+{
+    while (up->n_idle > 0)
+        curl_easy_cleanup(up->idle[--up->n_idle]);
 }
 
 static void list_remove(struct gw_upstream *up, struct gw_call *call)
@@ -368,7 +424,7 @@ static void end_transfer(struct gw_upstream *up, struct gw_call *call)
 {
     if (call->easy != NULL) {
         curl_multi_remove_handle(up->multi, call->easy);
-        give_easy(up, call->easy);
+        give_easy(up, call->easy, call->easy_gen);
         call->easy = NULL;
     }
     headers_put(call->headers);
@@ -386,12 +442,12 @@ static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err fai
     call->done(call); /* may free the call: nothing after this */
 }
 
-#define SETOPT(h, opt, val)                                 \
-    do {                                                    \
-        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) \
-            goto out;                                       \
-    } while (0)
-
+/*
+ * What differs from one attempt to the next. The method options are set in full every time,
+ * because the handle keeps those of its previous call: CURLOPT_HTTPGET puts the method back
+ * to a bodiless GET (which also drops a previous call's POSTFIELDS), CUSTOMREQUEST names the
+ * verb on the wire.
+ */
 static int setup_easy(struct gw_upstream *up, struct gw_call *call, long timeout_ms)
 {
     const struct gw_config *cfg = up->cfg;
@@ -404,32 +460,17 @@ static int setup_easy(struct gw_upstream *up, struct gw_call *call, long timeout
     SETOPT(h, CURLOPT_URL, call->url);
     SETOPT(h, CURLOPT_PRIVATE, call);
     SETOPT(h, CURLOPT_HTTPHEADER, call->headers->list);
-    SETOPT(h, CURLOPT_USERAGENT, "hcgw/" HCGW_VERSION);
-    SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-    SETOPT(h, CURLOPT_TCP_NODELAY, 1L);
-    SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    /* TLS verification is never turned off; a private CA is given, not skipped. These are
-     * libcurl's defaults, set anyway so that a build or an environment cannot change them. */
-    SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (cfg->upstream.ca_file != NULL)
-        SETOPT(h, CURLOPT_CAINFO, cfg->upstream.ca_file);
-    SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
     /* libcurl silently sends a request again when a reused keep-alive connection turns out
      * dead before any answer byte. For a call that must never be sent twice (POST, PATCH:
      * HelpCrunch has no idempotency keys) a fresh connection rules that out. */
     SETOPT(h, CURLOPT_FRESH_CONNECT, call->retryable ? 0L : 1L);
     SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(h, CURLOPT_WRITEDATA, call);
-    SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(h, CURLOPT_HEADERDATA, call);
-    SETOPT(h, CURLOPT_SOCKOPTFUNCTION, on_curl_opensocket_count);
-    SETOPT(h, CURLOPT_SOCKOPTDATA, up);
+    SETOPT(h, CURLOPT_HTTPGET, 1L);
     if (strcmp(call->method, "GET") == 0) {
-        SETOPT(h, CURLOPT_HTTPGET, 1L);
+        SETOPT(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     } else {
         SETOPT(h, CURLOPT_CUSTOMREQUEST, call->method);
         if (call->body != NULL) {
@@ -453,7 +494,7 @@ static int send_attempt(struct gw_upstream *up, struct gw_call *call)
 
     if (now >= call->deadline_ms)
         return GW_ERR_UPSTREAM_TIMEOUT;
-    call->easy = take_easy(up);
+    call->easy = take_easy(up, &call->easy_gen);
     if (call->easy == NULL)
         return GW_ERR_NOMEM;
     call->headers = up->headers;
@@ -779,8 +820,7 @@ void gw_upstream_free(struct gw_upstream *up)
     curl_multi_cleanup(up->multi);
     while (up->socks != NULL)
         sock_free(up, up->socks);
-    while (up->n_idle > 0)
-        curl_easy_cleanup(up->idle[--up->n_idle]);
+    drop_idle(up);
     headers_put(up->headers);
     free(up);
 }
@@ -795,6 +835,9 @@ int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
     headers_put(up->headers);
     up->headers = h;
     up->cfg = cfg;
+    /* Handles carry the old settings (CA file, proxy): new ones are made from now on. */
+    up->easy_gen++;
+    drop_idle(up);
     /* A pool size that cannot change keeps the old one: not worth failing a reload for. */
     if (curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                           (long)cfg->upstream.max_connections) != CURLM_OK ||

@@ -59,6 +59,7 @@ struct gw_config {
         long auth_failure_unready_ms;/* /readyz 503 this long after a 401/403; default 60000, 0 off */
         bool allow_insecure_http;    /* http:// to a host that is not loopback; default false */
         char *ca_file;               /* CA bundle that verifies HelpCrunch's TLS, or NULL (system's) */
+        char *proxy;                 /* egress proxy URL, or NULL: none (the environment's is ignored) */
         enum gw_key_file_mode key_file_mode; /* "warn" | "refuse"; default warn */
     } upstream;
     struct {

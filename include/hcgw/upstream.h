@@ -67,6 +67,7 @@ struct gw_call {
     /* private to upstream.c */
     struct gw_upstream *up;
     void *easy;
+    unsigned easy_gen;               /* the configuration generation `easy` was set up for */
     struct up_headers *headers;      /* the key generation this attempt was sent with */
     bool waiting_token;              /* reserved a governor slot, waiting for it */
     uint64_t wait_start_ms;

@@ -13,6 +13,9 @@ defaults"). Each rule is shown both ways: what it refuses, and that the document
   trusted CAs. Shown against a local TLS server with certificates made by openssl for the test.
 - Every answer carries X-Content-Type-Options: nosniff and Cache-Control: no-store, and no
   answer has a Server header.
+- The key goes through an egress proxy only when upstream.proxy names one: http_proxy,
+  https_proxy and all_proxy in hcgw's environment are ignored (a proxy nobody configured for
+  the key never sees it); with upstream.proxy the calls go to that proxy.
 - Path parameters cannot steer the upstream URL: "..", "%2e%2e", "//", "@", "?", "#" in {id}
   are refused locally, and in {name} they only ever land JSON-escaped in the body, the upstream
   path being exactly /v1/customers/<id>/tags.
@@ -560,3 +563,82 @@ class HeadersAndPathsTest(GatewayCase):
                     self.assertEqual(last["query"], "")
                     self.assertEqual(json.loads(last["body"]), {"tags": [{"name": name}]})
                     self.assertEqual(self.sim.count(), 1)
+
+
+class RecordingProxy:
+    """A forward proxy stand-in on loopback: it records each request it gets (absolute-form
+    target and headers) and answers it itself with a customer, so a test can tell whether hcgw
+    went through it."""
+
+    CUSTOMER = json.dumps({"id": int(CONTACT), "name": "Via Proxy"}).encode()
+
+    def __init__(self):
+        self.seen = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.seen.append({"target": self.path,
+                                   "authorization": self.headers.get("Authorization")})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(outer.CUSTOMER)))
+                self.end_headers()
+                self.wfile.write(outer.CUSTOMER)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ProxyTest(unittest.TestCase):
+    def setUp(self):
+        self.sim = Sim()
+        self.proxy = RecordingProxy()
+        self.gw = None
+
+    def tearDown(self):
+        if self.gw is not None:
+            self.gw.stop()
+            harness.assert_clean_stderr(self, self.gw.proc, self.sim.key)
+        self.proxy.stop()
+        self.sim.stop()
+
+    def test_proxy_variables_of_the_environment_are_ignored(self):
+        env = {name: self.proxy.url for name in
+               ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY")}
+        env.update(no_proxy="", NO_PROXY="")
+        self.gw = harness.Gateway(self.sim, env_extra=env)
+        before = self.sim.count()
+        r = self.gw.request("GET", "/contacts/" + CONTACT)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.proxy.seen, [], "hcgw used a proxy from its environment")
+        self.assertEqual(self.sim.count(), before + 1, "the call did not reach the simulator")
+
+    def test_configured_proxy_carries_the_calls(self):
+        self.gw = harness.Gateway(self.sim, conf={"upstream": {"proxy": self.proxy.url}})
+        before = self.sim.count()
+        r = self.gw.request("GET", "/contacts/" + CONTACT)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["name"], "Via Proxy")
+        self.assertEqual(len(self.proxy.seen), 1)
+        # A forward proxy gets the absolute URL of the upstream call, with the key.
+        self.assertEqual(self.proxy.seen[0]["target"],
+                         "%s/customers/%s" % (self.sim.base_url, CONTACT))
+        self.assertEqual(self.proxy.seen[0]["authorization"], "Bearer " + self.sim.key)
+        self.assertEqual(self.sim.count(), before, "the call went around the proxy")

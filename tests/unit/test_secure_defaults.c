@@ -108,8 +108,47 @@ static void test_defaults(void **state)
     (void)state;
     assert_false(cfg->upstream.allow_insecure_http);
     assert_null(cfg->upstream.ca_file);
+    assert_null(cfg->upstream.proxy);
     assert_int_equal(cfg->upstream.key_file_mode, GW_KEY_FILE_WARN);
     gw_config_free(cfg);
+}
+
+/* An egress proxy is scheme://host[:port] and nothing else; the environment's is never used. */
+static void test_proxy(void **state)
+{
+    static const char *const good[] = {"http://egress.internal:3128", "https://10.0.0.1",
+                                       "socks5h://[::1]:1080/", "socks5://proxy"};
+    static const struct {
+        const char *value;
+        const char *why;
+    } bad[] = {
+        {"ftp://proxy:21", "must start with http://, https://, socks5:// or socks5h://"},
+        {"proxy:3128", "must start with http://, https://, socks5:// or socks5h://"},
+        {"http://", "has no host"},
+        {"http://:3128", "has no host"},
+        {"http://user:secret@proxy:3128", "must not hold credentials (user:password@)"},
+        {"http://proxy:3128/path", "must be scheme://host[:port] only"},
+        {"http://proxy:3128?x", "must be scheme://host[:port] only"},
+        {"http://pro xy", "must be scheme://host[:port] only"},
+    };
+    char text[256];
+    char tail[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct gw_config *cfg;
+
+        snprintf(text, sizeof text, "upstream = { proxy = \"%s\"; };\n", good[i]);
+        cfg = load_ok(text);
+        assert_string_equal(cfg->upstream.proxy, good[i]);
+        gw_config_free(cfg);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof text, "upstream = { proxy = \"%s\"; };\n", bad[i].value);
+        snprintf(tail, sizeof tail, "1: upstream.proxy: %s\n", bad[i].why);
+        load_fails(text, tail);
+    }
 }
 
 static void test_values_are_read(void **state)
@@ -340,6 +379,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_values_are_read),
+        cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_http_to_a_remote_host_is_refused),
         cmocka_unit_test(test_loopback),
