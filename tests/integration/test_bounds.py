@@ -283,7 +283,7 @@ class HeaderTimeoutTest(GatewayCase):
 
 class HeaderSizeTest(GatewayCase):
     """The request line and headers are bounded by libmicrohttpd's per-connection memory
-    (GW_MAX_HEADER_BYTES = 32 KiB): past it, libmicrohttpd answers on its own (not with the
+    (GW_MAX_HEADER_BYTES = 16 KiB): past it, libmicrohttpd answers on its own (not with the
     envelope) and closes; hcgw goes on serving."""
 
     def test_header_over_the_bound(self):
