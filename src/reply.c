@@ -1,8 +1,10 @@
 /*
  * HelpCrunch's success answers turned into hcgw's. Most bodies pass through byte for byte, but
- * every one is parsed first (with the same bounded depth as requests): a 2xx whose body is not
- * the JSON the route promises becomes upstream_bad_response here, rather than something the
- * caller cannot read. Only the tags route builds a new body.
+ * every one is checked first (with the same bounded depth and rules as requests): a 2xx whose
+ * body is not the JSON the route promises becomes upstream_bad_response here, rather than
+ * something the caller cannot read. A customer, the answer of most calls, only has to be a
+ * JSON object, which gw_json_check tells without building a tree; lists, searches and tags read
+ * members, so they are parsed by json-c. Only the tags route builds a new body.
  */
 #include "hcgw/reply.h"
 
@@ -14,6 +16,7 @@
 
 #include "hcgw/body.h"
 #include "hcgw/err.h"
+#include "hcgw/json.h"
 
 /* The member @p key of @p root when it is an array. */
 static bool has_array(json_object *root, const char *key)
@@ -105,6 +108,7 @@ int gw_reply_build(enum gw_reply_kind kind, const char *body, size_t len, char *
                    size_t *out_len)
 {
     json_object *root = NULL;
+    enum gw_json_type type = GW_JSON_NULL;
     int rc = GW_ERR_INTERNAL;
 
     if (out == NULL || out_len == NULL)
@@ -119,6 +123,13 @@ int gw_reply_build(enum gw_reply_kind kind, const char *body, size_t len, char *
     /* A local route never had an upstream answer; being asked to shape one is a bug. */
     if (kind == GW_REPLY_LOCAL)
         goto out;
+    /* The hot path: the bytes pass through, so knowing they are an object is enough. */
+    if (kind == GW_REPLY_CUSTOMER) {
+        rc = GW_ERR_UPSTREAM_BAD_RESPONSE;
+        if (gw_json_check(body, len, &type) == 0 && type == GW_JSON_OBJECT)
+            rc = 0;
+        goto out;
+    }
 
     rc = gw_body_parse(body, len, &root);
     if (rc == GW_ERR_NOMEM)
@@ -127,9 +138,6 @@ int gw_reply_build(enum gw_reply_kind kind, const char *body, size_t len, char *
     if (root == NULL || !json_object_is_type(root, json_type_object))
         goto out;
     switch (kind) {
-    case GW_REPLY_CUSTOMER:
-        rc = 0;
-        break;
     case GW_REPLY_LIST:
         if (has_array(root, "data") && has_total(root))
             rc = 0;
@@ -141,6 +149,7 @@ int gw_reply_build(enum gw_reply_kind kind, const char *body, size_t len, char *
     case GW_REPLY_TAGS:
         rc = build_tags(root, out, out_len);
         break;
+    case GW_REPLY_CUSTOMER:
     case GW_REPLY_LOCAL:
     case GW_REPLY_DELETED:
     default:

@@ -1,7 +1,8 @@
 /*
  * HelpCrunch success answers → hcgw's answers. Bodies pass through byte for byte when the
- * route returns what HelpCrunch returns; they are still parsed, so that a 2xx that is not the
- * JSON the route expects becomes upstream_bad_response instead of garbage for the caller.
+ * route returns what HelpCrunch returns; they are still checked (a customer by gw_json_check,
+ * the others parsed by json-c), so that a 2xx that is not the JSON the route expects becomes
+ * upstream_bad_response instead of garbage for the caller.
  */
 #ifndef HCGW_REPLY_H
 #define HCGW_REPLY_H
@@ -12,7 +13,8 @@
 
 /**
  * Check the 2xx body @p body (@p len bytes) of HelpCrunch for @p kind and produce the answer
- * body. GW_REPLY_CUSTOMER: must be a JSON object → *out = NULL (pass the body through).
+ * body, under the rules of gw_body_parse (gw_json_check for a customer, which accepts the same).
+ * GW_REPLY_CUSTOMER: must be a JSON object → *out = NULL (pass the body through).
  * GW_REPLY_LIST: an object with an array "data" (and "total") → pass through.
  * GW_REPLY_SEARCH: an object with an array "data" → pass through.
  * GW_REPLY_TAGS: a customer object whose "tags" is an array (or null/absent = empty) → *out

@@ -5,7 +5,9 @@
  *   - a body accepted for an AS_IS route is forwarded byte for byte;
  *   - an accepted tags body becomes JSON whose every name passes gw_text_check_tag and whose
  *     every tag has only "name" (and "color" when colours are kept);
- *   - every refusal is one of the documented values.
+ *   - every refusal is one of the documented values;
+ *   - gw_json_check (no tree) accepts exactly what gw_body_parse (json-c) accepts, with json-c's
+ *     root type, and a customer reply passes exactly when json-c makes an object of it.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +18,8 @@
 
 #include "hcgw/body.h"
 #include "hcgw/err.h"
+#include "hcgw/json.h"
+#include "hcgw/reply.h"
 #include "hcgw/router.h"
 #include "hcgw/text.h"
 
@@ -57,11 +61,59 @@ static void check_tags(const char *out, bool colors)
     json_object_put(root);
 }
 
+/* json-c's type of @p obj in gw_json_check's terms; NULL is the literal null. */
+static enum gw_json_type json_c_type(json_object *obj)
+{
+    switch (json_object_get_type(obj)) {
+    case json_type_boolean:
+        return GW_JSON_BOOLEAN;
+    case json_type_int:
+        return GW_JSON_INT;
+    case json_type_double:
+        return GW_JSON_DOUBLE;
+    case json_type_string:
+        return GW_JSON_STRING;
+    case json_type_array:
+        return GW_JSON_ARRAY;
+    case json_type_object:
+        return GW_JSON_OBJECT;
+    case json_type_null:
+    default:
+        return GW_JSON_NULL;
+    }
+}
+
+/* The validator against the parser it stands in for, alone and as the customer reply check. */
+static void check_validator(const char *body, size_t size)
+{
+    json_object *parsed = NULL;
+    enum gw_json_type type = (enum gw_json_type)-1;
+    char *out = NULL;
+    size_t out_len = 0;
+    int rc_parse = gw_body_parse(body, size, &parsed);
+    int rc_check = gw_json_check(body, size, &type);
+    int rc_reply = gw_reply_build(GW_REPLY_CUSTOMER, body, size, &out, &out_len);
+
+    check(rc_parse == 0 || rc_parse == GW_ERR_INVALID_BODY || rc_parse == GW_ERR_NOMEM,
+          "gw_body_parse gives a documented value");
+    if (rc_parse != GW_ERR_NOMEM) {
+        check(rc_check == rc_parse, "gw_json_check accepts exactly what gw_body_parse does");
+        if (rc_parse == 0)
+            check(type == json_c_type(parsed), "gw_json_check gives json-c's root type");
+        check((rc_reply == 0) ==
+                  (rc_parse == 0 && json_object_is_type(parsed, json_type_object)),
+              "a customer reply passes exactly when json-c makes an object of it");
+    }
+    check(rc_reply == 0 || rc_reply == GW_ERR_UPSTREAM_BAD_RESPONSE,
+          "a customer reply is passed or upstream_bad_response");
+    check(out == NULL && out_len == 0, "a customer reply builds no body");
+    json_object_put(parsed);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *body = (const char *)data;
     struct gw_match m;
-    json_object *parsed = NULL;
     size_t n = 0;
     const struct gw_route *table = gw_router_table(&n);
     char *copy;
@@ -91,8 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(out);
     }
 
-    if (gw_body_parse(body, size, &parsed) == 0)
-        json_object_put(parsed);
+    check_validator(body, size);
     gw_text_utf8_count(body, size);
     gw_text_check_tag(body, size);
 

@@ -72,6 +72,20 @@ static void test_customer(void **state)
         R(GW_REPLY_CUSTOMER, "{\"id\":1}garbage", BAD),
         R(GW_REPLY_CUSTOMER, "{\"id\":1}\0", BAD),
         R(GW_REPLY_CUSTOMER, "{\"id\":NaN}", BAD),
+        /* Checked without json-c (gw_json_check), under the rules of gw_body_parse. */
+        R(GW_REPLY_CUSTOMER, "{\"id\":1,\"a\":[1,]}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"id\":1,}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"id\":01}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"n\":1e400}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"n\":1e-400}", 0, NULL),
+        R(GW_REPLY_CUSTOMER, "{\"n\":123456789012345678901234567890}", 0, NULL),
+        R(GW_REPLY_CUSTOMER, "{\"s\":\"\\ud800\"}", 0, NULL),
+        R(GW_REPLY_CUSTOMER, "{\"s\":\"\\u12\"}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"s\":\"a\tb\"}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"id\":1}\f", BAD),
+        R(GW_REPLY_CUSTOMER, "\xEF\xBB\xBF{\"id\":1}", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"id\":1}]", BAD),
+        R(GW_REPLY_CUSTOMER, "{\"id\":true1}", BAD),
     };
 
     (void)state;

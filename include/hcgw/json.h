@@ -1,0 +1,38 @@
+/*
+ * A JSON validator that builds nothing: one pass over the text, no allocation, a stack bounded
+ * by GW_MAX_JSON_DEPTH. It accepts exactly what gw_body_parse (json-c, strict, plus hcgw's
+ * lexical and finiteness checks) accepts, for the callers that only need to know that a body is
+ * JSON and what its root is. Pure function; any thread.
+ */
+#ifndef HCGW_JSON_H
+#define HCGW_JSON_H
+
+#include <stddef.h>
+
+/** The type of a JSON value, as json-c would make it (json_type_int / json_type_double). */
+enum gw_json_type {
+    GW_JSON_NULL,
+    GW_JSON_BOOLEAN,
+    GW_JSON_INT,        /* a number without fraction or exponent, of any size */
+    GW_JSON_DOUBLE,     /* a number with a fraction or an exponent */
+    GW_JSON_STRING,
+    GW_JSON_ARRAY,
+    GW_JSON_OBJECT
+};
+
+/**
+ * Check that the @p len bytes at @p text are one JSON value (RFC 8259), optionally surrounded by
+ * whitespace, under exactly the rules of gw_body_parse: no NUL byte anywhere, no raw control
+ * character in a string, only true/false/null as words, the strict number form, complete \u
+ * escapes (lone surrogates are taken, as json-c takes them), string bytes from 0x80 up taken as
+ * they are (like gw_body_parse, this does not check UTF-8: callers that need it call
+ * gw_text_utf8_count), no value inside more than GW_MAX_JSON_DEPTH - 1 containers (json-c's
+ * count: GW_MAX_JSON_DEPTH nested empty arrays pass), no number with a fraction or an exponent
+ * that overflows a double (integers of any length pass: json-c saturates them). Reads nothing
+ * beyond @p len and allocates nothing. Returns 0 and, when @p root_type is not NULL, the type
+ * of the root value in *root_type; or GW_ERR_INVALID_BODY (also for NULL or empty text, and
+ * for more than INT_MAX - 1 bytes, which json-c cannot take).
+ */
+int gw_json_check(const char *text, size_t len, enum gw_json_type *root_type);
+
+#endif
