@@ -1,24 +1,60 @@
 /*
  * JSON-lines logging. A line is assembled in a fixed buffer on the caller's stack and handed
- * to the kernel with one write(2): no global lock, no interleaving between worker threads, and
- * a bounded size (GW_MAX_LOG_LINE) however long a value is.
+ * to the kernel with one write(2), or two lines of one request with one writev(2): no global
+ * lock, no interleaving between worker threads, and a bounded size (GW_MAX_LOG_LINE) however
+ * long a value is. Logging is on every request's path, so the formatting is done by hand: the
+ * timestamp up to the second is kept per thread, numbers are converted without printf, and a
+ * run of bytes that needs no escaping is copied at once.
  */
 #include "hcgw/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A line no longer than PIPE_BUF reaches a pipe in one piece, whoever else writes to it. */
+_Static_assert(GW_MAX_LOG_LINE <= PIPE_BUF, "a log line must fit one atomic pipe write");
+/* gw_log_ms reads the bits of an IEEE 754 binary64 double. */
+_Static_assert(sizeof(double) == sizeof(uint64_t), "double is not 64 bits");
 
 static enum gw_log_level min_level = GW_LOG_INFO;
 static int log_fd = 2;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* What follows the timestamp, per level: ,"level":"<name>" as put_key and put_escaped write it. */
+static const struct {
+    const char *text;
+    size_t len;
+} level_fields[] = {
+#define LEVEL_FIELD(name) {",\"level\":\"" name "\"", sizeof(",\"level\":\"" name "\"") - 1}
+    LEVEL_FIELD("debug"),
+    LEVEL_FIELD("info"),
+    LEVEL_FIELD("warn"),
+    LEVEL_FIELD("error"),
+#undef LEVEL_FIELD
+};
 
 /* Room kept at the end of the buffer for ',"truncated":true}\n'. */
 #define LOG_TAIL 24
+
+/*
+ * The start of a line up to the milliseconds, {"ts":"YYYY-MM-DDTHH:MM:SS. , formatted once per
+ * second and per thread: every line in the same second shares it, so a line costs one
+ * clock_gettime (a vDSO call) and three digits, and gmtime_r runs only when the second changes.
+ * Per thread, so no lock and no race between workers.
+ */
+#define STAMP_HEAD_MAX 48
+static _Thread_local struct {
+    bool valid;
+    time_t sec;
+    size_t len;
+    char text[STAMP_HEAD_MAX];
+} stamp_cache;
 
 void gw_log_set_level(enum gw_log_level level)
 {
@@ -45,30 +81,58 @@ static void put(struct gw_logline *l, const char *s, size_t n)
     l->len += n;
 }
 
+/*
+ * 1 for the bytes JSON needs escaped: the quote, the backslash, the control characters and DEL
+ * (not a JSON requirement, but a raw DEL in a log line helps nobody). Bytes from 0x80 up pass
+ * through as they are.
+ */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20: '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x30 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x50: '\\' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x60 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, /* 0x70: DEL */
+    /* 0x80 to 0xff: zero. */
+};
+
+/*
+ * The value in quotes, escaped. A run of bytes that need no escape is copied with one put();
+ * the output is the same as escaping byte by byte, and so is the point where the line fills.
+ */
 static void put_escaped(struct gw_logline *l, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + n;
+    const unsigned char *run;
     char esc[6];
-    size_t i;
 
     put(l, "\"", 1);
-    for (i = 0; i < n && !l->full; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+    while (p < end && !l->full) {
+        run = p;
+        while (p < end && !needs_escape[*p])
+            p++;
+        if (p > run)
+            put(l, (const char *)run, (size_t)(p - run));
+        if (p == end)
+            break;
+        if (*p == '"' || *p == '\\') {
             esc[0] = '\\';
-            esc[1] = (char)c;
+            esc[1] = (char)*p;
             put(l, esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else {
             esc[0] = '\\';
             esc[1] = 'u';
             esc[2] = '0';
             esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 0xf];
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 0xf];
             put(l, esc, 6);
-        } else {
-            put(l, (const char *)&s[i], 1);
         }
+        p++;
     }
     put(l, "\"", 1);
 }
@@ -80,24 +144,53 @@ static void put_key(struct gw_logline *l, const char *key)
     put(l, ":", 1);
 }
 
+/*
+ * Decimal digits of @p v, written backwards so that they end at @p end; returns where they
+ * start. Room for 20 digits is needed.
+ */
+static char *put_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
 void gw_log_begin(struct gw_logline *l, enum gw_log_level level, const char *msg)
 {
     struct timespec ts;
     struct tm tm;
-    char stamp[40];
+    char ms[5];
+    long milli;
     int n;
 
     l->len = 0;
     l->full = false;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = snprintf(stamp, sizeof(stamp), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, ts.tv_nsec / 1000000);
-    if (n > 0 && (size_t)n < sizeof(stamp))
-        put(l, stamp, (size_t)n);
-    put_key(l, "level");
-    put_escaped(l, level_names[level], strlen(level_names[level]));
+    if (!stamp_cache.valid || stamp_cache.sec != ts.tv_sec) {
+        stamp_cache.valid = false;
+        gmtime_r(&ts.tv_sec, &tm);
+        n = snprintf(stamp_cache.text, sizeof(stamp_cache.text),
+                     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        if (n > 0 && (size_t)n < sizeof(stamp_cache.text)) {
+            stamp_cache.len = (size_t)n;
+            stamp_cache.sec = ts.tv_sec;
+            stamp_cache.valid = true;
+        }
+    }
+    if (stamp_cache.valid) {
+        milli = ts.tv_nsec / 1000000;
+        ms[0] = (char)('0' + milli / 100);
+        ms[1] = (char)('0' + milli / 10 % 10);
+        ms[2] = (char)('0' + milli % 10);
+        ms[3] = 'Z';
+        ms[4] = '"';
+        put(l, stamp_cache.text, stamp_cache.len);
+        put(l, ms, sizeof(ms));
+    }
+    put(l, level_fields[level].text, level_fields[level].len);
     gw_log_strn(l, "msg", msg, strlen(msg));
 }
 
@@ -142,37 +235,84 @@ void gw_log_strn(struct gw_logline *l, const char *key, const char *value, size_
 
 void gw_log_int(struct gw_logline *l, const char *key, long long value)
 {
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%lld", value);
+    char num[24];
+    char *end = num + sizeof(num);
+    char *start;
+    /* The magnitude in unsigned arithmetic, where -LLONG_MIN does not overflow. */
+    uint64_t mag = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
     size_t mark = field_begin(l);
 
+    start = put_digits(end, mag);
+    if (value < 0)
+        *--start = '-';
     put_key(l, key);
-    if (n > 0 && (size_t)n < sizeof(num))
-        put(l, num, (size_t)n);
+    put(l, start, (size_t)(end - start));
     field_end(l, mark);
+}
+
+/*
+ * The double whose bits are @p bits (finite, magnitude at most 1e15) times 1000, rounded to
+ * the nearest integer with ties to even, from its exact binary value: what printf("%.3f")
+ * prints, without its cost. The magnitude is m * 2^e with m below 2^53, so m * 1000 stays
+ * below 2^63 and the scaling is exact.
+ */
+static uint64_t thousandths(uint64_t bits)
+{
+    uint64_t m, q, rest, half;
+    int biased, e, shift;
+
+    biased = (int)((bits >> 52) & 0x7ff);
+    m = bits & ((UINT64_C(1) << 52) - 1);
+    if (biased == 0) {
+        e = -1074; /* subnormal (or zero) */
+    } else {
+        m |= UINT64_C(1) << 52;
+        e = biased - 1075;
+    }
+    if (e >= 0)
+        return (m << e) * 1000; /* an integer no larger than 1e15 */
+    shift = -e;
+    m *= 1000;
+    if (shift >= 64)
+        return 0; /* below 2^63 / 2^64: less than half a thousandth */
+    q = m >> shift;
+    rest = m & ((UINT64_C(1) << shift) - 1);
+    half = UINT64_C(1) << (shift - 1);
+    if (rest > half || (rest == half && (q & 1) != 0))
+        q++;
+    return q;
 }
 
 void gw_log_ms(struct gw_logline *l, const char *key, double ms)
 {
-    char num[48];
-    int n;
+    char num[32];
+    char *const end = num + sizeof(num);
+    char *start = end;
+    uint64_t bits, q;
     size_t mark = field_begin(l);
 
     /* JSON has no NaN or infinity. */
     if (ms != ms || ms > 1e15 || ms < -1e15)
         ms = -1.0;
-    n = snprintf(num, sizeof(num), "%.3f", ms);
+    memcpy(&bits, &ms, sizeof(bits));
+    q = thousandths(bits);
+    *--start = (char)('0' + q % 10);
+    *--start = (char)('0' + q / 10 % 10);
+    *--start = (char)('0' + q / 100 % 10);
+    *--start = '.';
+    start = put_digits(start, q / 1000);
+    /* A negative value keeps its sign even when it rounds to zero (-0.000), as printf's. */
+    if ((bits >> 63) != 0)
+        *--start = '-';
     put_key(l, key);
-    if (n > 0 && (size_t)n < sizeof(num))
-        put(l, num, (size_t)n);
+    put(l, start, (size_t)(end - start));
     field_end(l, mark);
 }
 
-void gw_log_end(struct gw_logline *l)
+/* Close the line: '}' and a newline, or the truncation mark when a field did not fit. */
+static void close_line(struct gw_logline *l)
 {
     static const char trunc[] = ",\"truncated\":true}\n";
-    size_t off = 0;
-    ssize_t w;
 
     /* The tail room reserved by put() always fits the closing text. */
     if (l->full) {
@@ -182,13 +322,63 @@ void gw_log_end(struct gw_logline *l)
         l->buf[l->len++] = '}';
         l->buf[l->len++] = '\n';
     }
-    while (off < l->len) {
-        w = write(log_fd, l->buf + off, l->len - off);
+}
+
+/*
+ * Write @p n buffers with writev(2), going on after a signal or a partial write until all is
+ * written or the descriptor fails (a log has nowhere to report its own failure).
+ */
+static void write_all(struct iovec *iov, int n)
+{
+    ssize_t w;
+    size_t done;
+
+    while (n > 0) {
+        w = writev(log_fd, iov, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             break;
-        off += (size_t)w;
+        done = (size_t)w;
+        while (n > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+}
+
+void gw_log_end(struct gw_logline *l)
+{
+    struct iovec iov;
+
+    close_line(l);
+    iov.iov_base = l->buf;
+    iov.iov_len = l->len;
+    write_all(&iov, 1);
+}
+
+void gw_log_end_pair(struct gw_logline *a, struct gw_logline *b)
+{
+    struct iovec iov[2];
+
+    close_line(a);
+    close_line(b);
+    iov[0].iov_base = a->buf;
+    iov[0].iov_len = a->len;
+    iov[1].iov_base = b->buf;
+    iov[1].iov_len = b->len;
+    /* Together only while the pair is one atomic pipe write; past that, one write per line
+     * keeps each line whole (each is at most PIPE_BUF) where one big write could be split. */
+    if (a->len + b->len <= PIPE_BUF) {
+        write_all(iov, 2);
+    } else {
+        write_all(&iov[0], 1);
+        write_all(&iov[1], 1);
     }
 }
 

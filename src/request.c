@@ -734,9 +734,11 @@ enum MHD_Result gw_request_access(void *cls, struct MHD_Connection *conn, const 
 /*
  * The audit line of a request to a route that changes data, whatever came of it (refusals
  * included): who, what, which contact, and the result. Written whatever log.level says, since
- * an audit trail that a log level can switch off is not one.
+ * an audit trail that a log level can switch off is not one. @p access is the request's access
+ * line, built but not yet written, or NULL when the level left it out: both go out in one
+ * system call, access first.
  */
-static void log_audit(const struct gw_request *req, int status)
+static void log_audit(const struct gw_request *req, int status, struct gw_logline *access)
 {
     struct gw_logline l;
 
@@ -752,7 +754,10 @@ static void log_audit(const struct gw_request *req, int status)
         gw_log_str(&l, "auth", req->auth_refusal);
     if (req->upstream_status > 0)
         gw_log_int(&l, "upstream_status", req->upstream_status);
-    gw_log_end(&l);
+    if (access != NULL)
+        gw_log_end_pair(access, &l);
+    else
+        gw_log_end(&l);
 }
 
 void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -764,6 +769,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     struct gw_logline l;
     double ms;
     int status;
+    bool access, audit;
 
     if (req == NULL)
         return;
@@ -786,7 +792,9 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         new_request_id(w, req->request_id);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
                        (uint64_t)(ms * 1000.0));
-    if (gw_log_enabled(GW_LOG_INFO)) {
+    access = gw_log_enabled(GW_LOG_INFO);
+    audit = gw_auth_route_is_write(req->route);
+    if (access) {
         gw_log_begin(&l, GW_LOG_INFO, "access");
         gw_log_str(&l, "request_id", req->request_id);
         gw_log_str(&l, "method", req->method[0] ? req->method : NULL);
@@ -805,10 +813,12 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         gw_log_ms(&l, "duration_ms", ms);
         if (req->call.attempts > 0)
             gw_log_ms(&l, "upstream_ms", req->call.upstream_ms);
-        gw_log_end(&l);
+        /* A write route's access line waits for its audit line: one write for both. */
+        if (!audit)
+            gw_log_end(&l);
     }
-    if (gw_auth_route_is_write(req->route))
-        log_audit(req, status);
+    if (audit)
+        log_audit(req, status, access ? &l : NULL);
     /* A live call would write into freed memory; the server never lets this happen (it
      * cancels calls before it stops MHD), so this is a last line of defence. */
     if (req->call_live)

@@ -4,7 +4,11 @@
  * that is not exactly one valid JSON object fails. Covered: the fixed leading fields, escaping
  * of quotes, backslashes, control characters and 0x7f, levels filtered before formatting,
  * one write(2) per line (also from several threads at once), truncation of an over-long line
- * to valid JSON with "truncated":true, and gw_logf.
+ * to valid JSON with "truncated":true, and gw_logf. The hand-made formatting is held to what it
+ * replaced: the timestamp's shape and its per-second reuse, integers against "%lld", durations
+ * against "%.3f" over edge and random values, escaping of every byte value against a byte by
+ * byte reference, one threshold for truncation whatever the escapes, and two lines written
+ * together by gw_log_end_pair.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +17,10 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -551,6 +558,485 @@ static void test_truncation_at_every_boundary(void **state)
     }
 }
 
+/* ---- the hand-made formatting, held to what it replaced ---- */
+
+/* A small deterministic generator (xorshift64), so that a failure can be reproduced. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/*
+ * The one line written since the last rewind must be exactly the leading fields of a line
+ * with msg "m", then @p fields, then '}' and a newline. Compared as bytes, so it works for
+ * values that are not valid UTF-8.
+ */
+static const char level_msg[] = ",\"level\":\"info\",\"msg\":\"m\"";
+
+static void assert_line_is(const char *fields, size_t fields_len)
+{
+    size_t len;
+    char *raw = written(&len);
+    /* {"ts":"YYYY-MM-DDTHH:MM:SS.mmmZ" */
+    size_t head = 32;
+
+    if (len != head + sizeof(level_msg) - 1 + fields_len + 2)
+        print_error("line of %zu bytes, %zu expected: %s", len,
+                    head + sizeof(level_msg) - 1 + fields_len + 2, raw);
+    assert_int_equal(len, head + sizeof(level_msg) - 1 + fields_len + 2);
+    assert_memory_equal(raw + head, level_msg, sizeof(level_msg) - 1);
+    assert_memory_equal(raw + head + sizeof(level_msg) - 1, fields, fields_len);
+    assert_memory_equal(raw + len - 2, "}\n", 2);
+}
+
+/* The shape of {"ts":"2024-05-01T12:34:56.789Z" at the start of @p raw. */
+static void assert_stamp_shape(const char *raw)
+{
+    static const char shape[] = "{\"ts\":\"dddd-dd-ddTdd:dd:dd.dddZ\",";
+    size_t i;
+
+    for (i = 0; shape[i] != '\0'; i++) {
+        if (shape[i] == 'd')
+            assert_true(raw[i] >= '0' && raw[i] <= '9');
+        else
+            assert_int_equal(raw[i], shape[i]);
+    }
+}
+
+static void test_timestamp_shape_and_reuse(void **state)
+{
+    static char first[64];
+    struct gw_logline l;
+    struct timespec a, b;
+    size_t len;
+    char *raw;
+    int tries;
+
+    (void)state;
+    /* Two lines begun in the same second share everything up to the milliseconds. Retried
+     * when the clock crosses a second between them (rare). */
+    for (tries = 0; tries < 10; tries++) {
+        rewind_log();
+        clock_gettime(CLOCK_REALTIME, &a);
+        gw_log_begin(&l, GW_LOG_INFO, "one");
+        gw_log_end(&l);
+        raw = written(&len);
+        assert_stamp_shape(raw);
+        memcpy(first, raw, 32);
+        rewind_log();
+        gw_log_begin(&l, GW_LOG_INFO, "two");
+        gw_log_end(&l);
+        clock_gettime(CLOCK_REALTIME, &b);
+        raw = written(&len);
+        assert_stamp_shape(raw);
+        if (a.tv_sec == b.tv_sec)
+            break;
+    }
+    assert_true(tries < 10);
+    assert_memory_equal(raw, first, 26);
+}
+
+/* Parse the timestamp of the line in @p raw into milliseconds since the epoch. */
+static long long stamp_ms(const char *raw)
+{
+    struct tm tm = {0};
+    int ms = -1;
+
+    assert_stamp_shape(raw);
+    assert_int_equal(sscanf(raw + 7, "%4d-%2d-%2dT%2d:%2d:%2d.%3d", &tm.tm_year, &tm.tm_mon,
+                            &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms),
+                     7);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (long long)timegm(&tm) * 1000 + ms;
+}
+
+static void test_timestamp_follows_the_second(void **state)
+{
+    struct gw_logline l;
+    struct timespec now, nap;
+    long long before, after, when;
+    size_t len;
+
+    (void)state;
+    /* A line now fills this thread's cache; then sleep past the next second boundary: the
+     * next line must carry the new second, not the cached one. */
+    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_end(&l);
+    clock_gettime(CLOCK_REALTIME, &now);
+    nap.tv_sec = 0;
+    nap.tv_nsec = 1000000000L - now.tv_nsec + 5000000L;
+    if (nap.tv_nsec >= 1000000000L) {
+        nap.tv_sec = 1;
+        nap.tv_nsec -= 1000000000L;
+    }
+    assert_int_equal(nanosleep(&nap, NULL), 0);
+    rewind_log();
+    before = realtime_ms();
+    gw_log_begin(&l, GW_LOG_INFO, "m");
+    after = realtime_ms();
+    gw_log_end(&l);
+    when = stamp_ms(written(&len));
+    assert_true(when >= before && when <= after);
+    assert_true(when / 1000 > (long long)now.tv_sec);
+}
+
+static void test_int_matches_printf(void **state)
+{
+    static const long long edges[] = {
+        0, 1, -1, 9, 10, -10, 99, 100, 999999999, 1000000000, -1000000000, INT_MAX, INT_MIN,
+        (long long)INT_MAX + 1, 4294967295LL, 4294967296LL, 999999999999999999LL,
+        1000000000000000000LL, -1000000000000000000LL, LLONG_MAX, LLONG_MIN, LLONG_MAX - 1,
+        LLONG_MIN + 1,
+    };
+    struct gw_logline l;
+    char want[64];
+    long long v;
+    size_t i;
+    int n;
+
+    (void)state;
+    for (i = 0; i < sizeof(edges) / sizeof(edges[0]) + 2000; i++) {
+        if (i < sizeof(edges) / sizeof(edges[0]))
+            v = edges[i];
+        else
+            v = (long long)(rng() >> (1 + rng() % 63)) * ((rng() & 1) != 0 ? -1 : 1);
+        n = snprintf(want, sizeof(want), ",\"n\":%lld", v);
+        assert_true(n > 0 && (size_t)n < sizeof(want));
+        rewind_log();
+        gw_log_begin(&l, GW_LOG_INFO, "m");
+        gw_log_int(&l, "n", v);
+        gw_log_end(&l);
+        assert_line_is(want, (size_t)n);
+    }
+}
+
+/* What gw_log_ms must write for @p ms: printf's "%.3f", or -1.000 where JSON has no number. */
+static void check_ms(double ms)
+{
+    struct gw_logline l;
+    char want[400];
+    int n;
+
+    if (ms != ms || ms > 1e15 || ms < -1e15)
+        n = snprintf(want, sizeof(want), ",\"ms\":-1.000");
+    else
+        n = snprintf(want, sizeof(want), ",\"ms\":%.3f", ms);
+    assert_true(n > 0 && (size_t)n < sizeof(want));
+    rewind_log();
+    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_ms(&l, "ms", ms);
+    gw_log_end(&l);
+    assert_line_is(want, (size_t)n);
+}
+
+static void test_ms_matches_printf(void **state)
+{
+    static const double edges[] = {
+        0.0, -0.0, 0.0005, -0.0005, 0.0004999, 0.0015, 0.0025, 0.9995, 1.0005, 0.9994999,
+        0.999, 1.0, -1.0, 12.5, 0.0625, 0.1875, 2.0625, -0.0625, 0.001, 0.002, 0.123456,
+        123456.7894, 999.9995, 1e-300, -1e-300, DBL_MIN, -DBL_MIN, DBL_TRUE_MIN,
+        -DBL_TRUE_MIN, 4503599627370495.5 / 4503599627.370496, 1e15, -1e15,
+        1e15 - 0.125, -1e15 + 0.125, 999999999999999.9, 1e15 + 0.125, -1e15 - 0.125, 2e15,
+        1e300, -1e300, DBL_MAX, -DBL_MAX, INFINITY, -INFINITY, NAN, -NAN,
+        9007199254740991.0, 4503599627370496.5 / 8, 1125899906842624.0 / 1024,
+    };
+    uint64_t bits;
+    double d;
+    size_t i;
+    int k;
+
+    (void)state;
+    for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+        check_ms(edges[i]);
+    /* Exact ties in binary (k / 2^j) test the rounding of a half: printf rounds to even. */
+    for (k = -2100; k <= 2100; k++) {
+        check_ms((double)k / 16.0);
+        check_ms((double)k / 2048.0);
+        check_ms((double)k * 0.0005);
+        check_ms((double)k * 1000.0 + 0.0005);
+    }
+    for (i = 0; i < 20000; i++) {
+        switch (rng() % 5) {
+        case 0: /* plausible durations: microseconds to minutes */
+            d = (double)(rng() % 100000000000ULL) / 1e6;
+            break;
+        case 1: /* a uniform spread over the whole range, both signs */
+            d = ((double)(rng() >> 11) / 9007199254740992.0 - 0.5) * 2e15;
+            break;
+        case 2: /* near the thousandths: n/1000 and its neighbours */
+            d = ((double)(rng() % 20000000) - 1e7) / 1000.0;
+            d += (double)((int)(rng() % 3) - 1) * 1e-12;
+            break;
+        case 3: /* tiny values around the half thousandth */
+            d = ((double)(rng() >> 11) / 9007199254740992.0 - 0.5) * 4e-3;
+            break;
+        default: /* any bit pattern: NaNs, infinities, subnormals, huge values */
+            bits = rng();
+            memcpy(&d, &bits, sizeof(d));
+            break;
+        }
+        check_ms(d);
+    }
+}
+
+/* JSON escaping one byte at a time, as log.c did before it copied runs: the reference. */
+static size_t reference_escape(const unsigned char *s, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, o = 0;
+
+    out[o++] = '"';
+    for (i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)s[i];
+        } else if (s[i] < 0x20 || s[i] == 0x7f) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[s[i] >> 4];
+            out[o + 5] = hex[s[i] & 0xf];
+            o += 6;
+        } else {
+            out[o++] = (char)s[i];
+        }
+    }
+    out[o++] = '"';
+    return o;
+}
+
+/* The line with one string field "v" holding @p n bytes must show them as the reference does. */
+static void check_escaped(const unsigned char *s, size_t n)
+{
+    static char want[6 * 1024 + 16];
+    struct gw_logline l;
+    size_t w;
+
+    assert_true(6 * n + 8 < sizeof(want));
+    memcpy(want, ",\"v\":", 5);
+    w = 5 + reference_escape(s, n, want + 5);
+    rewind_log();
+    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_strn(&l, "v", (const char *)s, n);
+    gw_log_end(&l);
+    assert_line_is(want, w);
+}
+
+static void test_escaping_every_byte(void **state)
+{
+    unsigned char s[600];
+    size_t i, n;
+    int c;
+
+    (void)state;
+    /* Each byte value alone, between plain bytes, and in a run of its own. */
+    for (c = 0; c < 256; c++) {
+        s[0] = (unsigned char)c;
+        check_escaped(s, 1);
+        memcpy(s, "ab", 2);
+        s[2] = (unsigned char)c;
+        memcpy(s + 3, "cd", 2);
+        check_escaped(s, 5);
+        memset(s, c, 40);
+        check_escaped(s, 40);
+    }
+    /* All 256 in order, and random mixes of runs and escapes. */
+    for (c = 0; c < 256; c++)
+        s[c] = (unsigned char)c;
+    check_escaped(s, 256);
+    for (i = 0; i < 300; i++) {
+        n = rng() % sizeof(s);
+        for (c = 0; (size_t)c < n; c++)
+            s[c] = (rng() % 4) == 0 ? (unsigned char)rng() : (unsigned char)('a' + rng() % 26);
+        check_escaped(s, n);
+    }
+}
+
+/*
+ * A field is kept exactly when the whole line would fit one bound, whatever mix of plain
+ * bytes and escapes it holds; otherwise the line is its leading fields and the truncation mark,
+ * still one valid JSON object.
+ */
+static void test_truncation_threshold(void **state)
+{
+    static const char truncated[] = ",\"truncated\":true";
+    static unsigned char val[GW_MAX_LOG_LINE];
+    static char want[6 * GW_MAX_LOG_LINE + 16];
+    struct gw_logline l;
+    size_t max_kept = 0, min_cut = SIZE_MAX;
+    size_t f, len, w, full_len;
+    struct json_object *o;
+    char *raw;
+
+    (void)state;
+    for (f = 0; f < 4; f++) {
+        size_t unit = f == 0 ? 1 : f == 1 ? 2 : f == 2 ? 6 : 3;
+        size_t lo = (GW_MAX_LOG_LINE - 160) / unit;
+        size_t hi = GW_MAX_LOG_LINE / unit + 2;
+
+        for (len = lo; len <= hi && len < sizeof(val); len++) {
+            size_t i;
+
+            for (i = 0; i < len; i++)
+                val[i] = f == 0 ? 'x' : f == 1 ? '\\' : f == 2 ? 0x1f : "a\"\x7f"[i % 3];
+            memcpy(want, ",\"v\":", 5);
+            w = 5 + reference_escape(val, len, want + 5);
+            rewind_log();
+            gw_log_begin(&l, GW_LOG_INFO, "m");
+            gw_log_strn(&l, "v", (const char *)val, len);
+            gw_log_end(&l);
+            /* The length of the line had it been kept: 32 + level and msg + field + "}\n". */
+            full_len = 32 + (sizeof(level_msg) - 1) + w + 2;
+            raw = written(&w);
+            if (raw[w - 3] == 'e') {
+                assert_line_is(truncated, sizeof(truncated) - 1);
+                if (full_len < min_cut)
+                    min_cut = full_len;
+            } else {
+                assert_line_is(want, full_len - 32 - (sizeof(level_msg) - 1) - 2);
+                if (full_len > max_kept)
+                    max_kept = full_len;
+            }
+            o = only_line(NULL);
+            assert_string_equal(get_str(o, "msg"), "m");
+            release_all();
+        }
+    }
+    /* Every kept line is shorter than every cut one: one bound, below GW_MAX_LOG_LINE. */
+    assert_true(max_kept > 0 && min_cut < SIZE_MAX);
+    assert_true(max_kept < min_cut);
+    assert_true(max_kept <= GW_MAX_LOG_LINE);
+}
+
+/* An access-like line and an audit-like line for the pair tests, the audit @p pad long. */
+static void build_pair(struct gw_logline *a, struct gw_logline *b, int id, size_t pad)
+{
+    static char filler[GW_MAX_LOG_LINE + 1];
+
+    memset(filler, 'p', pad);
+    filler[pad] = '\0';
+    gw_log_begin(a, GW_LOG_INFO, "access");
+    gw_log_int(a, "id", id);
+    gw_log_str(a, "route", "contact_update");
+    gw_log_ms(a, "duration_ms", 1.25);
+    gw_log_begin(b, GW_LOG_INFO, "audit");
+    gw_log_int(b, "id", id);
+    gw_log_str(b, "pad", filler);
+}
+
+/* Check that @p s (@p n bytes, no newline) is the line of @p msg and @p id. */
+static struct json_object *check_pair_line(const char *s, size_t n, const char *msg, int id)
+{
+    struct json_object *o = hold(parse_exact(s, n));
+    struct json_object *v;
+
+    assert_non_null(o);
+    assert_string_equal(get_str(o, "msg"), msg);
+    assert_true(json_object_object_get_ex(o, "id", &v));
+    assert_int_equal(json_object_get_int64(v), id);
+    return o;
+}
+
+static void test_pair_on_a_pipe(void **state)
+{
+    static char text[4 * GW_MAX_LOG_LINE];
+    struct gw_logline a, b;
+    struct json_object *o;
+    size_t got = 0;
+    char *nl, *second;
+    ssize_t n;
+    int p[2];
+
+    (void)state;
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    gw_log_set_fd(p[1]);
+    build_pair(&a, &b, 7, 100);
+    gw_log_end_pair(&a, &b);
+    close(p[1]);
+    gw_log_set_fd(log_mem);
+    while ((n = read(p[0], text + got, sizeof(text) - 1 - got)) > 0)
+        got += (size_t)n;
+    close(p[0]);
+    text[got] = '\0';
+    /* Two complete lines, access first, and nothing else. */
+    nl = memchr(text, '\n', got);
+    assert_non_null(nl);
+    check_pair_line(text, (size_t)(nl - text), "access", 7);
+    second = nl + 1;
+    nl = memchr(second, '\n', got - (size_t)(second - text));
+    assert_non_null(nl);
+    assert_ptr_equal(nl, text + got - 1);
+    o = check_pair_line(second, (size_t)(nl - second), "audit", 7);
+    assert_int_equal(strlen(get_str(o, "pad")), 100);
+}
+
+/*
+ * The next record on @p fd must hold the two lines of pair @p id, access then audit, or when
+ * @p only is not NULL the one line of the pair with that msg.
+ */
+static void expect_record(int fd, int id, const char *only, bool truncated)
+{
+    static char rec[4 * GW_MAX_LOG_LINE];
+    ssize_t n = recv(fd, rec, sizeof(rec), MSG_DONTWAIT | MSG_TRUNC);
+    const char *msgs[2] = {"access", "audit"};
+    int lines = only != NULL ? 1 : 2;
+    char *at = rec, *nl;
+    int i;
+
+    assert_true(n > 0 && (size_t)n < sizeof(rec));
+    /* One line is at most GW_MAX_LOG_LINE, two together at most PIPE_BUF. */
+    assert_true(n <= (lines == 1 ? GW_MAX_LOG_LINE : PIPE_BUF));
+    assert_int_equal(rec[n - 1], '\n');
+    for (i = 0; i < lines; i++) {
+        nl = memchr(at, '\n', (size_t)(rec + n - at));
+        assert_non_null(nl);
+        assert_int_equal(is_truncated(check_pair_line(at, (size_t)(nl - at),
+                                                      only != NULL ? only : msgs[i], id)),
+                         truncated);
+        at = nl + 1;
+    }
+    assert_ptr_equal(at, rec + n);
+}
+
+static void test_pair_is_one_write_up_to_pipe_buf(void **state)
+{
+    static char big[GW_MAX_LOG_LINE];
+    struct gw_logline a, b;
+    int sv[2];
+
+    (void)state;
+    /* Each write(2) or writev(2) on a SOCK_SEQPACKET socket is one record. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    gw_log_set_fd(sv[0]);
+    /* Small: both lines in one record. */
+    build_pair(&a, &b, 1, 200);
+    gw_log_end_pair(&a, &b);
+    expect_record(sv[1], 1, NULL, false);
+    /* Over PIPE_BUF together, each line under it: one record per line, in order. */
+    build_pair(&a, &b, 2, 3000);
+    memset(big, 'q', 2000);
+    gw_log_strn(&a, "q", big, 2000);
+    gw_log_end_pair(&a, &b);
+    expect_record(sv[1], 2, "access", false);
+    expect_record(sv[1], 2, "audit", false);
+    /* Truncated lines close as gw_log_end closes them, and still go out together. */
+    build_pair(&a, &b, 3, 100);
+    memset(big, 'z', sizeof(big));
+    gw_log_strn(&a, "big", big, sizeof(big));
+    gw_log_strn(&b, "big", big, sizeof(big));
+    gw_log_end_pair(&a, &b);
+    expect_record(sv[1], 3, NULL, true);
+    /* Nothing more. */
+    assert_true(recv(sv[1], big, sizeof(big), MSG_DONTWAIT) < 0);
+    gw_log_set_fd(log_mem);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +1052,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_value_truncated_to_valid_json, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_truncation_at_every_boundary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timestamp_shape_and_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timestamp_follows_the_second, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_int_matches_printf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ms_matches_printf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escaping_every_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncation_threshold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pair_on_a_pipe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pair_is_one_write_up_to_pipe_buf, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
