@@ -109,6 +109,9 @@ int gw_loop_io_set(struct gw_loop *loop, struct gw_io *io, uint32_t events)
     int op;
     int i;
 
+    /* Nothing to change; a one-shot registration is re-armed by the same mask, though. */
+    if (events == io->events && !(events & EPOLLONESHOT))
+        return 0;
     memset(&ev, 0, sizeof(ev));
     ev.events = events;
     ev.data.ptr = io;

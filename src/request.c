@@ -71,7 +71,6 @@ struct gw_request {
     size_t up_body_len;
     struct gw_call call;
     bool call_live;                   /* submitted, done not yet run */
-    struct gw_io client_io;           /* the caller's socket, watched for a hang-up meanwhile */
     bool client_gone;                 /* the caller hung up before it had an answer */
     enum gw_err pending;              /* decided at the headers, answered after the body */
     struct conn *cx;                  /* its connection's bookkeeping; NULL when there is none */
@@ -89,6 +88,7 @@ static struct conn *conn_of(struct MHD_Connection *mhd);
 static void conn_request_begun(struct conn *c, struct gw_request *req);
 static void conn_headers_done(struct conn *c);
 static void conn_request_done(struct conn *c, bool keep_alive);
+static void conn_watch_hangup(struct conn *c);
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -331,40 +331,16 @@ static enum MHD_Result answer_local(struct gw_request *req)
  * A suspended connection is not watched by libmicrohttpd, so a caller who hangs up while its
  * request waits on HelpCrunch would go unnoticed until the answer is written into a dead
  * socket (and logged as a success), and the call would run, and be retried, for nobody. The
- * caller's socket is therefore watched for a hang-up (as nginx does) while the call runs.
+ * caller's socket is therefore watched for a hang-up (as nginx does) while the call runs,
+ * through its connection's one registration in the loop (conn_watch_hangup).
  */
-static void on_client_event(struct gw_io *io, uint32_t events)
+static void client_hung_up(struct gw_request *req)
 {
-    struct gw_request *req = io->data;
-
-    if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        return;
-    gw_loop_io_set(req->w->loop, &req->client_io, 0);
     if (!req->call_live)
         return;
     req->client_gone = true;
     /* The answer this produces goes nowhere; the access line says 499. */
     gw_upstream_cancel(req->w->up, &req->call, GW_ERR_INTERNAL);
-}
-
-static void watch_client(struct gw_request *req)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-    if (ci == NULL)
-        return;
-    req->client_io.fd = ci->connect_fd;
-    req->client_io.cb = on_client_event;
-    req->client_io.data = req;
-    /* On failure the request is simply not watched, as before. */
-    gw_loop_io_set(req->w->loop, &req->client_io, EPOLLRDHUP);
-}
-
-/* Before libmicrohttpd takes the socket back (resume) or closes it. */
-static void unwatch_client(struct gw_request *req)
-{
-    gw_loop_io_set(req->w->loop, &req->client_io, 0);
 }
 
 /* The Retry-After of a 429: HelpCrunch's (or the governor's), else the process-wide
@@ -389,7 +365,6 @@ static void on_call_done(struct gw_call *call)
     size_t out_len = 0;
     int rc;
 
-    unwatch_client(req);
     req->call_live = false;
     w->in_flight--;
     gw_metrics_add(&w->metrics->in_flight, -1);
@@ -497,7 +472,7 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     req->call_live = true;
     w->in_flight++;
     gw_metrics_add(&w->metrics->in_flight, 1);
-    watch_client(req);
+    conn_watch_hangup(req->cx);
     return MHD_YES;
 }
 
@@ -872,7 +847,11 @@ struct conn {
     uint64_t since_ms;               /* loop time when the header clock started */
     struct conn *prev;               /* in cl's list while CONN_HEADERS */
     struct conn *next;
-    struct gw_io io;                 /* the socket, watched while CONN_IDLE */
+    /* The socket's one registration in the worker's loop, for the connection's life, armed
+     * one-shot for what its state needs: the next request's first byte while CONN_IDLE, a
+     * hang-up while its request waits on HelpCrunch. One epoll_ctl re-arms it; nothing has to
+     * disarm it (an event that comes when nobody waits for it is ignored). */
+    struct gw_io io;
     struct gw_request *req;          /* the request being read or served, or NULL */
 };
 
@@ -915,13 +894,18 @@ static void unlink_conn(struct conn *c)
     c->next = NULL;
 }
 
-/* Leave the current state (list or watch) for @p state. */
+/* Leave the current state (and the clock's list) for @p state. */
 static void set_state(struct conn *c, enum conn_state state)
 {
     unlink_conn(c);
-    if (c->state == CONN_IDLE)
-        gw_loop_io_set(c->cl->w->loop, &c->io, 0);
     c->state = state;
+}
+
+static int arm(struct conn *c, uint32_t events)
+{
+    if (c->io.fd < 0)
+        return -1;
+    return gw_loop_io_set(c->cl->w->loop, &c->io, events | EPOLLONESHOT);
 }
 
 /*
@@ -1023,11 +1007,29 @@ static void on_header_timer(struct gw_timer *t)
         gw_timer_start(cl->w->loop, &cl->timer, cl->head->since_ms + limit - now);
 }
 
-/* The first byte (or the end) of a keep-alive connection's next request. */
-static void on_idle_event(struct gw_io *io, uint32_t events)
+/*
+ * The socket's event: while idle, the first byte (or the end) of a keep-alive connection's
+ * next request starts the header clock; while its request waits on HelpCrunch, a hang-up
+ * cancels the call. Anything else is an arming that outlived its purpose.
+ */
+static void on_conn_event(struct gw_io *io, uint32_t events)
 {
-    (void)events;
-    start_clock(io->data);
+    struct conn *c = io->data;
+
+    if (c->state == CONN_IDLE) {
+        start_clock(c);
+        return;
+    }
+    if (c->req != NULL && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        client_hung_up(c->req);
+}
+
+/* Its request was suspended for an upstream call: watch for the caller hanging up. On
+ * failure the request is simply not watched. */
+static void conn_watch_hangup(struct conn *c)
+{
+    if (c != NULL)
+        arm(c, EPOLLRDHUP);
 }
 
 /* The URI callback: the request line is complete. */
@@ -1066,7 +1068,7 @@ static void conn_request_done(struct conn *c, bool keep_alive)
         return;
     set_state(c, CONN_IDLE);
     /* Without the watch, fall back to a clock from now: a bound held early beats none. */
-    if (gw_loop_io_set(c->cl->w->loop, &c->io, EPOLLIN) != 0)
+    if (arm(c, EPOLLIN | EPOLLRDHUP) != 0)
         start_clock(c);
 }
 
@@ -1116,6 +1118,8 @@ void gw_request_connection(void *cls, struct MHD_Connection *conn, void **socket
         if (c == NULL)
             return;
         set_state(c, CONN_CUT);
+        /* Out of the loop's set (and its pending events) before the memory goes. */
+        gw_loop_io_set(w->loop, &c->io, 0);
         if (c->req != NULL)
             c->req->cx = NULL;
         free(c);
@@ -1139,7 +1143,7 @@ void gw_request_connection(void *cls, struct MHD_Connection *conn, void **socket
     c->state = CONN_SERVING; /* left by start_clock at once */
     /* Without its descriptor the idle watch fails, and the clock then restarts at once. */
     c->io.fd = ci != NULL ? ci->connect_fd : -1;
-    c->io.cb = on_idle_event;
+    c->io.cb = on_conn_event;
     c->io.data = c;
     *socket_context = c;
     start_clock(c);
