@@ -30,8 +30,9 @@
 #define UP_MAX_IDLE_EASY 256
 /** libcurl's receive buffer per handle (its default is 16 KiB). */
 #define UP_RECV_BUFFER 4096
-/** First allocation for an answer body; it grows by doubling up to the configured bound. */
-#define UP_INITIAL_BODY 4096
+/** First allocation for an answer body of unknown length; it grows by doubling up to the
+ * configured bound. */
+#define UP_INITIAL_BODY 1024
 
 /* The request headers of one key generation. The list holds the key, so it is wiped when
  * freed, and it is freed only when no attempt sent with it is still in libcurl's hands. */
@@ -260,6 +261,15 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     need = call->resp_len + n + 1;
     if (need > call->resp_cap) {
         size_t cap = call->resp_cap ? call->resp_cap : UP_INITIAL_BODY;
+        curl_off_t announced = -1;
+
+        /* The first piece: room for the whole answer when HelpCrunch announced its length
+         * (a customer is ~1 KiB), so most answers take one allocation of their own size. */
+        if (call->resp_cap == 0 &&
+            curl_easy_getinfo(call->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
+                CURLE_OK &&
+            announced > 0 && (uint64_t)announced <= (uint64_t)max)
+            cap = (size_t)announced + 1;
         char *p;
         while (cap < need)
             cap *= 2;
