@@ -13,7 +13,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stddef.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,14 +79,12 @@ struct gw_request {
     int status;
     enum gw_err err;
     long upstream_status;
-    /* Last, and not zeroed when the request is made (see REQ_ZEROED): the call's URL ends
-     * struct gw_call, so the two big buffers are written only as far as they are used. */
     struct gw_call call;
-    char uri[GW_MAX_URL_BYTES + 1];   /* path, NUL, query */
+    char *url;                        /* the call's upstream URL (malloc'd, its own length) */
+    /* Sized to the URI at hand (at most GW_MAX_URL_BYTES): a request in flight holds a few
+     * hundred bytes of its own, not two 2 KiB buffers (bench/README.md, memory). */
+    char uri[];                       /* path, NUL, query */
 };
-
-/* The part of a request that starts zeroed: everything before the call's URL buffer. */
-#define REQ_ZEROED (offsetof(struct gw_request, call) + offsetof(struct gw_call, url))
 
 /* The connections section at the end of this file keeps each connection's header deadline. */
 static struct conn *conn_of(struct MHD_Connection *mhd);
@@ -156,24 +153,20 @@ size_t gw_request_unescape(void *cls, struct MHD_Connection *conn, char *uri)
 void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct gw_worker *w = cls;
-    /* Not calloc: zeroing the two 2 KiB buffers would make them resident for every request
-     * in flight (and cost a memset each time) when a URL takes a few dozen bytes. */
-    struct gw_request *req = malloc(sizeof(*req));
-    size_t n;
+    struct gw_request *req;
+    size_t n = strlen(uri);
+    bool too_long = n > GW_MAX_URL_BYTES;
     char *q;
 
+    if (too_long)
+        n = 0;
+    req = calloc(1, sizeof(*req) + n + 1);
     if (req == NULL)
         return NULL;
-    memset(req, 0, REQ_ZEROED);
-    req->call.url[0] = '\0';
+    req->uri_too_long = too_long;
     req->w = w;
     req->conn = conn;
     clock_gettime(CLOCK_MONOTONIC, &req->start);
-    n = strlen(uri);
-    if (n > GW_MAX_URL_BYTES) {
-        req->uri_too_long = true;
-        n = 0;
-    }
     memcpy(req->uri, uri, n);
     req->uri[n] = '\0';
     q = strchr(req->uri, '?');
@@ -427,6 +420,7 @@ static int build_url(struct gw_request *req)
     const char *tpl = req->route->up_path;
     const char *p = strstr(tpl, "{id}");
     char query[256] = "";
+    char url[GW_MAX_UPSTREAM_URL];
     int n;
     int rc;
 
@@ -436,13 +430,18 @@ static int build_url(struct gw_request *req)
             return rc;
     }
     if (p != NULL)
-        n = snprintf(req->call.url, sizeof(req->call.url), "%s%.*s%s%s%s", cfg->upstream.base_url,
+        n = snprintf(url, sizeof(url), "%s%.*s%s%s%s", cfg->upstream.base_url,
                      (int)(p - tpl), tpl, req->match.id, p + 4, query);
     else
-        n = snprintf(req->call.url, sizeof(req->call.url), "%s%s%s", cfg->upstream.base_url, tpl,
+        n = snprintf(url, sizeof(url), "%s%s%s", cfg->upstream.base_url, tpl,
                      query);
-    if (n < 0 || (size_t)n >= sizeof(req->call.url))
+    if (n < 0 || (size_t)n >= sizeof(url))
         return GW_ERR_INTERNAL;
+    req->url = malloc((size_t)n + 1);
+    if (req->url == NULL)
+        return GW_ERR_NOMEM;
+    memcpy(req->url, url, (size_t)n + 1);
+    req->call.url = req->url;
     return 0;
 }
 
@@ -813,6 +812,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     gw_call_release(&req->call);
     free(req->body);
     free(req->up_body);
+    free(req->url);
     free(req);
     w->active--;
 }

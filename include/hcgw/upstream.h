@@ -45,6 +45,7 @@ typedef void gw_call_done_cb(struct gw_call *call);
 struct gw_call {
     /* in */
     const char *method;              /* "GET", "PUT", "PATCH", "POST", "DELETE" (static) */
+    const char *url;                 /* absolute URL; kept by the caller until done */
     const char *body;                /* NULL for none; owned by the caller, kept until done */
     size_t body_len;
     bool retryable;                  /* safe to send again (idempotent route) */
@@ -77,8 +78,6 @@ struct gw_call {
     struct gw_timer deadline;        /* ends the call at deadline_ms, whatever it waits on */
     struct gw_call *prev, *next;     /* in-flight list */
 
-    /* in, and last: a caller may leave the unused part of the buffer uninitialized. */
-    char url[GW_MAX_UPSTREAM_URL];   /* absolute URL */
 };
 
 /**
