@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hcgw/err.h"
+#include "hcgw/json.h"
 #include "hcgw/limits.h"
 #include "hcgw/text.h"
 
@@ -25,149 +26,13 @@ static bool is_json_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /*
- * The length of the number at @p s (at most @p len bytes) when it has the JSON form
- * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, or 0 when it does not. json-c also takes
- * "-01" and "1.", which are not JSON.
+ * What is JSON is gw_json_check's to say (src/json.c: RFC 8259, no NUL, no raw control
+ * characters, only true/false/null, the strict number form, the depth bound, numbers that fit
+ * a double) — over the text as sent, so that a value a duplicate key later replaces in json-c's
+ * tree (`{"a":1e999,"a":0}`) is judged too: an AS_IS body is forwarded byte for byte. json-c
+ * then only builds the tree.
  */
-static size_t number_len(const char *s, size_t len)
-{
-    size_t i = 0;
-    size_t start;
-
-    if (i < len && s[i] == '-')
-        i++;
-    if (i < len && s[i] == '0') {
-        i++;
-    } else {
-        start = i;
-        while (i < len && is_digit(s[i]))
-            i++;
-        if (i == start)
-            return 0;
-    }
-    if (i < len && s[i] == '.') {
-        start = ++i;
-        while (i < len && is_digit(s[i]))
-            i++;
-        if (i == start)
-            return 0;
-    }
-    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < len && (s[i] == '+' || s[i] == '-'))
-            i++;
-        start = i;
-        while (i < len && is_digit(s[i]))
-            i++;
-        if (i == start)
-            return 0;
-    }
-    /* "01" or "1.5.5" would otherwise pass as one number followed by another. */
-    if (i < len && (is_digit(s[i]) || s[i] == '.'))
-        return 0;
-    return i;
-}
-
-static bool is_letter(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-/*
- * A lexical pass for what json-c's strict mode still lets through but JSON (RFC 8259) does
- * not: a NUL byte anywhere (the tokener would stop at it and take the rest for trailing data),
- * raw control characters inside strings, single-quoted keys, words other than true, false and
- * null (NaN, Infinity), and numbers like "-01" or "1.". Quotes and backslashes are tracked only
- * to know whether a byte is inside a string; the grammar of the whole is the tokener's job.
- */
-static bool scan_text(const char *text, size_t len)
-{
-    bool in_string = false;
-    bool escaped = false;
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = (unsigned char)text[i];
-
-        if (c == '\0')
-            return false;
-        if (in_string) {
-            if (c < 0x20)
-                return false;
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                in_string = false;
-            i++;
-        } else if (c == '"') {
-            in_string = true;
-            i++;
-        } else if (c == '\'') {
-            return false;
-        } else if (c == '-' || is_digit((char)c)) {
-            size_t n = number_len(text + i, len - i);
-
-            if (n == 0)
-                return false;
-            i += n;
-        } else if (is_letter((char)c)) {
-            size_t n = 0;
-
-            while (i + n < len && is_letter(text[i + n]))
-                n++;
-            if (!(n == 4 && memcmp(text + i, "true", 4) == 0) &&
-                !(n == 5 && memcmp(text + i, "false", 5) == 0) &&
-                !(n == 4 && memcmp(text + i, "null", 4) == 0))
-                return false;
-            i += n;
-        } else {
-            i++;
-        }
-    }
-    return true;
-}
-
-/*
- * A number too large for a double (1e999) has the form of JSON but becomes inf, which neither
- * HelpCrunch nor a caller could read back. The walk is as deep as the value, which the
- * tokener has already bounded by GW_MAX_JSON_DEPTH.
- */
-static bool all_finite(json_object *v)
-{
-    size_t i;
-    size_t n;
-
-    switch (json_object_get_type(v)) {
-    case json_type_double:
-        return isfinite(json_object_get_double(v));
-    case json_type_array:
-        n = json_object_array_length(v);
-        for (i = 0; i < n; i++) {
-            if (!all_finite(json_object_array_get_idx(v, i)))
-                return false;
-        }
-        return true;
-    case json_type_object: {
-        json_object_object_foreach(v, key, val) {
-            (void)key;
-            if (!all_finite(val))
-                return false;
-        }
-        return true;
-    }
-    default:
-        return true;
-    }
-}
-
 int gw_body_parse(const char *text, size_t len, json_object **out)
 {
     struct json_tokener *tok = NULL;
@@ -182,7 +47,7 @@ int gw_body_parse(const char *text, size_t len, json_object **out)
     *out = NULL;
     if (text == NULL || len == 0 || len > (size_t)INT_MAX - 1)
         goto out;
-    if (!scan_text(text, len))
+    if (gw_json_check(text, len, NULL) != 0)
         goto out;
     tok = json_tokener_new_ex(GW_MAX_JSON_DEPTH);
     if (tok == NULL) {
@@ -196,7 +61,7 @@ int gw_body_parse(const char *text, size_t len, json_object **out)
         /*
          * A top-level number or literal ("42", "true") could still go on when the input ends
          * without a delimiter, so the tokener waits for more. The NUL it takes for the end of
-         * the input says there is no more; scan_text made sure the text itself had none.
+         * the input says there is no more; gw_json_check made sure the text itself had none.
          */
         obj = json_tokener_parse_ex(tok, "", 1);
     }
@@ -206,8 +71,6 @@ int gw_body_parse(const char *text, size_t len, json_object **out)
     while (end < len && is_json_ws(text[end]))
         end++;
     if (end != len)
-        goto out;
-    if (!all_finite(obj))
         goto out;
     *out = obj;
     obj = NULL;

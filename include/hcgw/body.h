@@ -13,11 +13,10 @@
 #include "hcgw/router.h"
 
 /**
- * Parse @p len bytes of JSON text (NUL bytes inside are invalid) with depth at most
- * GW_MAX_JSON_DEPTH, requiring the whole input to be one JSON value (trailing whitespace only).
+ * Parse @p len bytes of JSON text into a json-c tree. What is accepted is exactly what
+ * gw_json_check (hcgw/json.h) accepts — it runs first, over the text as sent — and json-c only
+ * builds the tree (tests/fuzz/fuzz_body.c checks that the two agree on every input).
  * Returns 0 and a new reference in *out (the caller puts it), or GW_ERR_INVALID_BODY.
- * gw_json_check (hcgw/json.h) accepts exactly the same inputs without building a tree; a change
- * to the rules here must be made there too (tests/fuzz/fuzz_body.c checks that they agree).
  */
 int gw_body_parse(const char *text, size_t len, json_object **out);
 

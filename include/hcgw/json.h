@@ -1,8 +1,8 @@
 /*
  * A JSON validator that builds nothing: one pass over the text, no allocation, a stack bounded
- * by GW_MAX_JSON_DEPTH. It accepts exactly what gw_body_parse (json-c, strict, plus hcgw's
- * lexical and finiteness checks) accepts, for the callers that only need to know that a body is
- * JSON and what its root is. Pure function; any thread.
+ * by GW_MAX_JSON_DEPTH. It is what decides that a text is JSON: gw_body_parse runs it first
+ * and has json-c build the tree only then; callers that only need to know that a body is JSON
+ * and what its root is call it alone. Pure function; any thread.
  */
 #ifndef HCGW_JSON_H
 #define HCGW_JSON_H

@@ -6,8 +6,10 @@
  *   - an accepted tags body becomes JSON whose every name passes gw_text_check_tag and whose
  *     every tag has only "name" (and "color" when colours are kept);
  *   - every refusal is one of the documented values;
- *   - gw_json_check (no tree) accepts exactly what gw_body_parse (json-c) accepts, with json-c's
- *     root type, and a customer reply passes exactly when json-c makes an object of it.
+ *   - gw_json_check (no tree) and gw_body_parse (which runs it, then has json-c build the tree)
+ *     agree on every input: json-c builds a tree for every text gw_json_check passes, with the
+ *     root type gw_json_check reported, and a customer reply passes exactly when json-c makes
+ *     an object of it.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +24,8 @@
 #include "hcgw/reply.h"
 #include "hcgw/router.h"
 #include "hcgw/text.h"
+
+#include "../support/json_c_type.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -59,28 +63,6 @@ static void check_tags(const char *out, bool colors)
               "only name (and color where kept)");
     }
     json_object_put(root);
-}
-
-/* json-c's type of @p obj in gw_json_check's terms; NULL is the literal null. */
-static enum gw_json_type json_c_type(json_object *obj)
-{
-    switch (json_object_get_type(obj)) {
-    case json_type_boolean:
-        return GW_JSON_BOOLEAN;
-    case json_type_int:
-        return GW_JSON_INT;
-    case json_type_double:
-        return GW_JSON_DOUBLE;
-    case json_type_string:
-        return GW_JSON_STRING;
-    case json_type_array:
-        return GW_JSON_ARRAY;
-    case json_type_object:
-        return GW_JSON_OBJECT;
-    case json_type_null:
-    default:
-        return GW_JSON_NULL;
-    }
 }
 
 /* The validator against the parser it stands in for, alone and as the customer reply check. */

@@ -23,6 +23,8 @@
 #include "hcgw/json.h"
 #include "hcgw/limits.h"
 
+#include "../support/json_c_type.h"
+
 /* The midpoint between DBL_MAX and 2^1024 (2^1024 - 2^970): from here on strtod gives inf. */
 #define DBL_HALFWAY                                                                          \
     "17976931348623158079372897140530341507993413271003782693617377898044496829276475094664" \
@@ -35,27 +37,6 @@
     "90179775872070963302864166928879109465555478519404026306574886715058206819089020007083" \
     "83676273854845817711531764475730270069855571366959622842914819860834936475292719074168" \
     "444365510704342711559699508093042880177904174497791"
-
-static enum gw_json_type from_json_c(json_object *obj)
-{
-    switch (json_object_get_type(obj)) {
-    case json_type_boolean:
-        return GW_JSON_BOOLEAN;
-    case json_type_int:
-        return GW_JSON_INT;
-    case json_type_double:
-        return GW_JSON_DOUBLE;
-    case json_type_string:
-        return GW_JSON_STRING;
-    case json_type_array:
-        return GW_JSON_ARRAY;
-    case json_type_object:
-        return GW_JSON_OBJECT;
-    case json_type_null:
-    default:
-        return GW_JSON_NULL;
-    }
-}
 
 /*
  * Put @p text to both paths: each must give @p want (0 or GW_ERR_INVALID_BODY) and, when it
@@ -72,9 +53,9 @@ static void agree(const char *what, const char *text, size_t len, int want,
     if (rc_check != want || rc_parse != want)
         fail_msg("%s: gw_json_check %d, gw_body_parse %d, want %d", what, rc_check, rc_parse,
                  want);
-    if (want == 0 && (got != type || from_json_c(obj) != type))
+    if (want == 0 && (got != type || json_c_type(obj) != type))
         fail_msg("%s: gw_json_check type %d, json-c %d, want %d", what, (int)got,
-                 (int)from_json_c(obj), (int)type);
+                 (int)json_c_type(obj), (int)type);
     json_object_put(obj);
 }
 
@@ -312,6 +293,10 @@ static void test_numbers(void **state)
            "9999999999999999999999999999999999999999999999999999999999999999999999999999999999",
            GW_JSON_DOUBLE),
         NO("1e999"),
+        /* json-c's tree keeps the last of duplicate keys, so a tree walk would never see the
+         * first value; the text as sent still carries it (fuzz_body found this one). */
+        NO("{\"a\":1e999,\"a\":0}"),
+        NO("{\"\":5e999,\"\xff\xff\":0,\"\":[5,5]}"),
         NO("-1e999"),
         NO("1E400"),
         NO("1e309"),
