@@ -437,10 +437,9 @@ static int build_url(struct gw_request *req)
                      query);
     if (n < 0 || (size_t)n >= sizeof(url))
         return GW_ERR_INTERNAL;
-    req->url = malloc((size_t)n + 1);
+    req->url = strdup(url);
     if (req->url == NULL)
         return GW_ERR_NOMEM;
-    memcpy(req->url, url, (size_t)n + 1);
     req->call.url = req->url;
     return 0;
 }

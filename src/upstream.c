@@ -262,6 +262,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     if (need > call->resp_cap) {
         size_t cap = call->resp_cap ? call->resp_cap : UP_INITIAL_BODY;
         curl_off_t announced = -1;
+        char *p;
 
         /* The first piece: room for the whole answer when HelpCrunch announced its length
          * (a customer is ~1 KiB), so most answers take one allocation of their own size. */
@@ -270,7 +271,6 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
                 CURLE_OK &&
             announced > 0 && (uint64_t)announced <= (uint64_t)max)
             cap = (size_t)announced + 1;
-        char *p;
         while (cap < need)
             cap *= 2;
         if (cap > max + 1)
