@@ -521,6 +521,7 @@ static void cross_check(struct load *ld)
     size_t base = key_index("upstream.retry_base_ms"), max = key_index("upstream.retry_max_ms");
     size_t url = key_index("upstream.base_url");
     size_t insecure = key_index("upstream.allow_insecure_http");
+    size_t proxy = key_index("upstream.proxy");
     const struct gw_config *cfg = ld->cfg;
 
     if (ld->seen[key] && ld->seen[key_file])
@@ -531,6 +532,13 @@ static void cross_check(struct load *ld)
         !cfg->upstream.allow_insecure_http && gw_config_url_in_clear(cfg->upstream.base_url))
         problem(p, ld->seen[url], "upstream", "base_url",
                 "http:// to a non-loopback host sends the key in clear; use https or set "
+                "upstream.allow_insecure_http = true");
+    /* A proxy reads a plain http request, key and all; over https it only tunnels TLS. */
+    if (ld->seen[proxy] && !ld->bad[proxy] && !ld->bad[url] && !ld->bad[insecure] &&
+             !cfg->upstream.allow_insecure_http && cfg->upstream.proxy != NULL &&
+             strncasecmp(cfg->upstream.base_url, "http://", 7) == 0)
+        problem(p, ld->seen[proxy], "upstream", "proxy",
+                "with an http:// base_url the proxy reads the key in clear; use https or set "
                 "upstream.allow_insecure_http = true");
     if (!ld->bad[base] && !ld->bad[max] &&
         cfg->upstream.retry_max_ms < cfg->upstream.retry_base_ms) {
@@ -1064,19 +1072,26 @@ out:
 
 /* ---- secure defaults: allow_insecure_http, ca_file, key_file_mode ---- */
 
+/* @p value as one of two words: 0 for @p first, 1 for @p second, or -1 with the reason. */
+static int one_of_two(const char *value, const char *first, const char *second, char *why,
+                      size_t whysz)
+{
+    if (strcmp(value, first) == 0)
+        return 0;
+    if (strcmp(value, second) == 0)
+        return 1;
+    snprintf(why, whysz, "must be \"%s\" or \"%s\"", first, second);
+    return -1;
+}
+
 static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz)
 {
-    int rc = 0;
+    int which = one_of_two(value, "warn", "refuse", why, whysz);
 
-    if (strcmp(value, "warn") == 0) {
-        cfg->upstream.key_file_mode = GW_KEY_FILE_WARN;
-    } else if (strcmp(value, "refuse") == 0) {
-        cfg->upstream.key_file_mode = GW_KEY_FILE_REFUSE;
-    } else {
-        snprintf(why, whysz, "must be \"warn\" or \"refuse\"");
-        rc = -1;
-    }
-    return rc;
+    if (which < 0)
+        return -1;
+    cfg->upstream.key_file_mode = which == 0 ? GW_KEY_FILE_WARN : GW_KEY_FILE_REFUSE;
+    return 0;
 }
 
 /*
@@ -1227,17 +1242,12 @@ static const struct key *top_key(const char *name)
 
 static int set_auth_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz)
 {
-    int rc = 0;
+    int which = one_of_two(value, "clients", "none", why, whysz);
 
-    if (strcmp(value, "clients") == 0) {
-        cfg->auth.mode = GW_AUTH_MODE_CLIENTS;
-    } else if (strcmp(value, "none") == 0) {
-        cfg->auth.mode = GW_AUTH_MODE_NONE;
-    } else {
-        snprintf(why, whysz, "must be \"clients\" or \"none\"");
-        rc = -1;
-    }
-    return rc;
+    if (which < 0)
+        return -1;
+    cfg->auth.mode = which == 0 ? GW_AUTH_MODE_CLIENTS : GW_AUTH_MODE_NONE;
+    return 0;
 }
 
 /*

@@ -149,6 +149,19 @@ static void test_proxy(void **state)
         snprintf(tail, sizeof tail, "1: upstream.proxy: %s\n", bad[i].why);
         load_fails(text, tail);
     }
+    /* Plain http through a proxy hands it the key, even to a loopback base_url. */
+    load_fails("upstream = { base_url = \"http://127.0.0.1:9/v1\";\n"
+               "  proxy = \"http://egress.internal:3128\"; };\n",
+               "2: upstream.proxy: with an http:// base_url the proxy reads the key in clear; "
+               "use https or set upstream.allow_insecure_http = true\n");
+    {
+        struct gw_config *cfg = load_ok("upstream = { base_url = \"http://127.0.0.1:9/v1\";\n"
+                                        "  proxy = \"http://egress.internal:3128\";\n"
+                                        "  allow_insecure_http = true; };\n");
+
+        assert_string_equal(cfg->upstream.proxy, "http://egress.internal:3128");
+        gw_config_free(cfg);
+    }
 }
 
 static void test_values_are_read(void **state)
