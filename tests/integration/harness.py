@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -119,6 +120,22 @@ class Response:
 
     def __repr__(self):
         return "<%d %r>" % (self.status, self.body[:300])
+
+
+def send_raw(port, data, address="127.0.0.1", timeout=10):
+    """Send raw bytes on a new connection and return all the server sends until it closes."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    chunks = []
+    try:
+        sock.sendall(data)
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    return b"".join(chunks)
 
 
 def http_request(port, method, path, body=None, headers=None, timeout=30):

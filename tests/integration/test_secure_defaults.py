@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -139,18 +138,8 @@ class StartupTest(unittest.TestCase):
         return [o for o in proc.json_lines() if o.get("level") == "warn"]
 
     def healthz(self, port, address="127.0.0.1"):
-        conn = socket.create_connection((address, port), timeout=10)
-        try:
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            conn.close()
-        return data
+        return harness.send_raw(
+            port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", address)
 
     # ---- listening beyond loopback
 
@@ -479,17 +468,8 @@ class HeadersAndPathsTest(GatewayCase):
 
     def test_no_server_header_even_from_libmicrohttpd(self):
         # libmicrohttpd answers a malformed request line itself; it names no server either.
-        sock = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
-        try:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nBroken header line\r\n\r\n")
-            data = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            sock.close()
+        data = harness.send_raw(self.gw.port,
+                                b"GET /healthz HTTP/1.1\r\nBroken header line\r\n\r\n")
         self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:100])
         self.assertNotIn(b"\r\nserver:", data.lower())
 
@@ -517,18 +497,8 @@ class HeadersAndPathsTest(GatewayCase):
                 self.assertIn(r[0], (400, 404), r)
 
     def raw_get(self, path):
-        sock = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
-        try:
-            sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close"
-                         b"\r\n\r\n")
-            data = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            sock.close()
+        data = harness.send_raw(self.gw.port, b"GET " + path.encode() +
+                                b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else None
         return status, data
 
