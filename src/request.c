@@ -11,20 +11,17 @@
  */
 #include "hcgw/request.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "hcgw/auth.h"
 #include "hcgw/body.h"
 #include "hcgw/config.h"
+#include "hcgw/conn.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
 #include "hcgw/governor.h"
@@ -49,8 +46,6 @@ enum req_state {
     REQ_ANSWERED     /* a response is queued */
 };
 
-struct conn;
-
 struct gw_request {
     struct gw_worker *w;
     struct MHD_Connection *conn;
@@ -71,7 +66,6 @@ struct gw_request {
     bool call_live;                   /* submitted, done not yet run */
     bool client_gone;                 /* the caller hung up before it had an answer */
     enum gw_err pending;              /* decided at the headers, answered after the body */
-    struct conn *cx;                  /* its connection's bookkeeping; NULL when there is none */
     bool header_timeout;              /* its connection was cut at the header deadline */
     char client[GW_MAX_CLIENT_NAME + 1]; /* the client its credential named; "" when none */
     const char *auth_refusal;         /* why it was refused 401/403 (static text), or NULL */
@@ -85,13 +79,6 @@ struct gw_request {
      * hundred bytes of its own, not two 2 KiB buffers (bench/README.md, memory). */
     char uri[];                       /* path, NUL, query */
 };
-
-/* The connections section at the end of this file keeps each connection's header deadline. */
-static struct conn *conn_of(struct MHD_Connection *mhd);
-static void conn_request_begun(struct conn *c, struct gw_request *req);
-static void conn_headers_done(struct conn *c);
-static void conn_request_done(struct conn *c, bool keep_alive);
-static void conn_watch_hangup(struct conn *c);
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -175,7 +162,7 @@ void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
         req->query = q + 1;
     }
     w->active++;
-    conn_request_begun(conn_of(conn), req);
+    gw_conn_request_begun(gw_conn_of(conn), req);
     return req;
 }
 
@@ -335,10 +322,12 @@ static enum MHD_Result answer_local(struct gw_request *req)
  * request waits on HelpCrunch would go unnoticed until the answer is written into a dead
  * socket (and logged as a success), and the call would run, and be retried, for nobody. The
  * caller's socket is therefore watched for a hang-up (as nginx does) while the call runs,
- * through its connection's one registration in the loop (conn_watch_hangup).
+ * through its connection's one registration in the loop (gw_conn_watch_hangup).
  */
-static void client_hung_up(struct gw_request *req)
+static void client_hung_up(void *data)
 {
+    struct gw_request *req = data;
+
     if (!req->call_live)
         return;
     req->client_gone = true;
@@ -480,7 +469,7 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     req->call_live = true;
     w->in_flight++;
     gw_metrics_add(&w->metrics->in_flight, 1);
-    conn_watch_hangup(req->cx);
+    gw_conn_watch_hangup(gw_conn_of(req->conn));
     return MHD_YES;
 }
 
@@ -692,7 +681,7 @@ enum MHD_Result gw_request_access(void *cls, struct MHD_Connection *conn, const 
         return MHD_NO; /* out of memory at the URI callback: drop the connection */
     switch (req->state) {
     case REQ_NEW:
-        conn_headers_done(req->cx);
+        gw_conn_headers_done(gw_conn_of(conn));
         if (gw_framing_check(conn, method, url, version, target_len(req)) != 0)
             return refuse_malformed(req, method);
         return on_headers(req, method);
@@ -807,7 +796,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     if (req->call_live)
         abort();
     /* After the counters and the log line, which a caller may already be waiting to see. */
-    conn_request_done(req->cx, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    gw_conn_request_done(gw_conn_of(conn), toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     gw_call_release(&req->call);
     free(req->body);
     free(req->up_body);
@@ -816,344 +805,27 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     w->active--;
 }
 
-/* ---- connections ---- */
+/* The connection's clock cut the request at its header deadline: the access line says 408. */
+static void header_timed_out(void *data)
+{
+    struct gw_request *req = data;
 
-/*
- * The header deadline. libmicrohttpd's connection timeout (limits.connection_timeout_ms) is an
- * idle timeout: every byte resets it, so a client that sends one header byte every few seconds
- * (a slowloris) would hold its connection, and with enough of them all of
- * limits.max_connections, forever. So a connection must also deliver a whole request line and
- * headers within limits.header_timeout_ms of the moment it starts a request: when it opens,
- * and, on a keep-alive connection, when the first byte of its next request arrives. The time a
- * keep-alive connection spends idle between requests is left to the idle timeout, as nginx
- * does, so that the two keys bound different things and a pooled client's idle connection is
- * not cut (and logged as an attack) early.
- *
- * Connections whose header clock runs sit in one list per worker. A clock only ever starts
- * "now", so appending keeps the list in deadline order: the head is the next to expire, one
- * loop timer serves them all, and taking a connection out (its headers arrived) is O(1). An
- * expired connection is shut down (shutdown(2) on its socket); libmicrohttpd then reads the end
- * of the stream and closes it through its usual path, which calls the completion callback (the
- * access line says 408) and then the close notification, where its bookkeeping is freed.
- * Everything here runs on the worker's thread (or on the main thread after it has stopped,
- * when the daemon is torn down); nothing is locked.
- */
+    req->header_timeout = true;
+}
 
-enum conn_state {
-    CONN_HEADERS,    /* the header clock runs; in the list */
-    CONN_IDLE,       /* keep-alive between requests; its socket is watched for the next byte */
-    CONN_SERVING,    /* headers arrived (or the deadline is off): no clock */
-    CONN_CUT         /* shut down at its deadline; libmicrohttpd closes it next */
+static const struct gw_conn_hooks conn_hooks = {
+    .hung_up = client_hung_up,
+    .cut = header_timed_out,
 };
-
-struct conn_list;
-
-/* One client connection (libmicrohttpd's socket_context for it). */
-struct conn {
-    struct conn_list *cl;
-    struct MHD_Connection *mhd;
-    enum conn_state state;
-    uint64_t since_ms;               /* loop time when the header clock started */
-    struct conn *prev;               /* in cl's list while CONN_HEADERS */
-    struct conn *next;
-    /* The socket's one registration in the worker's loop, for the connection's life, armed
-     * one-shot for what its state needs: the next request's first byte while CONN_IDLE, a
-     * hang-up while its request waits on HelpCrunch. One epoll_ctl re-arms it; nothing has to
-     * disarm it (an event that comes when nobody waits for it is ignored). */
-    struct gw_io io;
-    struct gw_request *req;          /* the request being read or served, or NULL */
-};
-
-/* A worker's connections whose header clock runs (w->conns). */
-struct conn_list {
-    struct gw_worker *w;
-    struct conn *head;               /* oldest clock first */
-    struct conn *tail;
-    struct gw_timer timer;           /* due at the head's deadline (or earlier) */
-};
-
-static struct conn *conn_of(struct MHD_Connection *mhd)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-
-    return ci != NULL ? ci->socket_context : NULL;
-}
-
-static uint64_t header_timeout(const struct conn_list *cl)
-{
-    return (uint64_t)cl->w->cfg->limits.header_timeout_ms;
-}
-
-static void unlink_conn(struct conn *c)
-{
-    struct conn_list *cl = c->cl;
-
-    if (c->state != CONN_HEADERS)
-        return;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        cl->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        cl->tail = c->prev;
-    c->prev = NULL;
-    c->next = NULL;
-}
-
-/* Leave the current state (and the clock's list) for @p state. */
-static void set_state(struct conn *c, enum conn_state state)
-{
-    unlink_conn(c);
-    c->state = state;
-}
-
-static int arm(struct conn *c, uint32_t events)
-{
-    if (c->io.fd < 0)
-        return -1;
-    return gw_loop_io_set(c->cl->w->loop, &c->io, events | EPOLLONESHOT);
-}
-
-/*
- * Start the header clock now (unless the deadline is off). The timer is normally due already
- * no later than this new deadline, which is the latest of all; a reload that shortened
- * limits.header_timeout_ms is the exception, hence the comparison.
- */
-static void start_clock(struct conn *c)
-{
-    struct conn_list *cl = c->cl;
-    struct gw_loop *loop = cl->w->loop;
-    uint64_t limit = header_timeout(cl);
-
-    if (limit == 0) {
-        set_state(c, CONN_SERVING);
-        return;
-    }
-    set_state(c, CONN_HEADERS);
-    c->since_ms = gw_loop_now(loop);
-    c->prev = cl->tail;
-    c->next = NULL;
-    if (cl->tail != NULL)
-        cl->tail->next = c;
-    else
-        cl->head = c;
-    cl->tail = c;
-    if (cl->timer.slot == 0 || cl->timer.due_ms > c->since_ms + limit)
-        gw_timer_start(loop, &cl->timer, limit);
-}
-
-/* "203.0.113.7:51234" or "[2001:db8::1]:51234"; "" when unknown. */
-static void format_remote(struct MHD_Connection *mhd, char *out, size_t size)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    char ip[INET6_ADDRSTRLEN];
-
-    out[0] = '\0';
-    if (ci == NULL || ci->client_addr == NULL)
-        return;
-    if (ci->client_addr->sa_family == AF_INET) {
-        const struct sockaddr_in *sa = (const struct sockaddr_in *)ci->client_addr;
-        if (inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip)) != NULL)
-            snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(sa->sin_port));
-    } else if (ci->client_addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *)ci->client_addr;
-        if (inet_ntop(AF_INET6, &sa->sin6_addr, ip, sizeof(ip)) != NULL)
-            snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(sa->sin6_port));
-    }
-}
-
-/* Shut the socket down; libmicrohttpd sees the end of the stream at its next run and closes
- * the connection. Returns false when the socket could not be found. */
-static bool shut_socket(struct gw_worker *w, struct MHD_Connection *mhd)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-    if (ci == NULL)
-        return false;
-    shutdown(ci->connect_fd, SHUT_RDWR);
-    w->mhd_needs_run = true;
-    return true;
-}
-
-static void cut(struct conn *c, uint64_t now)
-{
-    struct gw_worker *w = c->cl->w;
-    struct gw_logline l;
-    char remote[INET6_ADDRSTRLEN + 8];
-
-    set_state(c, CONN_CUT);
-    if (c->req != NULL)
-        c->req->header_timeout = true;
-    if (gw_log_enabled(GW_LOG_WARN)) {
-        format_remote(c->mhd, remote, sizeof(remote));
-        gw_log_begin(&l, GW_LOG_WARN, "header timeout: connection closed");
-        gw_log_str(&l, "remote", remote[0] ? remote : NULL);
-        gw_log_int(&l, "header_timeout_ms", (long long)header_timeout(c->cl));
-        gw_log_int(&l, "waited_ms", (long long)(now - c->since_ms));
-        gw_log_str(&l, "stage", c->req != NULL ? "headers" : "request_line");
-        gw_log_end(&l);
-    }
-    shut_socket(w, c->mhd);
-}
-
-static void on_header_timer(struct gw_timer *t)
-{
-    struct conn_list *cl = t->data;
-    uint64_t now = gw_loop_now(cl->w->loop);
-    uint64_t limit = header_timeout(cl);
-
-    /* A reload turned the deadline off: every clock stops. */
-    while (limit == 0 && cl->head != NULL)
-        set_state(cl->head, CONN_SERVING);
-    while (cl->head != NULL && now - cl->head->since_ms >= limit)
-        cut(cl->head, now);
-    if (cl->head != NULL)
-        gw_timer_start(cl->w->loop, &cl->timer, cl->head->since_ms + limit - now);
-}
-
-/*
- * The socket's event: while idle, the first byte (or the end) of a keep-alive connection's
- * next request starts the header clock; while its request waits on HelpCrunch, a hang-up
- * cancels the call. Anything else is an arming that outlived its purpose.
- */
-static void on_conn_event(struct gw_io *io, uint32_t events)
-{
-    struct conn *c = io->data;
-
-    if (c->state == CONN_IDLE) {
-        start_clock(c);
-        return;
-    }
-    if (c->req != NULL && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        client_hung_up(c->req);
-}
-
-/* Its request was suspended for an upstream call: watch for the caller hanging up. On
- * failure the request is simply not watched. */
-static void conn_watch_hangup(struct conn *c)
-{
-    if (c != NULL)
-        arm(c, EPOLLRDHUP);
-}
-
-/* The URI callback: the request line is complete. */
-static void conn_request_begun(struct conn *c, struct gw_request *req)
-{
-    if (c == NULL)
-        return;
-    /* Pipelined bytes that libmicrohttpd had already read were never seen by the watch. */
-    if (c->state == CONN_IDLE)
-        start_clock(c);
-    c->req = req;
-    req->cx = c;
-}
-
-/* The first access-handler call: the headers are complete, the clock stops. */
-static void conn_headers_done(struct conn *c)
-{
-    if (c != NULL && c->state != CONN_CUT)
-        set_state(c, CONN_SERVING);
-}
-
-/*
- * The completion callback. When the connection stays open for another request, it waits idle
- * (under the idle timeout alone) until a byte arrives, then the header clock starts again. A
- * request that never reached the access handler (libmicrohttpd refused it itself) keeps the
- * clock it had; a cut connection stays cut.
- */
-static void conn_request_done(struct conn *c, bool keep_alive)
-{
-    if (c == NULL)
-        return;
-    if (c->req != NULL)
-        c->req->cx = NULL;
-    c->req = NULL;
-    if (!keep_alive || c->state != CONN_SERVING || header_timeout(c->cl) == 0)
-        return;
-    set_state(c, CONN_IDLE);
-    /* Without the watch, fall back to a clock from now: a bound held early beats none. */
-    if (arm(c, EPOLLIN | EPOLLRDHUP) != 0)
-        start_clock(c);
-}
 
 int gw_request_worker_init(struct gw_worker *w)
 {
-    struct conn_list *cl = calloc(1, sizeof(*cl));
-
-    w->conns = cl;
-    if (cl == NULL)
-        return -1;
-    cl->w = w;
-    gw_timer_init(&cl->timer, on_header_timer, cl);
-    return 0;
+    w->conns = gw_conns_new(w->loop, &w->cfg, &conn_hooks, &w->mhd_needs_run);
+    return w->conns != NULL ? 0 : -1;
 }
 
 void gw_request_worker_fini(struct gw_worker *w)
 {
-    struct conn_list *cl = w->conns;
-
-    if (cl == NULL)
-        return;
-    /* libmicrohttpd has stopped and announced every close, so the list is empty by now. */
-    gw_timer_stop(w->loop, &cl->timer);
-    free(cl);
+    gw_conns_free(w->conns);
     w->conns = NULL;
-}
-
-void gw_request_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                           enum MHD_ConnectionNotificationCode code)
-{
-    struct gw_worker *w = cls;
-    struct conn_list *cl = w->conns;
-    struct conn *c;
-    const union MHD_ConnectionInfo *ci;
-
-    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        /*
-         * At limits.max_connections, libmicrohttpd (in external epoll mode) takes the listening
-         * socket out of its epoll set, and puts it back only at the start of its next run, not
-         * when a connection closes. A close happens at the end of a run, and a daemon with no
-         * connections left has no timeout to wake it: without another run, connections waiting
-         * in the backlog would never be accepted. So a close asks for one more run.
-         */
-        w->mhd_needs_run = true;
-        c = *socket_context;
-        *socket_context = NULL;
-        if (c == NULL)
-            return;
-        set_state(c, CONN_CUT);
-        /* Out of the loop's set (and its pending events) before the memory goes. */
-        gw_loop_io_set(w->loop, &c->io, 0);
-        if (c->req != NULL)
-            c->req->cx = NULL;
-        free(c);
-        return;
-    }
-    *socket_context = NULL;
-    if (code != MHD_CONNECTION_NOTIFY_STARTED || cl == NULL)
-        return;
-    /* Kept even while the deadline is off, so that a reload that turns it on applies to the
-     * connections already open from their next request on. */
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        /* A connection that escaped the deadline would be the slowloris this exists for. */
-        gw_logf(GW_LOG_ERROR, "out of memory for a new connection: closing it");
-        shut_socket(w, conn);
-        return;
-    }
-    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    c->cl = cl;
-    c->mhd = conn;
-    c->state = CONN_SERVING; /* left by start_clock at once */
-    /* Without its descriptor the idle watch fails, and the clock then restarts at once. */
-    c->io.fd = ci != NULL ? ci->connect_fd : -1;
-    c->io.cb = on_conn_event;
-    c->io.data = c;
-    *socket_context = c;
-    start_clock(c);
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "hcgw/config.h"
+#include "hcgw/conn.h"
 #include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
@@ -191,7 +192,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_URI_LOG_CALLBACK, gw_request_begin, w,
         MHD_OPTION_NOTIFY_COMPLETED, gw_request_completed, w,
-        MHD_OPTION_NOTIFY_CONNECTION, gw_request_connection, w,
+        MHD_OPTION_NOTIFY_CONNECTION, gw_conns_notify, w->conns,
         MHD_OPTION_UNESCAPE_CALLBACK, gw_request_unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->limits.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,

@@ -17,6 +17,7 @@
 #include "hcgw/loop.h"
 
 struct gw_config;
+struct gw_conns;
 struct gw_secret;
 struct gw_upstream;
 struct gw_upstream_shared;
@@ -43,23 +44,18 @@ struct gw_worker {
     size_t in_flight;          /* requests waiting on HelpCrunch */
     bool mhd_needs_run;        /* MHD must run again: a connection was resumed, cut or closed */
     uint64_t rng[2];           /* request ids */
-    void *conns;               /* request.c's per-connection bookkeeping (header timeout) */
+    struct gw_conns *conns;    /* its client connections and their clock (conn.h) */
 };
 
-/** Set up request.c's per-worker state (after w->loop exists). Returns 0 or -1. */
+/**
+ * Set up request.c's per-worker state (after w->loop exists): the worker's connection set
+ * (w->conns, conn.h), whose hooks tell request.c of hang-ups and header timeouts. Returns 0 or
+ * -1.
+ */
 int gw_request_worker_init(struct gw_worker *w);
 
 /** Tear it down (before w->loop is freed). */
 void gw_request_worker_fini(struct gw_worker *w);
-
-/**
- * MHD_OPTION_NOTIFY_CONNECTION: a client connection opened or closed (cls is the worker). It
- * keeps each connection's header deadline (limits.header_timeout_ms): a connection that has not
- * sent a whole request line and headers in time is shut down, with a warn log line. Worker
- * thread (or the main thread while the stopped daemon is torn down).
- */
-void gw_request_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                           enum MHD_ConnectionNotificationCode code);
 
 /** MHD_OPTION_URI_LOG_CALLBACK: creates the request (its return value becomes req_cls). */
 void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn);
