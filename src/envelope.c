@@ -27,48 +27,83 @@
  * gw_err_info() answers it, like any value outside the table, with GW_ERR_INTERNAL's row.
  */
 static const struct gw_err_info err_table[] = {
-    [-GW_ERR_ROUTE_NOT_FOUND] = {404, "route_not_found", "No such route"},
-    [-GW_ERR_METHOD_NOT_ALLOWED] = {405, "method_not_allowed", "Method not allowed on this route"},
-    [-GW_ERR_INVALID_CONTACT_ID] = {400, "invalid_contact_id",
-                                    "The contact id must be a positive decimal integer of at "
-                                    "most 19 digits"},
-    [-GW_ERR_INVALID_TAG] = {400, "invalid_tag",
-                             "A tag name must be 1 to 100 characters of valid UTF-8 without "
-                             "control characters"},
-    [-GW_ERR_INVALID_BODY] = {400, "invalid_body",
-                              "The request body is not JSON of the expected shape"},
-    [-GW_ERR_INVALID_QUERY] = {400, "invalid_query", "The query string is not valid for this route"},
-    [-GW_ERR_UNSUPPORTED_MEDIA_TYPE] = {415, "unsupported_media_type",
-                                        "The request body must be sent with Content-Type: "
-                                        "application/json"},
-    [-GW_ERR_BODY_TOO_LARGE] = {413, "body_too_large",
-                                "The request body is larger than the configured limit"},
-    [-GW_ERR_INVALID_REQUEST] = {400, "invalid_request", "HelpCrunch rejected the request"},
-    [-GW_ERR_NOT_FOUND] = {404, "not_found", "Contact not found"},
-    [-GW_ERR_CONFLICT] = {409, "conflict", "HelpCrunch reported a conflict"},
-    [-GW_ERR_RATE_LIMITED] = {429, "rate_limited",
-                              "The HelpCrunch request quota is exhausted; retry later"},
-    [-GW_ERR_UPSTREAM_AUTH_FAILED] = {502, "upstream_auth_failed",
-                                      "HelpCrunch refused the gateway's API key"},
-    [-GW_ERR_UPSTREAM_ERROR] = {502, "upstream_error", "HelpCrunch answered with an error"},
-    [-GW_ERR_UPSTREAM_BAD_RESPONSE] = {502, "upstream_bad_response",
-                                       "HelpCrunch sent an answer the gateway cannot use"},
-    [-GW_ERR_UPSTREAM_UNAVAILABLE] = {502, "upstream_unavailable",
-                                      "HelpCrunch could not be reached"},
-    [-GW_ERR_UPSTREAM_TIMEOUT] = {504, "upstream_timeout", "HelpCrunch did not answer in time"},
-    [-GW_ERR_SHUTTING_DOWN] = {503, "shutting_down", "The gateway is shutting down"},
-    [-GW_ERR_OVERLOADED] = {503, "overloaded", "The gateway is at its limit of requests in flight"},
-    [-GW_ERR_INTERNAL] = {500, "internal_error", "Internal error"},
-    [-GW_ERR_NOMEM] = {500, "internal_error", "Internal error"},
-    [-GW_ERR_URI_TOO_LONG] = {414, "uri_too_long",
-                              "The request URI is longer than the gateway accepts"},
-    [-GW_ERR_UNAUTHENTICATED] = {401, "unauthenticated",
-                                 "A valid client credential is required "
-                                 "(Authorization: Bearer <token>)"},
-    [-GW_ERR_FORBIDDEN] = {403, "forbidden", "This client may not call this route"},
-    [-GW_ERR_MALFORMED_REQUEST] = {400, "malformed_request",
-                                   "The request is not well-formed HTTP/1.1 (its framing is "
-                                   "ambiguous or it holds bytes HTTP does not allow)"},
+    [-GW_ERR_ROUTE_NOT_FOUND] = {
+        .status = 404, .code = "route_not_found",
+        .message = "No such route" },
+    [-GW_ERR_METHOD_NOT_ALLOWED] = {
+        .status = 405, .code = "method_not_allowed",
+        .message = "Method not allowed on this route" },
+    [-GW_ERR_INVALID_CONTACT_ID] = {
+        .status = 400, .code = "invalid_contact_id",
+        .message = "The contact id must be a positive decimal integer of at most 19 digits" },
+    [-GW_ERR_INVALID_TAG] = {
+        .status = 400, .code = "invalid_tag",
+        .message = "A tag name must be 1 to 100 characters of valid UTF-8 without control "
+                   "characters" },
+    [-GW_ERR_INVALID_BODY] = {
+        .status = 400, .code = "invalid_body",
+        .message = "The request body is not JSON of the expected shape" },
+    [-GW_ERR_INVALID_QUERY] = {
+        .status = 400, .code = "invalid_query",
+        .message = "The query string is not valid for this route" },
+    [-GW_ERR_UNSUPPORTED_MEDIA_TYPE] = {
+        .status = 415, .code = "unsupported_media_type",
+        .message = "The request body must be sent with Content-Type: application/json" },
+    [-GW_ERR_BODY_TOO_LARGE] = {
+        .status = 413, .code = "body_too_large",
+        .message = "The request body is larger than the configured limit" },
+    [-GW_ERR_INVALID_REQUEST] = {
+        .status = 400, .code = "invalid_request",
+        .message = "HelpCrunch rejected the request" },
+    [-GW_ERR_NOT_FOUND] = {
+        .status = 404, .code = "not_found",
+        .message = "Contact not found" },
+    [-GW_ERR_CONFLICT] = {
+        .status = 409, .code = "conflict",
+        .message = "HelpCrunch reported a conflict" },
+    [-GW_ERR_RATE_LIMITED] = {
+        .status = 429, .code = "rate_limited",
+        .message = "The HelpCrunch request quota is exhausted; retry later" },
+    [-GW_ERR_UPSTREAM_AUTH_FAILED] = {
+        .status = 502, .code = "upstream_auth_failed",
+        .message = "HelpCrunch refused the gateway's API key" },
+    [-GW_ERR_UPSTREAM_ERROR] = {
+        .status = 502, .code = "upstream_error",
+        .message = "HelpCrunch answered with an error" },
+    [-GW_ERR_UPSTREAM_BAD_RESPONSE] = {
+        .status = 502, .code = "upstream_bad_response",
+        .message = "HelpCrunch sent an answer the gateway cannot use" },
+    [-GW_ERR_UPSTREAM_UNAVAILABLE] = {
+        .status = 502, .code = "upstream_unavailable",
+        .message = "HelpCrunch could not be reached" },
+    [-GW_ERR_UPSTREAM_TIMEOUT] = {
+        .status = 504, .code = "upstream_timeout",
+        .message = "HelpCrunch did not answer in time" },
+    [-GW_ERR_SHUTTING_DOWN] = {
+        .status = 503, .code = "shutting_down",
+        .message = "The gateway is shutting down" },
+    [-GW_ERR_OVERLOADED] = {
+        .status = 503, .code = "overloaded",
+        .message = "The gateway is at its limit of requests in flight" },
+    [-GW_ERR_INTERNAL] = {
+        .status = 500, .code = "internal_error",
+        .message = "Internal error" },
+    [-GW_ERR_NOMEM] = {
+        .status = 500, .code = "internal_error",
+        .message = "Internal error" },
+    [-GW_ERR_URI_TOO_LONG] = {
+        .status = 414, .code = "uri_too_long",
+        .message = "The request URI is longer than the gateway accepts" },
+    [-GW_ERR_UNAUTHENTICATED] = {
+        .status = 401, .code = "unauthenticated",
+        .message = "A valid client credential is required (Authorization: Bearer <token>)" },
+    [-GW_ERR_FORBIDDEN] = {
+        .status = 403, .code = "forbidden",
+        .message = "This client may not call this route" },
+    [-GW_ERR_MALFORMED_REQUEST] = {
+        .status = 400, .code = "malformed_request",
+        .message = "The request is not well-formed HTTP/1.1 (its framing is ambiguous or it "
+                   "holds bytes HTTP does not allow)" },
 };
 
 /*
