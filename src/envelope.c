@@ -32,7 +32,8 @@ static const struct gw_err_info err_table[] = {
         .message = "No such route" },
     [-GW_ERR_METHOD_NOT_ALLOWED] = {
         .status = 405, .code = "method_not_allowed",
-        .message = "Method not allowed on this route" },
+        .message = "Method not allowed on this route",
+        .headers = GW_HDR_ALLOW },
     [-GW_ERR_INVALID_CONTACT_ID] = {
         .status = 400, .code = "invalid_contact_id",
         .message = "The contact id must be a positive decimal integer of at most 19 digits" },
@@ -51,7 +52,8 @@ static const struct gw_err_info err_table[] = {
         .message = "The request body must be sent with Content-Type: application/json" },
     [-GW_ERR_BODY_TOO_LARGE] = {
         .status = 413, .code = "body_too_large",
-        .message = "The request body is larger than the configured limit" },
+        .message = "The request body is larger than the configured limit",
+        .headers = GW_HDR_CLOSE },
     [-GW_ERR_INVALID_REQUEST] = {
         .status = 400, .code = "invalid_request",
         .message = "HelpCrunch rejected the request" },
@@ -63,7 +65,8 @@ static const struct gw_err_info err_table[] = {
         .message = "HelpCrunch reported a conflict" },
     [-GW_ERR_RATE_LIMITED] = {
         .status = 429, .code = "rate_limited",
-        .message = "The HelpCrunch request quota is exhausted; retry later" },
+        .message = "The HelpCrunch request quota is exhausted; retry later",
+        .headers = GW_HDR_RETRY_AFTER },
     [-GW_ERR_UPSTREAM_AUTH_FAILED] = {
         .status = 502, .code = "upstream_auth_failed",
         .message = "HelpCrunch refused the gateway's API key" },
@@ -81,7 +84,8 @@ static const struct gw_err_info err_table[] = {
         .message = "HelpCrunch did not answer in time" },
     [-GW_ERR_SHUTTING_DOWN] = {
         .status = 503, .code = "shutting_down",
-        .message = "The gateway is shutting down" },
+        .message = "The gateway is shutting down",
+        .headers = GW_HDR_CLOSE },
     [-GW_ERR_OVERLOADED] = {
         .status = 503, .code = "overloaded",
         .message = "The gateway is at its limit of requests in flight" },
@@ -96,14 +100,21 @@ static const struct gw_err_info err_table[] = {
         .message = "The request URI is longer than the gateway accepts" },
     [-GW_ERR_UNAUTHENTICATED] = {
         .status = 401, .code = "unauthenticated",
-        .message = "A valid client credential is required (Authorization: Bearer <token>)" },
+        .message = "A valid client credential is required (Authorization: Bearer <token>)",
+        .headers = GW_HDR_WWW_AUTHENTICATE },
     [-GW_ERR_FORBIDDEN] = {
         .status = 403, .code = "forbidden",
         .message = "This client may not call this route" },
     [-GW_ERR_MALFORMED_REQUEST] = {
         .status = 400, .code = "malformed_request",
         .message = "The request is not well-formed HTTP/1.1 (its framing is ambiguous or it "
-                   "holds bytes HTTP does not allow)" },
+                   "holds bytes HTTP does not allow)",
+        .headers = GW_HDR_CLOSE },
+    /* /readyz while the key is refused: not ready, so that an orchestrator notices; /healthz
+     * stays 200. */
+    [-GW_ERR_KEY_REFUSED] = {
+        .status = 503, .code = "upstream_auth_failed",
+        .message = "HelpCrunch refused the gateway's API key" },
 };
 
 /*

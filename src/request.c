@@ -1,13 +1,19 @@
 /*
  * The life of one request, on its worker's thread:
- *   URI-log callback → request created, raw URI kept (the router decodes it, not MHD)
- *   first access call → request id, route match, local answers, early 4xx checks
+ *   URI-log callback → request created, raw URI kept (the router decodes it, not MHD); its
+ *                      connection's header clock (conn.c) learns of it
+ *   first access call → the clock stops; request id, framing check, route match, who calls
+ *                      (auth.c), early 4xx answers
  *   body calls       → bounded accumulation
- *   last access call → body validated, upstream call built, connection suspended, call submitted
- *   caller hangs up  → (while suspended) the call is cancelled, and the request logged as 499
- *   call done        → answer built (pass-through, reshaped or the envelope), queued, resumed
- *   completion       → one access log line, counters, free.
- * Every failure on the way is a value of enum gw_err rendered by envelope.c.
+ *   last access call → a local answer, or the body validated, the upstream call built, the
+ *                      connection suspended and the call handed to the call layer (calls.c)
+ *   caller hangs up  → (while suspended; conn.c watches) the call is cancelled, logged as 499
+ *   call done        → its one outcome (upstream.h) becomes the answer: the route's reply
+ *                      (reply.c) or the envelope with its headers (answer.c), queued, resumed
+ *   completion       → one access line (and an audit line for writes), counters, free.
+ * Every failure on the way is a value of enum gw_err; the error table in envelope.c says what
+ * its answer is, and answer.c writes it. This file decides what happens, never how an answer
+ * or a connection is built.
  */
 #include "hcgw/request.h"
 
@@ -18,13 +24,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "hcgw/answer.h"
 #include "hcgw/auth.h"
 #include "hcgw/body.h"
+#include "hcgw/calls.h"
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
-#include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
@@ -168,28 +175,23 @@ void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
 
 /* ---- answers ---- */
 
-static void add_common_headers(struct gw_request *req, struct MHD_Response *resp,
-                               const char *content_type)
+/* What answer.c needs of this request. */
+static struct gw_answer answer_of(const struct gw_request *req)
 {
-    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
-    if (content_type != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (req->w->draining)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    struct gw_answer a = {
+        .conn = req->conn,
+        .request_id = req->request_id,
+        .allow = req->match.allow,
+        .close = req->w->draining,
+    };
+
+    return a;
 }
 
-/* Queue @p resp (and drop our reference). On a suspended connection, also resume it. */
-static enum MHD_Result queue(struct gw_request *req, int status, struct MHD_Response *resp)
+/* An answer was queued (or failed to be) with @p status: on a suspended connection, resume. */
+static enum MHD_Result answered(struct gw_request *req, int status, enum MHD_Result r)
 {
-    enum MHD_Result r;
-
-    if (resp == NULL)
-        return MHD_NO;
     req->status = status;
-    r = MHD_queue_response(req->conn, (unsigned int)status, resp);
-    MHD_destroy_response(resp);
     if (req->state == REQ_UPSTREAM) {
         MHD_resume_connection(req->conn);
         req->w->mhd_needs_run = true;
@@ -202,81 +204,46 @@ static enum MHD_Result queue(struct gw_request *req, int status, struct MHD_Resp
 static enum MHD_Result answer(struct gw_request *req, int status, char *body, size_t len,
                               const char *content_type)
 {
-    struct MHD_Response *resp;
+    struct gw_answer a = answer_of(req);
 
-    if (body != NULL)
-        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    else
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (resp == NULL) {
-        free(body);
-        return MHD_NO;
-    }
-    add_common_headers(req, resp, content_type);
-    return queue(req, status, resp);
-}
-
-static enum MHD_Result answer_envelope(struct gw_request *req, struct gw_envelope *env)
-{
-    struct MHD_Response *resp;
-    char num[24];
-    size_t len = 0;
-    char *text = gw_envelope_render(env, req->request_id, &len);
-
-    req->err = env->err;
-    if (text == NULL) {
-        gw_envelope_clear(env);
-        return MHD_NO;
-    }
-    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(text);
-        gw_envelope_clear(env);
-        return MHD_NO;
-    }
-    add_common_headers(req, resp, "application/json");
-    if (env->err == GW_ERR_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->match.allow);
-    if (env->err == GW_ERR_UNAUTHENTICATED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"hcgw\"");
-    if (env->retry_after_s > 0) {
-        snprintf(num, sizeof(num), "%ld", env->retry_after_s);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
-    }
-    /* After a malformed request no byte on the connection can be trusted to start the next. */
-    if (env->err == GW_ERR_BODY_TOO_LARGE || env->err == GW_ERR_SHUTTING_DOWN ||
-        env->err == GW_ERR_MALFORMED_REQUEST)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    int status = env->status;
-    gw_envelope_clear(env);
-    return queue(req, status, resp);
-}
-
-static enum MHD_Result answer_error(struct gw_request *req, enum gw_err err)
-{
-    struct gw_envelope env;
-
-    gw_envelope_local(&env, err);
-    return answer_envelope(req, &env);
+    return answered(req, status, gw_answer_body(&a, (unsigned)status, body, len, content_type));
 }
 
 static enum MHD_Result answer_json_text(struct gw_request *req, int status, const char *text)
 {
-    size_t n = strlen(text);
-    char *copy = malloc(n + 1);
+    struct gw_answer a = answer_of(req);
 
-    if (copy == NULL)
-        return MHD_NO;
-    memcpy(copy, text, n + 1);
-    return answer(req, status, copy, n, "application/json");
+    return answered(req, status, gw_answer_json_text(&a, (unsigned)status, text));
 }
 
-static bool key_recently_refused(struct gw_worker *w)
+static enum MHD_Result answer_error(struct gw_request *req, enum gw_err err)
 {
-    uint64_t at = __atomic_load_n(&w->shared->auth_failed_ms, __ATOMIC_RELAXED);
-    uint64_t now = gw_loop_now(w->loop);
+    struct gw_answer a = answer_of(req);
+    int status = 0;
+    enum MHD_Result r = gw_answer_error(&a, err, &status);
 
-    return at != 0 && now - at < (uint64_t)w->cfg->upstream.auth_failure_unready_ms;
+    req->err = err;
+    return answered(req, status, r);
+}
+
+static enum MHD_Result answer_envelope(struct gw_request *req, struct gw_envelope *env)
+{
+    struct gw_answer a = answer_of(req);
+    int status = 0;
+    enum MHD_Result r;
+
+    req->err = env->err;
+    r = gw_answer_envelope(&a, env, &status);
+    return answered(req, status, r);
+}
+
+static enum MHD_Result answer_outcome(struct gw_request *req, const struct gw_outcome *o)
+{
+    struct gw_answer a = answer_of(req);
+    int status = 0;
+    enum MHD_Result r = gw_answer_outcome(&a, o, req->w->secret, &req->err, &status);
+
+    return answered(req, status, r);
 }
 
 static enum MHD_Result answer_local(struct gw_request *req)
@@ -290,13 +257,8 @@ static enum MHD_Result answer_local(struct gw_request *req)
     case GW_ROUTE_READYZ:
         if (__atomic_load_n(req->w->stopping, __ATOMIC_RELAXED) || req->w->draining)
             return answer_error(req, GW_ERR_SHUTTING_DOWN);
-        if (key_recently_refused(req->w)) {
-            /* Not ready, so that an orchestrator notices a revoked key; /healthz stays 200. */
-            struct gw_envelope env;
-            gw_envelope_local(&env, GW_ERR_UPSTREAM_AUTH_FAILED);
-            env.status = 503;
-            return answer_envelope(req, &env);
-        }
+        if (gw_calls_key_refused(req->w->calls))
+            return answer_error(req, GW_ERR_KEY_REFUSED);
         return answer_json_text(req, 200, "{\"status\":\"ready\"}");
     case GW_ROUTE_METRICS:
         text = gw_metrics_render(&len);
@@ -332,27 +294,14 @@ static void client_hung_up(void *data)
         return;
     req->client_gone = true;
     /* The answer this produces goes nowhere; the access line says 499. */
-    gw_upstream_cancel(req->w->up, &req->call, GW_ERR_INTERNAL);
-}
-
-/* The Retry-After of a 429: HelpCrunch's (or the governor's), else the process-wide
- * cooldown still to run, else the configured fallback. */
-static long retry_after(struct gw_worker *w, long given_s)
-{
-    long s = given_s;
-
-    if (s <= 0)
-        s = gw_governor_cooldown_left_s(w->shared->governor, gw_loop_now(w->loop));
-    if (s <= 0)
-        s = w->cfg->upstream.retry_after_fallback_s;
-    return s;
+    gw_calls_cancel(req->w->calls, &req->call, GW_ERR_INTERNAL);
 }
 
 static void on_call_done(struct gw_call *call)
 {
     struct gw_request *req = call->data;
     struct gw_worker *w = req->w;
-    struct gw_envelope env;
+    struct gw_outcome *o = &call->out;
     char *out = NULL;
     size_t out_len = 0;
     int rc;
@@ -360,27 +309,17 @@ static void on_call_done(struct gw_call *call)
     req->call_live = false;
     w->in_flight--;
     gw_metrics_add(&w->metrics->in_flight, -1);
-    req->upstream_status = call->status;
-    if (call->failure != GW_OK) {
-        gw_envelope_local(&env, call->failure);
-        if (call->failure == GW_ERR_RATE_LIMITED)
-            env.retry_after_s = retry_after(w, call->retry_after_s);
-        answer_envelope(req, &env);
+    req->upstream_status = o->status;
+    if (o->failure != GW_OK || o->status < 200 || o->status > 299) {
+        answer_outcome(req, o);
         return;
     }
-    if (call->status < 200 || call->status > 299) {
-        gw_envelope_from_upstream(&env, (int)call->status, call->resp, call->resp_len,
-                                  w->secret);
-        if (env.err == GW_ERR_RATE_LIMITED)
-            env.retry_after_s = retry_after(w, call->retry_after_s);
-        answer_envelope(req, &env);
-        return;
-    }
-    rc = gw_reply_build(req->route->reply, call->resp, call->resp_len, &out, &out_len);
+    rc = gw_reply_build(req->route->reply, o->body, o->body_len, &out, &out_len);
     if (rc != 0) {
         /* HelpCrunch did answer (with a 2xx we cannot use): say which status it was. */
+        struct gw_envelope env;
         gw_envelope_local(&env, rc);
-        env.upstream_status = (int)call->status;
+        env.upstream_status = (int)o->status;
         answer_envelope(req, &env);
         return;
     }
@@ -390,11 +329,7 @@ static void on_call_done(struct gw_call *call)
         answer(req, req->route->success_status, out, out_len, "application/json");
     } else {
         /* Pass HelpCrunch's bytes through: MHD takes the buffer and frees it. */
-        out = call->resp;
-        out_len = call->resp_len;
-        call->resp = NULL;
-        call->resp_len = 0;
-        call->resp_cap = 0;
+        out = gw_outcome_take_body(o, &out_len);
         if (out == NULL) {
             answer_error(req, GW_ERR_UPSTREAM_BAD_RESPONSE);
             return;
@@ -455,15 +390,11 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     req->call.data = req;
     MHD_suspend_connection(req->conn);
     req->state = REQ_UPSTREAM;
-    rc = gw_upstream_submit(w->up, &req->call);
+    rc = gw_calls_submit(w->calls, &req->call);
     if (rc != 0) {
-        /* The callback will not run: answer here (queue() resumes the connection). A 429
-         * from the governor spent no upstream call and says when to come back. */
-        struct gw_envelope env;
-        gw_envelope_local(&env, rc);
-        if (rc == GW_ERR_RATE_LIMITED)
-            env.retry_after_s = retry_after(w, req->call.retry_after_s);
-        answer_envelope(req, &env);
+        /* The callback will not run: answer the settled outcome here (which resumes the
+         * connection). A 429 from the quota spent no upstream call and says when to come back. */
+        answer_outcome(req, &req->call.out);
         return MHD_YES;
     }
     req->call_live = true;

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hcgw/calls.h"
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
 #include "hcgw/governor.h"
@@ -31,7 +32,6 @@
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
 #include "hcgw/request.h"
-#include "hcgw/upstream.h"
 
 /** listen(2) backlog of each listening socket. */
 #define SRV_LISTEN_BACKLOG 1024
@@ -45,7 +45,7 @@ struct gw_server {
     const struct gw_secret *secret;
     int port;
     int stopping;                      /* set once by gw_server_stop; atomic access */
-    struct gw_upstream_shared shared;  /* the governor and the key's health */
+    struct gw_calls_shared shared;     /* the governor and the key's health */
     /* A reload's mailbox: the main thread posts, each worker applies on its own thread. */
     pthread_mutex_t reload_mu;
     pthread_cond_t reload_cv;
@@ -181,10 +181,9 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         goto fail_loop;
     if (gw_request_worker_init(w) != 0)
         goto fail_request;
-    w->shared = &srv->shared;
-    w->up = gw_upstream_new(w->loop, cfg, srv->secret, w->metrics, &srv->shared);
-    if (w->up == NULL)
-        goto fail_upstream;
+    w->calls = gw_calls_new(w->loop, cfg, srv->secret, w->metrics, &srv->shared);
+    if (w->calls == NULL)
+        goto fail_calls;
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         gw_request_access, w,
@@ -217,9 +216,9 @@ fail_epoll:
     w->mhd = NULL;
     w->listen_fd = -1; /* MHD closed it */
 fail_mhd:
-    gw_upstream_free(w->up);
-    w->up = NULL;
-fail_upstream:
+    gw_calls_free(w->calls);
+    w->calls = NULL;
+fail_calls:
     gw_request_worker_fini(w);
 fail_request:
     gw_loop_free(w->loop);
@@ -241,8 +240,8 @@ static void worker_fini(struct gw_worker *w)
         close(w->listen_fd);
         w->listen_fd = -1;
     }
-    gw_upstream_free(w->up);
-    w->up = NULL;
+    gw_calls_free(w->calls);
+    w->calls = NULL;
     gw_request_worker_fini(w);
     gw_loop_free(w->loop);
     w->loop = NULL;
@@ -295,7 +294,7 @@ static void *worker_main(void *arg)
             if (flush_deadline == 0 && now >= drain_deadline) {
                 gw_logf(GW_LOG_WARN, "drain timeout: answering %zu requests still waiting on "
                                      "HelpCrunch with shutting_down", w->in_flight);
-                gw_upstream_cancel_all(w->up, GW_ERR_SHUTTING_DOWN);
+                gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
                 flush_deadline = now + SRV_FLUSH_MS;
                 continue;
             }
@@ -314,7 +313,7 @@ static void *worker_main(void *arg)
             break;
     }
     /* Nothing may stay suspended or in flight when MHD stops. */
-    gw_upstream_cancel_all(w->up, GW_ERR_SHUTTING_DOWN);
+    gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
     run_mhd(w);
     return NULL;
 }
@@ -336,7 +335,7 @@ static void on_wake(void *data)
     pthread_mutex_lock(&srv->reload_mu);
     if (srv->applied_gen[w->index] != srv->reload_gen) {
         srv->applied_gen[w->index] = srv->reload_gen;
-        if (gw_upstream_reconfigure(w->up, srv->next_cfg, srv->next_secret) == 0) {
+        if (gw_calls_reconfigure(w->calls, srv->next_cfg, srv->next_secret) == 0) {
             w->cfg = srv->next_cfg;
             w->secret = srv->next_secret;
         } else {

@@ -4,8 +4,9 @@
  * handle's connection cache is the keep-alive pool to HelpCrunch. A call runs one or more
  * attempts inside one deadline; between attempts it waits on a backoff timer of the loop.
  *
- * start_attempt() is the single place every request to HelpCrunch leaves from: the key header
- * is attached there, and a governor, coalescer or cache will sit in front of it.
+ * start_attempt() is the single place every request to HelpCrunch leaves from: the gate admits
+ * it there, and the key header is attached. finish() is the single place a call ends: its
+ * outcome is settled there, once.
  */
 #include "hcgw/upstream.h"
 
@@ -20,7 +21,6 @@
 #include <curl/curl.h>
 
 #include "hcgw/config.h"
-#include "hcgw/governor.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
 #include "hcgw/secret.h"
@@ -45,7 +45,7 @@ struct gw_upstream {
     struct gw_loop *loop;
     const struct gw_config *cfg;
     struct gw_metrics *metrics;
-    struct gw_upstream_shared *shared;
+    struct gw_upstream_gate gate;
     CURLM *multi;
     struct up_headers *headers;      /* the current key generation */
     struct gw_timer timer;           /* curl's single timeout */
@@ -427,7 +427,7 @@ static void stop_waiting(struct gw_upstream *up, struct gw_call *call)
     if (!call->waiting_token)
         return;
     call->waiting_token = false;
-    gw_governor_done_waiting(up->shared->governor, gw_loop_now(up->loop) - call->wait_start_ms);
+    up->gate.done_waiting(up->gate.ctx, gw_loop_now(up->loop) - call->wait_start_ms);
 }
 
 static void end_transfer(struct gw_upstream *up, struct gw_call *call)
@@ -441,9 +441,37 @@ static void end_transfer(struct gw_upstream *up, struct gw_call *call)
     call->headers = NULL;
 }
 
+/*
+ * The outcome of @p call, ended with @p failure: the last answer's status and body, and for a
+ * 429 the Retry-After the caller gets. The one place that policy lives.
+ */
+static void settle(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
+{
+    struct gw_outcome *o = &call->out;
+    long s = call->retry_after_s;
+
+    call->failure = failure;
+    o->failure = failure;
+    o->status = call->status;
+    o->retry_after_s = 0;
+    if (failure == GW_ERR_RATE_LIMITED || (failure == GW_OK && call->status == 429)) {
+        if (s <= 0)
+            s = up->gate.retry_after_s(up->gate.ctx, gw_loop_now(up->loop));
+        if (s <= 0)
+            s = up->cfg->upstream.retry_after_fallback_s;
+        o->retry_after_s = s > GW_MAX_RETRY_AFTER_S ? GW_MAX_RETRY_AFTER_S : s;
+    }
+    free(o->body);
+    o->body = call->resp;
+    o->body_len = call->resp_len;
+    call->resp = NULL;
+    call->resp_len = 0;
+    call->resp_cap = 0;
+}
+
 static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
 {
-    call->failure = failure;
+    settle(up, call, failure);
     gw_timer_stop(up->loop, &call->backoff);
     gw_timer_stop(up->loop, &call->deadline);
     stop_waiting(up, call);
@@ -546,10 +574,10 @@ static void on_token_due(struct gw_timer *t)
 }
 
 /*
- * Every attempt, first or retry, leaves from here: the quota governor decides whether it goes
- * now, waits for its slot (on the call's timer), or is refused. Returns 0 when the attempt was
- * sent or is waiting; GW_ERR_RATE_LIMITED (with call->retry_after_s) when the governor refused
- * it; another error when it could not be sent.
+ * Every attempt, first or retry, leaves from here: the gate decides whether it goes now, waits
+ * for its slot (on the call's timer), or is refused. Returns 0 when the attempt was sent or is
+ * waiting; GW_ERR_RATE_LIMITED (with call->retry_after_s) when the gate refused it; another
+ * error when it could not be sent.
  */
 static int start_attempt(struct gw_upstream *up, struct gw_call *call)
 {
@@ -559,17 +587,16 @@ static int start_attempt(struct gw_upstream *up, struct gw_call *call)
 
     if (now >= call->deadline_ms)
         return GW_ERR_UPSTREAM_TIMEOUT;
-    switch (gw_governor_acquire(up->shared->governor, now, call->deadline_ms, &wait,
-                                &retry_after)) {
-    case GW_GOV_GO:
+    switch (up->gate.admit(up->gate.ctx, now, call->deadline_ms, &wait, &retry_after)) {
+    case GW_GATE_GO:
         return send_attempt(up, call);
-    case GW_GOV_WAIT:
+    case GW_GATE_WAIT:
         call->waiting_token = true;
         call->wait_start_ms = now;
         gw_timer_set_cb(&call->backoff, on_token_due);
         gw_timer_start(up->loop, &call->backoff, wait);
         return 0;
-    case GW_GOV_REJECT:
+    case GW_GATE_REFUSE:
     default:
         call->retry_after_s = retry_after;
         return GW_ERR_RATE_LIMITED;
@@ -741,10 +768,8 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
         call->status = 0;
     call->failure = failure;
     count_failure(up, failure, call->status);
-    if (call->status == 429)
-        gw_governor_on_429(up->shared->governor, now, call->retry_after_s);
-    if (call->status == 401 || call->status == 403)
-        __atomic_store_n(&up->shared->auth_failed_ms, now, __ATOMIC_RELAXED);
+    if (failure == GW_OK)
+        up->gate.answered(up->gate.ctx, now, call->status, call->retry_after_s);
     if (!transient || !call->retryable || call->attempts > up->cfg->upstream.max_retries)
         goto done;
     delay = backoff_ms(up, call);
@@ -780,7 +805,7 @@ static void check_done(struct gw_upstream *up)
 
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
-                                    struct gw_upstream_shared *shared)
+                                    const struct gw_upstream_gate *gate)
 {
     struct gw_upstream *up = calloc(1, sizeof(*up));
     CURLMcode mc = CURLM_OK;
@@ -790,7 +815,7 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
     up->loop = loop;
     up->cfg = cfg;
     up->metrics = metrics;
-    up->shared = shared;
+    up->gate = *gate;
     up->headers = headers_new(secret);
     if (up->headers == NULL)
         goto fail_headers;
@@ -877,6 +902,7 @@ int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
         gw_timer_stop(up->loop, &call->backoff);
         stop_waiting(up, call);
         end_transfer(up, call);
+        settle(up, call, rc);
         return rc;
     }
     gw_timer_start(up->loop, &call->deadline, call->deadline_ms - gw_loop_now(up->loop));
@@ -910,4 +936,17 @@ void gw_call_release(struct gw_call *call)
     call->resp = NULL;
     call->resp_len = 0;
     call->resp_cap = 0;
+    free(call->out.body);
+    call->out.body = NULL;
+    call->out.body_len = 0;
+}
+
+char *gw_outcome_take_body(struct gw_outcome *o, size_t *len)
+{
+    char *body = o->body;
+
+    *len = o->body_len;
+    o->body = NULL;
+    o->body_len = 0;
+    return body;
 }

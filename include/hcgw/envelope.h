@@ -15,17 +15,26 @@
 
 struct gw_secret;
 
-/** The fixed facts of one error value. */
+/** Headers an error's answer carries besides the common ones (answer.c writes them). */
+enum gw_err_header {
+    GW_HDR_RETRY_AFTER = 1 << 0,      /* Retry-After: the seconds of the envelope (or outcome) */
+    GW_HDR_ALLOW = 1 << 1,            /* Allow: the methods the matched path takes */
+    GW_HDR_WWW_AUTHENTICATE = 1 << 2, /* WWW-Authenticate: Bearer realm="hcgw" */
+    GW_HDR_CLOSE = 1 << 3             /* Connection: close: no later byte can be trusted */
+};
+
+/** The fixed facts of one error value: the whole policy of its answer. */
 struct gw_err_info {
     int status;              /* HTTP status hcgw answers */
     const char *code;        /* stable machine code: "upstream_timeout" */
     const char *message;     /* human text */
+    unsigned headers;        /* enum gw_err_header bits */
 };
 
 /** One error to render. Plain data; gw_envelope_clear releases details. */
 struct gw_envelope {
     enum gw_err err;
-    int status;              /* HTTP status hcgw answers (may differ from the table: 422) */
+    int status;              /* HTTP status hcgw answers (the table's; HelpCrunch's 422 stays 422) */
     int upstream_status;     /* 0 when HelpCrunch did not answer */
     long retry_after_s;      /* > 0: send Retry-After with this many seconds */
     json_object *details;    /* NULL or an array of {"code","message"}; owned */

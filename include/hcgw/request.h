@@ -19,8 +19,7 @@
 struct gw_config;
 struct gw_conns;
 struct gw_secret;
-struct gw_upstream;
-struct gw_upstream_shared;
+struct gw_calls;
 struct gw_metrics;
 
 /** A worker thread: one loop, one MHD daemon, one curl multi. Fields are for request.c and
@@ -30,8 +29,7 @@ struct gw_worker {
     const struct gw_config *cfg;
     const struct gw_secret *secret;
     struct gw_loop *loop;
-    struct gw_upstream *up;
-    struct gw_upstream_shared *shared;  /* the governor and the key's health, process-wide */
+    struct gw_calls *calls;    /* the call layer, and the transport under it */
     struct gw_metrics *metrics;
     struct MHD_Daemon *mhd;
     struct gw_io mhd_io;

@@ -1,9 +1,11 @@
 /*
- * Calls to HelpCrunch: libcurl's multi interface driven by the worker's event loop (the
- * socket and timer callbacks of docs/examples/multi-event.c, on our own epoll loop). Every
- * upstream call of the process passes through gw_upstream_submit and the attempt starter
- * behind it: the place where the key is injected, the deadline is enforced, retries are
- * decided, and where a quota governor, a coalescer or a cache can sit.
+ * The transport to HelpCrunch: libcurl's multi interface driven by the worker's event loop (the
+ * socket and timer callbacks of docs/examples/multi-event.c, on our own epoll loop). A call is
+ * one or more attempts of the same request inside one deadline: the key is injected here, the
+ * deadline is enforced here, transient failures are sent again here. Whether an attempt may go
+ * at all is not decided here: the gate the call layer installs (calls.h) admits every attempt
+ * and hears every answer, so that the quota, its cooldown and the key's health live there.
+ * A call ends in one outcome, settled once (struct gw_outcome).
  *
  * One struct gw_upstream per worker loop; all functions run on that loop's thread.
  */
@@ -19,21 +21,60 @@
 #include "hcgw/loop.h"
 
 struct gw_config;
-struct gw_governor;
 struct gw_metrics;
 struct gw_secret;
 struct gw_upstream;
 struct gw_call;
 struct up_headers;
 
-/**
- * What all workers' upstreams share: the quota governor and the time HelpCrunch last refused
- * the key. Owned by the server; lives as long as it.
- */
-struct gw_upstream_shared {
-    struct gw_governor *governor;
-    uint64_t auth_failed_ms;         /* monotonic ms of the last 401/403, 0: never; atomic */
+/** What the gate says to one attempt. */
+enum gw_gate_verdict {
+    GW_GATE_GO = 0,      /* send now */
+    GW_GATE_WAIT = 1,    /* a slot is reserved: send after *wait_ms */
+    GW_GATE_REFUSE = 2   /* not within the deadline: the call ends GW_ERR_RATE_LIMITED */
 };
+
+/**
+ * The admission policy of the upstream's attempts, installed by the call layer. Every function
+ * runs on the loop's thread and must not call back into the upstream.
+ */
+struct gw_upstream_gate {
+    /**
+     * Before every attempt, first or retry, that would end by @p deadline_ms. GW_GATE_WAIT sets
+     * *wait_ms (the attempt goes then, and done_waiting is called when it stops waiting);
+     * GW_GATE_REFUSE sets *retry_after_s (0: unknown).
+     */
+    enum gw_gate_verdict (*admit)(void *ctx, uint64_t now_ms, uint64_t deadline_ms,
+                                  uint64_t *wait_ms, long *retry_after_s);
+    /** An attempt that got GW_GATE_WAIT stopped waiting after @p waited_ms (sent, or not). */
+    void (*done_waiting)(void *ctx, uint64_t waited_ms);
+    /** HelpCrunch answered an attempt with @p status (and Retry-After @p retry_after_s, 0: none). */
+    void (*answered)(void *ctx, uint64_t now_ms, long status, long retry_after_s);
+    /** Seconds a caller refused with 429 should wait when HelpCrunch said nothing (0: unknown). */
+    long (*retry_after_s)(void *ctx, uint64_t now_ms);
+    void *ctx;
+};
+
+/**
+ * How a call ended, settled once when it ends (or when gw_upstream_submit refuses it), and
+ * never changed after. The caller owns it; gw_call_release frees the body.
+ */
+struct gw_outcome {
+    enum gw_err failure;             /* GW_OK: HelpCrunch answered with `status` */
+    long status;                     /* HTTP status of the last answer (0 when none) */
+    /* For a 429, hcgw's own (failure GW_ERR_RATE_LIMITED) or HelpCrunch's (status 429): the
+     * Retry-After to send, always > 0 and at most GW_MAX_RETRY_AFTER_S; HelpCrunch's own value,
+     * else the gate's, else upstream.retry_after_fallback_s. 0 for every other outcome. */
+    long retry_after_s;
+    char *body;                      /* the last answer's body (NUL-terminated), or NULL */
+    size_t body_len;
+};
+
+/**
+ * Take the body out of @p o: the caller owns the returned bytes (NULL when there were none)
+ * and *len is set to their length.
+ */
+char *gw_outcome_take_body(struct gw_outcome *o, size_t *len);
 
 /** Called exactly once when a submitted call ends (answered, failed, or cancelled). */
 typedef void gw_call_done_cb(struct gw_call *call);
@@ -55,21 +96,22 @@ struct gw_call {
     void *data;                      /* for the callback */
 
     /* out */
-    enum gw_err failure;             /* GW_OK: HelpCrunch answered with `status` */
-    long status;                     /* HTTP status of the last answer (0 when none) */
-    char *resp;                      /* answer body (NUL-terminated), owned by the call */
-    size_t resp_len;
-    long retry_after_s;              /* Retry-After of the last answer, 0 when none */
+    struct gw_outcome out;           /* valid once done runs (or submit refused the call) */
     int attempts;                    /* attempts sent */
     int curl_code;                   /* CURLcode of the last attempt, for logs */
     double upstream_ms;              /* time spent in attempts (not in backoff) */
 
-    /* private to upstream.c */
+    /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;
+    enum gw_err failure;
+    long status;
+    long retry_after_s;              /* Retry-After of the last answer, 0 when none */
+    char *resp;                      /* answer body (NUL-terminated) */
+    size_t resp_len;
     void *easy;
     unsigned easy_gen;               /* the configuration generation `easy` was set up for */
     struct up_headers *headers;      /* the key generation this attempt was sent with */
-    bool waiting_token;              /* reserved a governor slot, waiting for it */
+    bool waiting_token;              /* the gate reserved a slot; waiting for it */
     uint64_t wait_start_ms;
     size_t resp_cap;
     bool too_big;
@@ -83,14 +125,14 @@ struct gw_call {
 /**
  * Create the upstream side of one worker: a curl multi handle on @p loop with the pool size,
  * timeouts and retry policy of @p cfg and the key of @p secret (the key is copied into one
- * header list, wiped when freed). Counts go to @p metrics, the worker's own block; quota and
- * key health go through @p shared. @p cfg, @p metrics and @p shared must outlive it (or be
- * replaced with gw_upstream_reconfigure). curl_global_init must have run. Returns NULL on
- * failure.
+ * header list, wiped when freed). Counts go to @p metrics, the worker's own block; every
+ * attempt passes @p gate (copied). @p cfg, @p metrics and the gate's context must outlive it
+ * (or be replaced with gw_upstream_reconfigure). curl_global_init must have run. Returns NULL
+ * on failure.
  */
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
-                                    struct gw_upstream_shared *shared);
+                                    const struct gw_upstream_gate *gate);
 
 /**
  * Use @p cfg and the key of @p secret from the next attempt on. Attempts already sent keep
@@ -105,7 +147,8 @@ void gw_upstream_free(struct gw_upstream *up);
 
 /**
  * Start @p call. Returns 0: done will be called exactly once, later, never from inside this
- * function. Returns a negative gw_err: done will never be called.
+ * function. Returns a negative gw_err: done will never be called, and call->out is settled
+ * with that failure (a 429 of the gate's with its Retry-After).
  */
 int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call);
 
@@ -121,7 +164,7 @@ void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err);
 /** Calls in flight (submitted and not yet done). */
 size_t gw_upstream_in_flight(const struct gw_upstream *up);
 
-/** Free what the call's results hold (the answer body). Idempotent. */
+/** Free what the call's results hold (the outcome's body). Idempotent. */
 void gw_call_release(struct gw_call *call);
 
 #endif

@@ -1,0 +1,65 @@
+/*
+ * Answers, built and queued on a libmicrohttpd connection: the headers every answer carries,
+ * a body handed over, and the one path from an error (local, or the outcome of an upstream
+ * call) to its HTTP answer: the status, code and message of the error table and the headers
+ * its row asks for (Retry-After, Allow, WWW-Authenticate, Connection: close), see envelope.h.
+ *
+ * It knows nothing of a request beyond struct gw_answer; resuming a suspended connection and
+ * recording what was answered stay with the caller. Worker thread.
+ */
+#ifndef HCGW_ANSWER_H
+#define HCGW_ANSWER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <microhttpd.h>
+
+#include "hcgw/err.h"
+
+struct gw_envelope;
+struct gw_outcome;
+struct gw_secret;
+
+/** What an answer needs of its request. Plain data, borrowed for the call. */
+struct gw_answer {
+    struct MHD_Connection *conn;
+    const char *request_id;          /* X-Request-Id, and the envelope's request_id */
+    const char *allow;               /* Allow of a 405 (the methods of the path), or NULL */
+    bool close;                      /* Connection: close on any answer (the worker drains) */
+};
+
+/**
+ * Queue @p status with @p body of @p len bytes, which libmicrohttpd takes and frees (NULL: no
+ * body), as @p content_type (NULL: none), with the common headers (X-Request-Id,
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff). Returns what MHD_queue_response
+ * returned, or MHD_NO when out of memory (the body is freed).
+ */
+enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,
+                               size_t len, const char *content_type);
+
+/** gw_answer_body with a copy of the NUL-terminated JSON text @p text. */
+enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,
+                                    const char *text);
+
+/**
+ * Queue the envelope of @p env with the headers its error's row asks for, and clear @p env.
+ * *status is set to the HTTP status answered. Returns as gw_answer_body.
+ */
+enum MHD_Result gw_answer_envelope(const struct gw_answer *a, struct gw_envelope *env,
+                                   int *status);
+
+/** gw_answer_envelope for the local error @p err. */
+enum MHD_Result gw_answer_error(const struct gw_answer *a, enum gw_err err, int *status);
+
+/**
+ * Queue the answer to an upstream call that did not succeed: @p o failed (its failure's row),
+ * or HelpCrunch answered it with a non-2xx status (mapped by gw_envelope_from_upstream, the key
+ * masked with @p secret), with the outcome's Retry-After. *err is set to the error answered.
+ * Returns as gw_answer_body.
+ */
+enum MHD_Result gw_answer_outcome(const struct gw_answer *a, const struct gw_outcome *o,
+                                  const struct gw_secret *secret, enum gw_err *err,
+                                  int *status);
+
+#endif

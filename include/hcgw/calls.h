@@ -1,0 +1,80 @@
+/*
+ * The call layer: between a request and the transport. Every upstream call of a worker is
+ * submitted here; this layer decides what becomes of it before the transport sees it, and
+ * admits every attempt the transport makes (the upstream gate, upstream.h). Today it holds the
+ * quota governor (shared by all workers), HelpCrunch's cooldown after a 429 and the key's
+ * health after a 401/403; it is the place where a cache, single flight, per-contact ordering
+ * and coalescing go, in front of gw_upstream_submit.
+ *
+ * One struct gw_calls per worker loop; all functions run on that loop's thread, except where a
+ * contract says otherwise.
+ */
+#ifndef HCGW_CALLS_H
+#define HCGW_CALLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hcgw/err.h"
+#include "hcgw/upstream.h"
+
+struct gw_config;
+struct gw_governor;
+struct gw_loop;
+struct gw_metrics;
+struct gw_secret;
+
+/**
+ * What every worker's call layer shares: the quota governor and the time HelpCrunch last
+ * refused the key. Owned by the server; lives as long as it.
+ */
+struct gw_calls_shared {
+    struct gw_governor *governor;
+    uint64_t auth_failed_ms;         /* monotonic ms of the last 401/403, 0: never; atomic */
+};
+
+struct gw_calls;
+
+/**
+ * Create the call layer of one worker and the transport under it (gw_upstream_new with the
+ * same arguments and this layer's gate). @p cfg, @p metrics and @p shared must outlive it (or
+ * be replaced with gw_calls_reconfigure). Returns NULL on failure.
+ */
+struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
+                              const struct gw_secret *secret, struct gw_metrics *metrics,
+                              struct gw_calls_shared *shared);
+
+/**
+ * Use @p cfg and the key of @p secret from the next attempt on (gw_upstream_reconfigure).
+ * Returns 0, or GW_ERR_NOMEM (then nothing changed).
+ */
+int gw_calls_reconfigure(struct gw_calls *calls, const struct gw_config *cfg,
+                         const struct gw_secret *secret);
+
+/** Free it and its transport. No call may be in flight (cancel them first). Accepts NULL. */
+void gw_calls_free(struct gw_calls *calls);
+
+/**
+ * Start @p call (filled as gw_upstream_submit says). Returns 0: call->done runs exactly once,
+ * later, never from inside this function. Returns a negative gw_err: done never runs, and
+ * call->out is settled with that failure (a local 429 with its Retry-After).
+ */
+int gw_calls_submit(struct gw_calls *calls, struct gw_call *call);
+
+/** End @p call, in flight, now with @p err; its done callback runs before this returns. */
+void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err err);
+
+/** End every call in flight now with @p err (each done callback runs once). */
+void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err);
+
+/** Calls in flight (submitted and not yet done). */
+size_t gw_calls_in_flight(const struct gw_calls *calls);
+
+/**
+ * True when HelpCrunch refused the key (401/403) less than upstream.auth_failure_unready_ms
+ * ago, on any worker: the gateway is then not ready.
+ */
+bool gw_calls_key_refused(const struct gw_calls *calls);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * Answers on a libmicrohttpd connection (answer.h). Which headers an error answer carries is
+ * not decided here: each row of the error table (envelope.c) says it, and this file only
+ * writes them.
+ */
+#include "hcgw/answer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hcgw/envelope.h"
+#include "hcgw/upstream.h"
+
+static void add_common_headers(const struct gw_answer *a, struct MHD_Response *resp,
+                               const char *content_type)
+{
+    MHD_add_response_header(resp, "X-Request-Id", a->request_id);
+    if (content_type != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (a->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+/* Queue @p resp and drop our reference. */
+static enum MHD_Result queue(const struct gw_answer *a, unsigned status,
+                             struct MHD_Response *resp)
+{
+    enum MHD_Result r = MHD_queue_response(a->conn, status, resp);
+
+    MHD_destroy_response(resp);
+    return r;
+}
+
+enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,
+                               size_t len, const char *content_type)
+{
+    struct MHD_Response *resp;
+
+    if (body != NULL)
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    else
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    add_common_headers(a, resp, content_type);
+    return queue(a, status, resp);
+}
+
+enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,
+                                    const char *text)
+{
+    size_t n = strlen(text);
+    char *copy = malloc(n + 1);
+
+    if (copy == NULL)
+        return MHD_NO;
+    memcpy(copy, text, n + 1);
+    return gw_answer_body(a, status, copy, n, "application/json");
+}
+
+enum MHD_Result gw_answer_envelope(const struct gw_answer *a, struct gw_envelope *env,
+                                   int *status)
+{
+    const struct gw_err_info *info = gw_err_info(env->err);
+    long retry_after_s = env->retry_after_s;
+    struct MHD_Response *resp;
+    char num[24];
+    size_t len = 0;
+    char *text = gw_envelope_render(env, a->request_id, &len);
+
+    *status = env->status;
+    gw_envelope_clear(env);
+    if (text == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    add_common_headers(a, resp, "application/json");
+    if ((info->headers & GW_HDR_ALLOW) && a->allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow);
+    if (info->headers & GW_HDR_WWW_AUTHENTICATE)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"hcgw\"");
+    if ((info->headers & GW_HDR_RETRY_AFTER) && retry_after_s > 0) {
+        snprintf(num, sizeof(num), "%ld", retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+    }
+    if ((info->headers & GW_HDR_CLOSE) && !a->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return queue(a, (unsigned)*status, resp);
+}
+
+enum MHD_Result gw_answer_error(const struct gw_answer *a, enum gw_err err, int *status)
+{
+    struct gw_envelope env;
+
+    gw_envelope_local(&env, err);
+    return gw_answer_envelope(a, &env, status);
+}
+
+enum MHD_Result gw_answer_outcome(const struct gw_answer *a, const struct gw_outcome *o,
+                                  const struct gw_secret *secret, enum gw_err *err,
+                                  int *status)
+{
+    struct gw_envelope env;
+
+    if (o->failure != GW_OK)
+        gw_envelope_local(&env, o->failure);
+    else
+        gw_envelope_from_upstream(&env, (int)o->status, o->body, o->body_len, secret);
+    env.retry_after_s = o->retry_after_s;
+    *err = env.err;
+    return gw_answer_envelope(a, &env, status);
+}
