@@ -25,6 +25,7 @@
 #include "hcgw/log.h"
 #include "hcgw/secret.h"
 #include "hcgw/server.h"
+#include "hcgw/tables.h"
 #include "hcgw/version.h"
 
 static volatile sig_atomic_t got_stop;
@@ -236,8 +237,9 @@ static bool key_dir_changed(int fd)
     return any;
 }
 
-/** getopt_long's value for `--probe`, which has no short form. */
+/** getopt_long's values for the long options without a short form. */
 #define MAIN_OPT_PROBE 256
+#define MAIN_OPT_DUMP_TABLES 257
 /** How long `--probe` waits for the whole answer, in milliseconds. */
 #define MAIN_PROBE_TIMEOUT_MS 2000L
 
@@ -298,6 +300,32 @@ out:
     curl_easy_cleanup(h);
     curl_global_cleanup();
 out_global:
+    return rc;
+}
+
+/*
+ * `hcgw --dump-tables`: the route and error tables as JSON on stdout (tables.h), for tests and
+ * tools that must know what this very binary serves. No configuration, no key, no network.
+ */
+static int dump_tables(void)
+{
+    json_object *tables = gw_tables_dump();
+    const char *text;
+    int rc = 1;
+
+    if (tables == NULL) {
+        fprintf(stderr, "hcgw: --dump-tables: out of memory\n");
+        goto out;
+    }
+    text = json_object_to_json_string_ext(tables, JSON_C_TO_STRING_PRETTY |
+                                                      JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (text == NULL || printf("%s\n", text) < 0 || fflush(stdout) != 0) {
+        fprintf(stderr, "hcgw: --dump-tables: cannot write the tables\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_object_put(tables);
     return rc;
 }
 
@@ -380,7 +408,8 @@ out:
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: hcgw [-c FILE] [--check-config] [--probe URL] [--version] [--help]\n"
+            "Usage: hcgw [-c FILE] [--check-config] [--probe URL] [--dump-tables] [--version]\n"
+            "            [--help]\n"
             "A gateway in front of the HelpCrunch REST API.\n"
             "\n"
             "  -c, --config FILE   configuration file (default " GW_CONFIG_DEFAULT_PATH ")\n"
@@ -388,6 +417,8 @@ static void usage(FILE *out)
             "                      0 and \"configuration OK\", or 1 and one line per problem\n"
             "      --probe URL     GET URL (2 s, no proxy; no config or key needed) and\n"
             "                      exit 0 on a 2xx answer, else 1: a container health check\n"
+            "      --dump-tables   print the route and error tables as JSON and exit (no\n"
+            "                      config or key needed)\n"
             "  -V, --version       print the version, commit and library versions\n"
             "  -h, --help          print this help\n"
             "\n"
@@ -419,10 +450,12 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {"probe", required_argument, NULL, MAIN_OPT_PROBE},
+        {"dump-tables", no_argument, NULL, MAIN_OPT_DUMP_TABLES},
         {NULL, 0, NULL, 0}};
     const char *probe_url = NULL;
     const char *path = GW_CONFIG_DEFAULT_PATH;
     bool check_only = false;
+    bool dump = false;
     struct gw_config *cfg = NULL;
     struct gw_secret *secret = NULL;
     struct gw_server *srv = NULL;
@@ -452,6 +485,9 @@ int main(int argc, char **argv)
         case MAIN_OPT_PROBE:
             probe_url = optarg;
             break;
+        case MAIN_OPT_DUMP_TABLES:
+            dump = true;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -461,6 +497,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "hcgw: unexpected argument '%s' (see hcgw --help)\n", argv[optind]);
         return 2;
     }
+    if (dump)
+        return dump_tables();
     if (probe_url != NULL)
         return probe(probe_url);
 

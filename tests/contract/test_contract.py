@@ -6,10 +6,10 @@ upstream (the simulator is scripted to fail the way HelpCrunch or the network ca
 gateway for each kind of setup (defaults, short deadlines without retries, a quota governor,
 client credentials, a drain). Each exchange is checked here for the status and code this test
 expects (so that the replay really covers what it claims), recorded as it went over the wire,
-and written to a JSON file; validate.mjs then checks the document against the source (route
-table, error codes) and every recorded exchange against the document (see its header), and
-fails on any drift. A last test checks that validate.mjs does fail: it runs it on deliberately
-drifted copies of the document.
+and written to a JSON file; validate.mjs then checks the document against hcgw's own tables
+(routes and error codes, as `hcgw --dump-tables` prints them) and every recorded exchange
+against the document (see its header), and fails on any drift. A last test checks that
+validate.mjs does fail: it runs it on deliberately drifted copies of the document.
 
 Needs Node.js and tests/contract/node_modules (`npm ci` here; tests/contract/deps.sh, which
 ctest runs first as a fixture). Environment: HCGW_BIN, HCGW_SIM_BIN, HCGW_SOURCE_DIR as for the
@@ -119,7 +119,7 @@ class Recorder:
 
 def run_validator(exchanges=None, mutate=None):
     cmd = ["node", VALIDATOR, "--doc", DOC, "--source", SOURCE_DIR,
-           "--not-exercised", ",".join(NOT_EXERCISED)]
+           "--hcgw", os.path.abspath(harness.HCGW_BIN), "--not-exercised", ",".join(NOT_EXERCISED)]
     if exchanges is not None:
         cmd += ["--exchanges", exchanges]
     if mutate is not None:

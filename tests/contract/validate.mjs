@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 // The contract check: docs/openapi.yaml against the code and against hcgw's real answers.
 //
-//   node validate.mjs --doc docs/openapi.yaml --source <repo> [--exchanges exchanges.json]
-//                     [--not-exercised code,code] [--mutate NAME]
+//   node validate.mjs --doc docs/openapi.yaml --source <repo> --hcgw <built hcgw>
+//                     [--exchanges exchanges.json] [--not-exercised code,code] [--mutate NAME]
 //
-// 1. The document against the source (no hcgw needed):
-//    - its operations are exactly the rows of the route table in src/router.c: same method
-//      and path, operationId = the route's name, the one 2xx status = the route's success
-//      status, a request body iff the route takes one, and x-hcgw-upstream = the HelpCrunch
-//      call (method, path, retried) for upstream routes, absent for local ones;
-//    - the ErrorCode enum is exactly the set of codes in the error table of src/envelope.c,
-//      and every (status, code) row of that table is allowed by some response of that status;
+// 1. The document against the code (hcgw's tables, as `hcgw --dump-tables` prints them; no
+//    gateway runs, and nothing reads the C source):
+//    - its operations are exactly the rows of the route table: same method and path,
+//      operationId = the route's name, the one 2xx status = the route's success status, a
+//      request body iff the route takes one, and x-hcgw-upstream = the HelpCrunch call
+//      (method, path, retried) for upstream routes, absent for local ones;
+//    - the ErrorCode enum is exactly the set of codes in the error table, and every
+//      (status, code) row of that table is allowed by some response of that status;
 //    - info.version is the project version of CMakeLists.txt.
 // 2. Each recorded exchange (tests/contract/test_contract.py writes them) against the document:
 //    - the request picks its operation as hcgw's router does (literal segments beat
@@ -30,6 +31,7 @@
 // --mutate applies one deliberate drift to the document first (the test's self-check that
 // this script does fail on drift). Exit status 0 when everything holds, 1 otherwise; each
 // problem is one line on stderr.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
@@ -53,6 +55,7 @@ function parseArgs(argv) {
     const v = argv[i + 1];
     if (a === '--doc') args.doc = v;
     else if (a === '--source') args.source = v;
+    else if (a === '--hcgw') args.hcgw = v;
     else if (a === '--exchanges') args.exchanges = v;
     else if (a === '--not-exercised') args.notExercised = v.split(',').filter(Boolean);
     else if (a === '--mutate') args.mutate = v;
@@ -62,8 +65,8 @@ function parseArgs(argv) {
     }
     i++;
   }
-  if (!args.doc || !args.source) {
-    console.error('usage: validate.mjs --doc FILE --source DIR [--exchanges FILE] ' +
+  if (!args.doc || !args.source || !args.hcgw) {
+    console.error('usage: validate.mjs --doc FILE --source DIR --hcgw BIN [--exchanges FILE] ' +
                   '[--not-exercised CODES] [--mutate NAME]');
     process.exit(2);
   }
@@ -131,39 +134,16 @@ const MUTATIONS = {
   },
 };
 
-// ---- the source ----
+// ---- the code ----
 
-function routeTable(source) {
-  const text = readFileSync(join(source, 'src/router.c'), 'utf8');
-  const decl = text.indexOf('static const struct gw_route table[');
-  const start = text.indexOf('{', decl);
-  const end = text.indexOf('\n};', start);
-  if (decl < 0 || end < 0) throw new Error('src/router.c: the route table was not found');
-  const rows = [];
-  const re = /\[GW_ROUTE_\w+\]\s*=\s*\{\s*GW_ROUTE_\w+,\s*"(\w+)",\s*"(\w+)",\s*"([^"]+)",\s*(NULL|"\w+"),\s*(NULL|"[^"]*"),\s*(GW_BODY_\w+),\s*(GW_UPBODY_\w+),\s*(GW_REPLY_\w+),\s*(\d+),\s*(true|false),\s*(true|false)\s*\}/g;
-  for (const m of text.slice(start, end).matchAll(re)) {
-    rows.push({
-      name: m[1], method: m[2], pattern: m[3],
-      upMethod: m[4] === 'NULL' ? null : m[4].slice(1, -1),
-      upPath: m[5] === 'NULL' ? null : m[5].slice(1, -1),
-      body: m[6], reply: m[8], success: Number(m[9]), retryable: m[10] === 'true',
-    });
+// The route and error tables of the built hcgw (docs/hcgw.8, --dump-tables).
+function tables(hcgw) {
+  const t = JSON.parse(execFileSync(hcgw, ['--dump-tables'], { encoding: 'utf8', timeout: 30000 }));
+  if (!Array.isArray(t.routes) || t.routes.length === 0 || !Array.isArray(t.errors) ||
+      t.errors.length === 0) {
+    throw new Error(`${hcgw} --dump-tables: no routes or no errors`);
   }
-  const declared = (text.slice(start, end).match(/\[GW_ROUTE_\w+\]\s*=/g) || []).length;
-  if (rows.length === 0 || rows.length !== declared) {
-    throw new Error(`src/router.c: read ${rows.length} of ${declared} route rows`);
-  }
-  return rows;
-}
-
-function errorTable(source) {
-  const text = readFileSync(join(source, 'src/envelope.c'), 'utf8');
-  const rows = [];
-  for (const m of text.matchAll(/\[-GW_ERR_\w+\]\s*=\s*\{\s*(\d{3}),\s*"(\w+)"/g)) {
-    rows.push({ status: Number(m[1]), code: m[2] });
-  }
-  if (rows.length === 0) throw new Error('src/envelope.c: the error table was not found');
-  return rows;
+  return t;
 }
 
 // ---- schemas ----
@@ -204,7 +184,7 @@ function staticChecks(doc, routes, errors) {
   for (const r of routes) {
     const o = byKey.get(`${r.method} ${r.pattern}`);
     if (!o) {
-      problem(`route ${r.name} (${r.method} ${r.pattern}) of src/router.c is not in the document`);
+      problem(`route ${r.name} (${r.method} ${r.pattern}) of hcgw is not in the document`);
       continue;
     }
     byKey.delete(`${r.method} ${r.pattern}`);
@@ -213,32 +193,32 @@ function staticChecks(doc, routes, errors) {
       problem(`${where}: operationId ${o.op.operationId}, the route is named ${r.name}`);
     }
     const ok = Object.keys(o.op.responses || {}).filter((s) => /^2/.test(s));
-    if (ok.length !== 1 || Number(ok[0]) !== r.success) {
-      problem(`${where}: success responses [${ok}], the route answers ${r.success}`);
+    if (ok.length !== 1 || Number(ok[0]) !== r.success_status) {
+      problem(`${where}: success responses [${ok}], the route answers ${r.success_status}`);
     }
-    const takesBody = r.body !== 'GW_BODY_NONE';
+    const takesBody = r.body !== 'none';
     if (Boolean(o.op.requestBody) !== takesBody) {
       problem(`${where}: ${takesBody ? 'no' : 'a'} requestBody, the route ${takesBody ? 'takes' : 'takes no'} body`);
     }
     if (takesBody && !o.op.responses['415']) problem(`${where}: a body route without 415`);
     const up = o.op['x-hcgw-upstream'];
-    if (r.reply === 'GW_REPLY_LOCAL') {
+    if (r.local) {
       if (up !== undefined) problem(`${where}: a local route with x-hcgw-upstream`);
-    } else if (!up || up.method !== r.upMethod || up.path !== r.upPath ||
+    } else if (!up || up.method !== r.up_method || up.path !== r.up_path ||
                up.retried !== r.retryable) {
       problem(`${where}: x-hcgw-upstream ${JSON.stringify(up)}, the route calls ` +
-              `${r.upMethod} ${r.upPath} (retried: ${r.retryable})`);
+              `${r.up_method} ${r.up_path} (retried: ${r.retryable})`);
     }
   }
-  for (const key of byKey.keys()) problem(`${key} is in the document but not in src/router.c`);
+  for (const key of byKey.keys()) problem(`${key} is in the document but not a route of hcgw`);
 
   const enumCodes = new Set(doc.components?.schemas?.ErrorCode?.enum || []);
   const tableCodes = new Set(errors.map((e) => e.code));
   for (const c of tableCodes) {
-    if (!enumCodes.has(c)) problem(`error code ${c} of src/envelope.c is not in the ErrorCode enum`);
+    if (!enumCodes.has(c)) problem(`error code ${c} of hcgw is not in the ErrorCode enum`);
   }
   for (const c of enumCodes) {
-    if (!tableCodes.has(c)) problem(`ErrorCode ${c} is not a code of src/envelope.c`);
+    if (!tableCodes.has(c)) problem(`ErrorCode ${c} is not an error code of hcgw`);
   }
   // Every row must be something some response of its status allows.
   const responses = allResponses(doc);
@@ -255,7 +235,7 @@ function staticChecks(doc, routes, errors) {
       const withUp = { error: { ...env.error, upstream_status: e.status } };
       return check(ptr, env) === null || check(ptr, withUp) === null;
     });
-    if (!fits) problem(`${e.status} ${e.code} (src/envelope.c) is allowed by no ${e.status} response`);
+    if (!fits) problem(`${e.status} ${e.code} (hcgw's error table) is allowed by no ${e.status} response`);
   }
 }
 
@@ -612,7 +592,8 @@ function main() {
     if (!pointerGet(doc, ptr)) problem(`the document has no ${ptr}`);
   }
 
-  staticChecks(doc, routeTable(args.source), errorTable(args.source));
+  const { routes, errors } = tables(args.hcgw);
+  staticChecks(doc, routes, errors);
   const project = readFileSync(join(args.source, 'CMakeLists.txt'), 'utf8')
     .match(/project\(hcgw VERSION ([0-9.]+)/);
   if (!project || String(doc.info?.version) !== project[1]) {

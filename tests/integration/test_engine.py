@@ -3,6 +3,7 @@ HelpCrunch do not block anything else; upstream connections are kept alive and r
 drains; the command line; the key sources; several workers; the key never leaks.
 """
 import http.client
+import json
 import os
 import re
 import signal
@@ -370,6 +371,21 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("--check-config", p.stdout)
             self.assertIn("-c", p.stdout)
+
+    def test_dump_tables(self):
+        # The tables come from the binary alone: the configuration named is never read.
+        missing = os.path.join(self.dir, "missing.conf")
+        p = run_hcgw(["--dump-tables", "-c", missing], clean_env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        tables = json.loads(p.stdout)
+        routes = {r["name"]: r for r in tables["routes"]}
+        self.assertEqual(len(routes), len(tables["routes"]))
+        self.assertEqual(routes["contact_create"]["method"], "POST")
+        self.assertEqual(routes["contact_create"]["success_status"], 201)
+        self.assertIsNone(routes["healthz"]["up_path"])
+        codes = {e["code"]: e["status"] for e in tables["errors"]}
+        self.assertEqual(codes["upstream_timeout"], 504)
 
     def test_unknown_option(self):
         p = run_hcgw(["--frobnicate"], clean_env())
