@@ -112,6 +112,32 @@ static json_object *route_json(const struct gw_route *r)
     return o;
 }
 
+/* The headers an error's answer carries besides the common ones, by name. */
+static json_object *headers_json(unsigned headers)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {
+        {GW_HDR_RETRY_AFTER, "Retry-After"},
+        {GW_HDR_ALLOW, "Allow"},
+        {GW_HDR_WWW_AUTHENTICATE, "WWW-Authenticate"},
+        {GW_HDR_CLOSE, "Connection"},
+    };
+    json_object *arr = json_object_new_array();
+    size_t i;
+
+    for (i = 0; arr != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
+        if ((headers & names[i].bit) == 0)
+            continue;
+        if (json_object_array_add(arr, json_object_new_string(names[i].name)) != 0) {
+            json_object_put(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
 static json_object *error_json(enum gw_err err)
 {
     const struct gw_err_info *info = gw_err_info(err);
@@ -122,6 +148,7 @@ static json_object *error_json(enum gw_err err)
     ok = ok && add(o, "status", json_object_new_int(info->status));
     ok = ok && add(o, "code", json_object_new_string(info->code));
     ok = ok && add(o, "message", json_object_new_string(info->message));
+    ok = ok && add(o, "headers", headers_json(info->headers));
     if (!ok) {
         json_object_put(o);
         o = NULL;

@@ -160,26 +160,35 @@ static void test_errors(void **state)
         int err = int_member(o, "err");
         const struct gw_err_info *info = gw_err_info((enum gw_err)err);
         const char *code = string_member(o, "code");
+        json_object *headers;
 
         /* Every value from -1 down, each once, in order. */
-        assert_int_equal(json_object_object_length(o), 4);
+        assert_int_equal(json_object_object_length(o), 5);
         assert_int_equal(err, -(int)(i + 1));
         assert_int_equal(int_member(o, "status"), info->status);
         assert_string_equal(code, info->code);
         assert_string_equal(string_member(o, "message"), info->message);
         /*
-         * Codes are unique but for internal_error, which GW_ERR_INTERNAL and GW_ERR_NOMEM
-         * share: the caller cannot tell them apart, so they must say the same.
+         * Codes are unique but for two failures the caller cannot tell apart, which must say
+         * the same: internal_error (GW_ERR_INTERNAL and GW_ERR_NOMEM, with one status), and
+         * upstream_auth_failed (a call's 502, /readyz's 503).
          */
         for (size_t j = i + 1; j < n; j++) {
             json_object *p = json_object_array_get_idx(errors, j);
 
             if (strcmp(string_member(p, "code"), code) != 0)
                 continue;
-            assert_string_equal(code, "internal_error");
-            assert_int_equal(int_member(p, "status"), info->status);
+            if (strcmp(code, "internal_error") == 0)
+                assert_int_equal(int_member(p, "status"), info->status);
+            else
+                assert_string_equal(code, "upstream_auth_failed");
             assert_string_equal(string_member(p, "message"), info->message);
         }
+        /* Each header the row asks for, named. */
+        headers = member(o, "headers");
+        assert_true(json_object_is_type(headers, json_type_array));
+        assert_int_equal(json_object_array_length(headers),
+                         (size_t)__builtin_popcount(info->headers));
     }
     json_object_put(tables);
 }
