@@ -82,30 +82,6 @@ out:
     return rc;
 }
 
-/* Add @p v under @p key; @p v is the object's after the call, or put when adding fails. */
-static int add_field(json_object *o, const char *key, json_object *v)
-{
-    if (v == NULL)
-        return GW_ERR_NOMEM;
-    if (json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return GW_ERR_NOMEM;
-    }
-    return 0;
-}
-
-/* Append @p v to the array @p a; @p v is the array's after the call, or put on failure. */
-static int add_item(json_object *a, json_object *v)
-{
-    if (v == NULL)
-        return GW_ERR_NOMEM;
-    if (json_object_array_add(a, v) != 0) {
-        json_object_put(v);
-        return GW_ERR_NOMEM;
-    }
-    return 0;
-}
-
 /* A new {"name":…} object, with "color" when @p color is not NULL. */
 static int new_tag(const char *name, size_t name_len, const char *color, json_object **out)
 {
@@ -114,11 +90,11 @@ static int new_tag(const char *name, size_t name_len, const char *color, json_ob
 
     if (tag == NULL)
         goto out;
-    rc = add_field(tag, "name", json_object_new_string_len(name, (int)name_len));
+    rc = gw_json_add(tag, "name", json_object_new_string_len(name, (int)name_len));
     if (rc != 0)
         goto out;
     if (color != NULL) {
-        rc = add_field(tag, "color", json_object_new_string(color));
+        rc = gw_json_add(tag, "color", json_object_new_string(color));
         if (rc != 0)
             goto out;
     }
@@ -175,7 +151,7 @@ static int take_tag(json_object *item, bool keep_color, json_object *tags)
                  keep_color && color != NULL ? json_object_get_string(color) : NULL, &tag);
     if (rc != 0)
         goto out;
-    rc = add_item(tags, tag);
+    rc = gw_json_append(tags, tag);
 out:
     return rc;
 }
@@ -352,7 +328,7 @@ int gw_body_build(const struct gw_route *r, const struct gw_match *m, const char
         rc = new_tag(m->name, m->name_len, NULL, &tag);
         if (rc != 0)
             goto out;
-        rc = add_item(tags, tag);
+        rc = gw_json_append(tags, tag);
         if (rc != 0)
             goto out;
         break;
@@ -381,7 +357,7 @@ int gw_body_build(const struct gw_route *r, const struct gw_match *m, const char
         up = json_object_new_object();
         if (up == NULL)
             goto out;
-        rc = add_field(up, "blocked", json_object_new_boolean(r->up_body == GW_UPBODY_BLOCK));
+        rc = gw_json_add(up, "blocked", json_object_new_boolean(r->up_body == GW_UPBODY_BLOCK));
         if (rc != 0)
             goto out;
         break;
@@ -394,7 +370,7 @@ int gw_body_build(const struct gw_route *r, const struct gw_match *m, const char
         up = json_object_new_object();
         if (up == NULL)
             goto out;
-        rc = add_field(up, "tags", tags);
+        rc = gw_json_add(up, "tags", tags);
         tags = NULL;
         if (rc != 0)
             goto out;

@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "hcgw/err.h"
+#include "hcgw/json.h"
 #include "hcgw/limits.h"
 #include "hcgw/secret.h"
 #include "hcgw/text.h"
@@ -488,18 +489,6 @@ out:
     json_object_put(root);
 }
 
-/* Add @p val under @p key, or put it: either way @p val is no longer the caller's. */
-static int add_member(json_object *obj, const char *key, json_object *val)
-{
-    if (val == NULL)
-        return -1;
-    if (json_object_object_add(obj, key, val) != 0) {
-        json_object_put(val);
-        return -1;
-    }
-    return 0;
-}
-
 char *gw_envelope_render(const struct gw_envelope *env, const char *request_id, size_t *len)
 {
     const struct gw_err_info *info = gw_err_info(env->err);
@@ -514,15 +503,15 @@ char *gw_envelope_render(const struct gw_envelope *env, const char *request_id, 
     if (root == NULL || error == NULL)
         goto out;
     /* Keys go in the documented order; json-c keeps insertion order when it serializes. */
-    if (add_member(error, "status",
+    if (gw_json_add(error, "status",
                    json_object_new_int(env->status > 0 ? env->status : info->status)) != 0 ||
-        add_member(error, "code", json_object_new_string(info->code)) != 0 ||
-        add_member(error, "message", json_object_new_string(info->message)) != 0 ||
-        add_member(error, "request_id",
+        gw_json_add(error, "code", json_object_new_string(info->code)) != 0 ||
+        gw_json_add(error, "message", json_object_new_string(info->message)) != 0 ||
+        gw_json_add(error, "request_id",
                    json_object_new_string(request_id != NULL ? request_id : "")) != 0)
         goto out;
     if (env->upstream_status > 0 &&
-        add_member(error, "upstream_status", json_object_new_int(env->upstream_status)) != 0)
+        gw_json_add(error, "upstream_status", json_object_new_int(env->upstream_status)) != 0)
         goto out;
     /*
      * The envelope keeps its details: the output takes its own reference, so putting the
@@ -530,9 +519,9 @@ char *gw_envelope_render(const struct gw_envelope *env, const char *request_id, 
      */
     if (json_object_is_type(env->details, json_type_array) &&
         json_object_array_length(env->details) > 0 &&
-        add_member(error, "details", json_object_get(env->details)) != 0)
+        gw_json_add(error, "details", json_object_get(env->details)) != 0)
         goto out;
-    if (add_member(root, "error", error) != 0) {
+    if (gw_json_add(root, "error", error) != 0) {
         error = NULL; /* add_member put it */
         goto out;
     }

@@ -342,3 +342,25 @@ int gw_json_check(const char *text, size_t len, enum gw_json_type *root_type)
 out:
     return rc;
 }
+
+int gw_json_add(json_object *obj, const char *key, json_object *val)
+{
+    if (val == NULL)
+        return GW_ERR_NOMEM;
+    if (json_object_object_add(obj, key, val) != 0) {
+        json_object_put(val);
+        return GW_ERR_NOMEM;
+    }
+    return 0;
+}
+
+int gw_json_append(json_object *arr, json_object *val)
+{
+    if (val == NULL)
+        return GW_ERR_NOMEM;
+    if (json_object_array_add(arr, val) != 0) {
+        json_object_put(val);
+        return GW_ERR_NOMEM;
+    }
+    return 0;
+}

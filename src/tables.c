@@ -11,6 +11,7 @@
 
 #include "hcgw/envelope.h"
 #include "hcgw/err.h"
+#include "hcgw/json.h"
 #include "hcgw/router.h"
 
 static const char *body_name(enum gw_body_kind b)
@@ -68,24 +69,12 @@ static const char *reply_name(enum gw_reply_kind r)
     return "unknown";
 }
 
-/* Add @p val (NULL: an allocation failed) under @p key; @p val is no longer the caller's. */
-static bool add(json_object *obj, const char *key, json_object *val)
-{
-    if (val == NULL)
-        return false;
-    if (json_object_object_add(obj, key, val) != 0) {
-        json_object_put(val);
-        return false;
-    }
-    return true;
-}
-
 /* Add @p s under @p key as a string, or as JSON null when @p s is NULL. */
 static bool add_string_or_null(json_object *obj, const char *key, const char *s)
 {
     if (s == NULL)
         return json_object_object_add(obj, key, NULL) == 0;
-    return add(obj, key, json_object_new_string(s));
+    return gw_json_add(obj, key, json_object_new_string(s)) == 0;
 }
 
 static json_object *route_json(const struct gw_route *r)
@@ -93,18 +82,18 @@ static json_object *route_json(const struct gw_route *r)
     json_object *o = json_object_new_object();
     bool ok = o != NULL;
 
-    ok = ok && add(o, "name", json_object_new_string(r->name));
-    ok = ok && add(o, "method", json_object_new_string(r->method));
-    ok = ok && add(o, "pattern", json_object_new_string(r->pattern));
+    ok = ok && gw_json_add(o, "name", json_object_new_string(r->name)) == 0;
+    ok = ok && gw_json_add(o, "method", json_object_new_string(r->method)) == 0;
+    ok = ok && gw_json_add(o, "pattern", json_object_new_string(r->pattern)) == 0;
     ok = ok && add_string_or_null(o, "up_method", r->up_method);
     ok = ok && add_string_or_null(o, "up_path", r->up_path);
-    ok = ok && add(o, "body", json_object_new_string(body_name(r->body)));
-    ok = ok && add(o, "up_body", json_object_new_string(up_body_name(r->up_body)));
-    ok = ok && add(o, "reply", json_object_new_string(reply_name(r->reply)));
-    ok = ok && add(o, "success_status", json_object_new_int(r->success_status));
-    ok = ok && add(o, "retryable", json_object_new_boolean(r->retryable));
-    ok = ok && add(o, "query", json_object_new_boolean(r->query));
-    ok = ok && add(o, "local", json_object_new_boolean(r->reply == GW_REPLY_LOCAL));
+    ok = ok && gw_json_add(o, "body", json_object_new_string(body_name(r->body))) == 0;
+    ok = ok && gw_json_add(o, "up_body", json_object_new_string(up_body_name(r->up_body))) == 0;
+    ok = ok && gw_json_add(o, "reply", json_object_new_string(reply_name(r->reply))) == 0;
+    ok = ok && gw_json_add(o, "success_status", json_object_new_int(r->success_status)) == 0;
+    ok = ok && gw_json_add(o, "retryable", json_object_new_boolean(r->retryable)) == 0;
+    ok = ok && gw_json_add(o, "query", json_object_new_boolean(r->query)) == 0;
+    ok = ok && gw_json_add(o, "local", json_object_new_boolean(r->reply == GW_REPLY_LOCAL)) == 0;
     if (!ok) {
         json_object_put(o);
         o = NULL;
@@ -130,7 +119,7 @@ static json_object *headers_json(unsigned headers)
     for (i = 0; arr != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
         if ((headers & names[i].bit) == 0)
             continue;
-        if (json_object_array_add(arr, json_object_new_string(names[i].name)) != 0) {
+        if (gw_json_append(arr, json_object_new_string(names[i].name)) != 0) {
             json_object_put(arr);
             arr = NULL;
         }
@@ -144,28 +133,16 @@ static json_object *error_json(enum gw_err err)
     json_object *o = json_object_new_object();
     bool ok = o != NULL;
 
-    ok = ok && add(o, "err", json_object_new_int((int)err));
-    ok = ok && add(o, "status", json_object_new_int(info->status));
-    ok = ok && add(o, "code", json_object_new_string(info->code));
-    ok = ok && add(o, "message", json_object_new_string(info->message));
-    ok = ok && add(o, "headers", headers_json(info->headers));
+    ok = ok && gw_json_add(o, "err", json_object_new_int((int)err)) == 0;
+    ok = ok && gw_json_add(o, "status", json_object_new_int(info->status)) == 0;
+    ok = ok && gw_json_add(o, "code", json_object_new_string(info->code)) == 0;
+    ok = ok && gw_json_add(o, "message", json_object_new_string(info->message)) == 0;
+    ok = ok && gw_json_add(o, "headers", headers_json(info->headers)) == 0;
     if (!ok) {
         json_object_put(o);
         o = NULL;
     }
     return o;
-}
-
-/* Append @p val to @p arr; @p val is no longer the caller's either way. Returns success. */
-static bool append(json_object *arr, json_object *val)
-{
-    if (val == NULL)
-        return false;
-    if (json_object_array_add(arr, val) != 0) {
-        json_object_put(val);
-        return false;
-    }
-    return true;
 }
 
 json_object *gw_tables_dump(void)
@@ -178,15 +155,15 @@ json_object *gw_tables_dump(void)
     bool ok = root != NULL && routes != NULL && errors != NULL;
 
     for (size_t i = 0; ok && i < n; i++)
-        ok = append(routes, route_json(&table[i]));
+        ok = gw_json_append(routes, route_json(&table[i])) == 0;
     for (int e = -1; ok && e > GW_ERR__LAST; e--)
-        ok = append(errors, error_json((enum gw_err)e));
+        ok = gw_json_append(errors, error_json((enum gw_err)e)) == 0;
     if (ok) {
-        ok = add(root, "routes", routes);
+        ok = gw_json_add(root, "routes", routes) == 0;
         routes = NULL; /* add took it, or put it */
     }
     if (ok) {
-        ok = add(root, "errors", errors);
+        ok = gw_json_add(root, "errors", errors) == 0;
         errors = NULL;
     }
     if (!ok) {

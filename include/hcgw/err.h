@@ -32,7 +32,7 @@ enum gw_err {
     GW_ERR_UNAUTHENTICATED = -23,       /* 401 unauthenticated: no or no valid client credential */
     GW_ERR_FORBIDDEN = -24,             /* 403 forbidden: the client may not call this route */
     GW_ERR_MALFORMED_REQUEST = -25,     /* 400 malformed_request: ambiguous HTTP framing; closes */
-    GW_ERR_KEY_REFUSED = -26,           /* 503 upstream_auth_failed: not ready, the key was refused */
+    GW_ERR_KEY_REFUSED = -26,           /* 503 upstream_auth_failed: not ready, key refused */
     GW_ERR__LAST = -27                  /* not an error: one past the last */
 };
 

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include <json-c/json.h>
+
 /** The type of a JSON value, as json-c would make it (json_type_int / json_type_double). */
 enum gw_json_type {
     GW_JSON_NULL,
@@ -34,5 +36,15 @@ enum gw_json_type {
  * for more than INT_MAX - 1 bytes, which json-c cannot take).
  */
 int gw_json_check(const char *text, size_t len, enum gw_json_type *root_type);
+
+/**
+ * Add @p val to the object @p obj under @p key. The value is taken either way: it belongs to
+ * @p obj on success and is released on failure; a NULL @p val (a json_object_new_* that ran out
+ * of memory) is a failure. Returns 0 or GW_ERR_NOMEM.
+ */
+int gw_json_add(json_object *obj, const char *key, json_object *val);
+
+/** Append @p val to the array @p arr, taking it as gw_json_add does. Returns 0 or GW_ERR_NOMEM. */
+int gw_json_append(json_object *arr, json_object *val);
 
 #endif

@@ -48,7 +48,7 @@ struct gw_upstream_gate {
                                   uint64_t *wait_ms, long *retry_after_s);
     /** An attempt that got GW_GATE_WAIT stopped waiting after @p waited_ms (sent, or not). */
     void (*done_waiting)(void *ctx, uint64_t waited_ms);
-    /** HelpCrunch answered an attempt with @p status (and Retry-After @p retry_after_s, 0: none). */
+    /** HelpCrunch answered an attempt with @p status and Retry-After @p retry_after_s (0: none). */
     void (*answered)(void *ctx, uint64_t now_ms, long status, long retry_after_s);
     /** Seconds a caller refused with 429 should wait when HelpCrunch said nothing (0: unknown). */
     long (*retry_after_s)(void *ctx, uint64_t now_ms);
