@@ -34,7 +34,7 @@ struct gw_err_info {
 /** One error to render. Plain data; gw_envelope_clear releases details. */
 struct gw_envelope {
     enum gw_err err;
-    int status;              /* HTTP status hcgw answers: the table's (a HelpCrunch 422 stays 422) */
+    int status;              /* HTTP status answered: the table's (a HelpCrunch 422 stays 422) */
     int upstream_status;     /* 0 when HelpCrunch did not answer */
     long retry_after_s;      /* > 0: send Retry-After with this many seconds */
     json_object *details;    /* NULL or an array of {"code","message"}; owned */
