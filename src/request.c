@@ -207,6 +207,8 @@ static enum MHD_Result queue(struct gw_request *req, int status, struct MHD_Resp
         MHD_resume_connection(req->conn);
         req->w->mhd_needs_run = true;
     }
+    if (req->state != REQ_ANSWERED)
+        req->w->answering++;
     req->state = REQ_ANSWERED;
     return r;
 }
@@ -812,6 +814,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     free(req->body);
     free(req->up_body);
     free(req->url);
+    if (req->state == REQ_ANSWERED)
+        w->answering--;
     free(req);
     w->active--;
 }
