@@ -62,7 +62,8 @@ struct gw_call {
     long retry_after_s;              /* Retry-After of the last answer, 0 when none */
     int attempts;                    /* attempts sent */
     int curl_code;                   /* CURLcode of the last attempt, for logs */
-    double upstream_ms;              /* time spent in attempts (not in backoff) */
+    double upstream_ms;              /* time spent in all attempts, cut or cancelled ones
+                                        included (not in backoff or quota waits) */
 
     /* private to upstream.c */
     struct gw_upstream *up;
