@@ -196,6 +196,8 @@ static enum MHD_Result answered(struct gw_request *req, int status, enum MHD_Res
         MHD_resume_connection(req->conn);
         req->w->mhd_needs_run = true;
     }
+    if (req->state != REQ_ANSWERED)
+        req->w->answering++;
     req->state = REQ_ANSWERED;
     return r;
 }
@@ -732,6 +734,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     free(req->body);
     free(req->up_body);
     free(req->url);
+    if (req->state == REQ_ANSWERED)
+        w->answering--;
     free(req);
     w->active--;
 }

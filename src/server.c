@@ -37,8 +37,13 @@
 #define SRV_LISTEN_BACKLOG 1024
 /** How long a reload waits for every worker to take the new configuration. */
 #define SRV_RELOAD_WAIT_S 10
-/** After the drain deadline, how long cancelled requests get to have their answers sent. */
-#define SRV_FLUSH_MS 1000
+/**
+ * After the drain deadline, how long answers already queued (the 503s of the calls it cut
+ * among them) get to be written. The kernel takes a small answer whole at once, so this only
+ * ever cuts a client that stopped reading a large one, and keeps the exit within
+ * server.drain_timeout_ms and a few tens of milliseconds even then.
+ */
+#define SRV_FLUSH_MS 50
 
 struct gw_server {
     const struct gw_config *cfg;
@@ -298,7 +303,10 @@ static void *worker_main(void *arg)
                 flush_deadline = now + SRV_FLUSH_MS;
                 continue;
             }
-            if (flush_deadline != 0 && now >= flush_deadline)
+            /* Past the deadline only answers being written are waited for. A request still
+             * being received (its headers half sent, its body cut short) would not end before
+             * its client sends the rest: MHD_stop_daemon closes it. */
+            if (flush_deadline != 0 && (w->answering == 0 || now >= flush_deadline))
                 break;
         }
         int wait = mhd_wait_ms(w);

@@ -471,6 +471,10 @@ static void settle(struct gw_upstream *up, struct gw_call *call, enum gw_err fai
 
 static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
 {
+    /* An attempt still in libcurl's hands ends here, cut by the deadline or cancelled (the
+     * caller hung up, the drain ran out): its time counts like that of an answered one. */
+    if (call->easy != NULL)
+        call->upstream_ms += (double)(gw_loop_now(up->loop) - call->attempt_start_ms);
     settle(up, call, failure);
     gw_timer_stop(up->loop, &call->backoff);
     gw_timer_stop(up->loop, &call->deadline);

@@ -40,6 +40,7 @@ struct gw_worker {
     bool draining;             /* this worker has begun its drain */
     size_t active;             /* live requests (created, not yet completed) */
     size_t in_flight;          /* requests waiting on HelpCrunch */
+    size_t answering;          /* requests whose answer is queued, not yet completed */
     bool mhd_needs_run;        /* MHD must run again: a connection was resumed, cut or closed */
     uint64_t rng[2];           /* request ids */
     struct gw_conns *conns;    /* its client connections and their clock (conn.h) */

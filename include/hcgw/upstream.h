@@ -99,7 +99,8 @@ struct gw_call {
     struct gw_outcome out;           /* valid once done runs (or submit refused the call) */
     int attempts;                    /* attempts sent */
     int curl_code;                   /* CURLcode of the last attempt, for logs */
-    double upstream_ms;              /* time spent in attempts (not in backoff) */
+    double upstream_ms;              /* time spent in all attempts, cut or cancelled ones
+                                        included (not in backoff or quota waits) */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;
