@@ -92,17 +92,16 @@ int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
     return 0;
 }
 
-int gw_buf_appendf(struct gw_buf *b, const char *fmt, ...)
+int gw_buf_vappendf(struct gw_buf *b, const char *fmt, va_list ap)
 {
     size_t room = b->cap - b->len;
-    va_list ap;
+    va_list again;
     int n;
     int rc = 0;
 
     /* Print straight into the room there is; only when it does not fit, grow and print again. */
-    va_start(ap, fmt);
+    va_copy(again, ap);
     n = vsnprintf(b->data != NULL ? b->data + b->len : NULL, room, fmt, ap);
-    va_end(ap);
     if (n < 0) {
         rc = GW_ERR_INTERNAL;
         goto out;
@@ -118,14 +117,24 @@ int gw_buf_appendf(struct gw_buf *b, const char *fmt, ...)
     rc = grow(b, b->len + (size_t)n + 1);
     if (rc != 0)
         goto out;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
+    vsnprintf(b->data + b->len, b->cap - b->len, fmt, again);
     b->len += (size_t)n;
 out:
+    va_end(again);
     /* A failed or cut-short print may have written past len. */
     if (b->data != NULL)
         b->data[b->len] = '\0';
+    return rc;
+}
+
+int gw_buf_appendf(struct gw_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = gw_buf_vappendf(b, fmt, ap);
+    va_end(ap);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #ifndef HCGW_BUF_H
 #define HCGW_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /** gw_buf_init flag: wipe (explicit_bzero) every block before it is freed. */
@@ -52,6 +53,10 @@ int gw_buf_append(struct gw_buf *b, const void *p, size_t n);
  * plus GW_ERR_INTERNAL for a format error. On failure nothing changed.
  */
 int gw_buf_appendf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** gw_buf_appendf with a va_list (which it uses up, as vsnprintf does). */
+int gw_buf_vappendf(struct gw_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /**
  * Make room to write at least one byte past len (for read(2) straight into the buffer): stores
