@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hcgw/buf.h"
 #include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
@@ -102,43 +103,25 @@ void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, cons
     gw_metrics_observe(&m->request_seconds, duration_us);
 }
 
-/* A growing text buffer for the render; it is off the hot path. */
+/** The render's first allocation; it doubles up to GW_MAX_METRICS_BYTES. */
+#define METRICS_TEXT_FIRST 8192
+
+/* The render's text, and whether a part of it could not be added; it is off the hot path. */
 struct text {
-    char *buf;
-    size_t len;
-    size_t cap;
+    struct gw_buf buf;
     int failed;
 };
 
 __attribute__((format(printf, 2, 3))) static void add(struct text *t, const char *fmt, ...)
 {
     va_list ap;
-    int n;
 
     if (t->failed)
         return;
-    for (;;) {
-        size_t room = t->cap - t->len;
-        va_start(ap, fmt);
-        n = vsnprintf(t->buf + t->len, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = 1;
-            return;
-        }
-        if ((size_t)n < room) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap * 2 + (size_t)n;
-        char *p = realloc(t->buf, cap);
-        if (p == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->buf = p;
-        t->cap = cap;
-    }
+    va_start(ap, fmt);
+    if (gw_buf_vappendf(&t->buf, fmt, ap) != 0)
+        t->failed = 1;
+    va_end(ap);
 }
 
 static uint64_t load(const uint64_t *p)
@@ -193,17 +176,14 @@ static uint64_t sum_field(size_t offset)
 
 char *gw_metrics_render(size_t *len)
 {
-    struct text t = {NULL, 0, 0, 0};
+    struct text t = {.failed = 0};
     size_t nroutes;
     const struct gw_route *routes = gw_router_table(&nroutes);
     size_t r, b;
     int k, s;
     int64_t in_flight = 0;
 
-    t.cap = 8192;
-    t.buf = malloc(t.cap);
-    if (t.buf == NULL)
-        return NULL;
+    gw_buf_init(&t.buf, GW_MAX_METRICS_BYTES, METRICS_TEXT_FIRST, 0);
     add(&t, "# HELP hcgw_build_info Build information.\n# TYPE hcgw_build_info gauge\n");
     add(&t, "hcgw_build_info{version=\"%s\",commit=\"%s\"} 1\n", HCGW_VERSION, HCGW_COMMIT);
 
@@ -284,9 +264,8 @@ char *gw_metrics_render(size_t *len)
             (unsigned long long)st.cooldowns);
     }
     if (t.failed) {
-        free(t.buf);
+        gw_buf_free(&t.buf);
         return NULL;
     }
-    *len = t.len;
-    return t.buf;
+    return gw_buf_take(&t.buf, len);
 }

@@ -720,6 +720,50 @@ static void test_governor_off_shows_disabled(void **state)
     expect(text, "hcgw_quota_rejections_total", 0);
 }
 
+/* A histogram whose every bucket holds @p per, so that the cumulative counts do not wrap. */
+static void fill_histogram(struct gw_histogram *h, uint64_t per)
+{
+    int i;
+
+    for (i = 0; i <= GW_METRICS_BUCKETS; i++)
+        h->buckets[i] = per;
+    h->count = per * (GW_METRICS_BUCKETS + 1);
+    h->sum_us = UINT64_MAX;
+}
+
+static void test_largest_render_within_bound(void **state)
+{
+    struct gw_metrics *m = gw_metrics_register();
+    const uint64_t per = UINT64_MAX / (GW_METRICS_BUCKETS + 1);
+    size_t len;
+    size_t r, k, s;
+
+    (void)state;
+    assert_non_null(m);
+    /* Every series there can be, each with the widest value it can print. */
+    for (r = 0; r <= GW_ROUTE__COUNT; r++)
+        for (k = 0; k <= GW_METRICS_METHODS; k++)
+            for (s = 0; s <= GW_METRICS_STATUSES; s++)
+                m->requests[r][k][s] = UINT64_MAX;
+    fill_histogram(&m->request_seconds, per);
+    fill_histogram(&m->upstream_seconds, per);
+    m->upstream_attempts = UINT64_MAX;
+    m->upstream_retries = UINT64_MAX;
+    m->upstream_connections = UINT64_MAX;
+    for (k = 0; k < GW_UPFAIL__COUNT; k++)
+        m->upstream_failures[k] = UINT64_MAX;
+    m->in_flight = INT64_MIN;
+    gw_metrics_set_governor(make_governor(120));
+    free(rendered);
+    rendered = gw_metrics_render(&len);
+    assert_non_null(rendered);
+    check_exposition(rendered, len);
+    assert_non_null(strstr(rendered, "hcgw_quota_enabled 1\n"));
+    /* The bound holds the largest render with room to spare (limits.h says how big it is). */
+    assert_true(len < GW_MAX_METRICS_BYTES / 2);
+    assert_true(len > 200 * 1024); /* about 256 KiB: many doublings of the first 8 KiB */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +779,7 @@ int main(void)
         cmocka_unit_test_teardown(test_no_governor_no_quota_lines, teardown),
         cmocka_unit_test_teardown(test_governor_quota_lines, teardown),
         cmocka_unit_test_teardown(test_governor_off_shows_disabled, teardown),
+        cmocka_unit_test_teardown(test_largest_render_within_bound, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
