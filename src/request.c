@@ -24,6 +24,7 @@
 
 #include "hcgw/auth.h"
 #include "hcgw/body.h"
+#include "hcgw/buf.h"
 #include "hcgw/config.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
@@ -62,9 +63,7 @@ struct gw_request {
     char request_id[GW_MAX_REQUEST_ID + 1];
     struct gw_match match;
     const struct gw_route *route;     /* NULL when unmatched */
-    char *body;
-    size_t body_len;
-    size_t body_cap;
+    struct gw_buf body;               /* bounded by limits.max_body_bytes */
     size_t body_seen;                 /* bytes received, kept or not */
     char *up_body;
     size_t up_body_len;
@@ -166,6 +165,7 @@ void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
     req->uri_too_long = too_long;
     req->w = w;
     req->conn = conn;
+    gw_buf_init(&req->body, (size_t)w->cfg->limits.max_body_bytes, REQ_INITIAL_BODY, 0);
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     memcpy(req->uri, uri, n);
     req->uri[n] = '\0';
@@ -380,14 +380,14 @@ static void on_call_done(struct gw_call *call)
         return;
     }
     if (call->status < 200 || call->status > 299) {
-        gw_envelope_from_upstream(&env, (int)call->status, call->resp, call->resp_len,
+        gw_envelope_from_upstream(&env, (int)call->status, call->resp.data, call->resp.len,
                                   w->secret);
         if (env.err == GW_ERR_RATE_LIMITED)
             env.retry_after_s = retry_after(w, call->retry_after_s);
         answer_envelope(req, &env);
         return;
     }
-    rc = gw_reply_build(req->route->reply, call->resp, call->resp_len, &out, &out_len);
+    rc = gw_reply_build(req->route->reply, call->resp.data, call->resp.len, &out, &out_len);
     if (rc != 0) {
         /* HelpCrunch did answer (with a 2xx we cannot use): say which status it was. */
         gw_envelope_local(&env, rc);
@@ -401,11 +401,7 @@ static void on_call_done(struct gw_call *call)
         answer(req, req->route->success_status, out, out_len, "application/json");
     } else {
         /* Pass HelpCrunch's bytes through: MHD takes the buffer and frees it. */
-        out = call->resp;
-        out_len = call->resp_len;
-        call->resp = NULL;
-        call->resp_len = 0;
-        call->resp_cap = 0;
+        out = gw_buf_take(&call->resp, &out_len);
         if (out == NULL) {
             answer_error(req, GW_ERR_UPSTREAM_BAD_RESPONSE);
             return;
@@ -450,7 +446,7 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     const struct gw_route *r = req->route;
     int rc;
 
-    rc = gw_body_build(r, &req->match, req->body, req->body_len, &req->up_body, &req->up_body_len);
+    rc = gw_body_build(r, &req->match, req->body.data, req->body.len, &req->up_body, &req->up_body_len);
     if (rc != 0)
         return answer_error(req, rc);
     rc = build_url(req);
@@ -624,7 +620,6 @@ static enum MHD_Result on_request_read(struct gw_request *req)
 static enum MHD_Result on_body_chunk(struct gw_request *req, const char *data, size_t n)
 {
     size_t max = (size_t)req->w->cfg->limits.max_body_bytes;
-    size_t need;
 
     if (n > max || req->body_seen > max - n) {
         /* MHD cannot answer in the middle of a body (a chunked one, whose size was not known
@@ -637,23 +632,10 @@ static enum MHD_Result on_body_chunk(struct gw_request *req, const char *data, s
     req->body_seen += n;
     if (req->route == NULL || req->route->body == GW_BODY_NONE || req->pending != GW_OK)
         return MHD_YES; /* not used, but still bounded: counted and dropped */
-    need = req->body_len + n + 1;
-    if (need > req->body_cap) {
-        size_t cap = req->body_cap ? req->body_cap : REQ_INITIAL_BODY;
-        char *p;
-        while (cap < need)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        p = realloc(req->body, cap);
-        if (p == NULL)
-            return answer_error(req, GW_ERR_NOMEM);
-        req->body = p;
-        req->body_cap = cap;
-    }
-    memcpy(req->body + req->body_len, data, n);
-    req->body_len += n;
-    req->body[req->body_len] = '\0';
+    /* The bound in force, the one body_seen was held to (a reload may have changed it). */
+    req->body.max = max;
+    if (gw_buf_append(&req->body, data, n) != 0)
+        return answer_error(req, GW_ERR_NOMEM);
     return MHD_YES;
 }
 
@@ -809,7 +791,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     /* After the counters and the log line, which a caller may already be waiting to see. */
     conn_request_done(req->cx, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     gw_call_release(&req->call);
-    free(req->body);
+    gw_buf_free(&req->body);
     free(req->up_body);
     free(req->url);
     free(req);

@@ -252,38 +252,27 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     struct gw_upstream *up = call->up;
     size_t n = size * nmemb;
     size_t max = (size_t)up->cfg->limits.max_upstream_body_bytes;
-    size_t need;
+    int rc;
 
-    if (n > max || call->resp_len > max - n) {
-        call->too_big = true;
-        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
-    }
-    need = call->resp_len + n + 1;
-    if (need > call->resp_cap) {
-        size_t cap = call->resp_cap ? call->resp_cap : UP_INITIAL_BODY;
+    if (call->resp.data == NULL) {
+        size_t first = UP_INITIAL_BODY;
         curl_off_t announced = -1;
-        char *p;
 
         /* The first piece: room for the whole answer when HelpCrunch announced its length
          * (a customer is ~1 KiB), so most answers take one allocation of their own size. */
-        if (call->resp_cap == 0 &&
-            curl_easy_getinfo(call->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
+        if (curl_easy_getinfo(call->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
                 CURLE_OK &&
             announced > 0 && (uint64_t)announced <= (uint64_t)max)
-            cap = (size_t)announced + 1;
-        while (cap < need)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        p = realloc(call->resp, cap);
-        if (p == NULL)
-            return 0;
-        call->resp = p;
-        call->resp_cap = cap;
+            first = (size_t)announced + 1;
+        gw_buf_init(&call->resp, max, first, 0);
     }
-    memcpy(call->resp + call->resp_len, ptr, n);
-    call->resp_len += n;
-    call->resp[call->resp_len] = '\0';
+    /* The bound in force for this attempt (a reload may have changed it since the first). */
+    call->resp.max = max;
+    rc = gw_buf_append(&call->resp, ptr, n);
+    if (rc == GW_ERR_BODY_TOO_LARGE)
+        call->too_big = true;
+    if (rc != 0)
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
     return n;
 }
 
@@ -509,9 +498,7 @@ static int send_attempt(struct gw_upstream *up, struct gw_call *call)
         return GW_ERR_NOMEM;
     call->headers = up->headers;
     call->headers->refs++;
-    call->resp_len = 0;
-    if (call->resp != NULL)
-        call->resp[0] = '\0';
+    gw_buf_reset(&call->resp);
     call->too_big = false;
     call->retry_after_s = 0;
     call->status = 0;
@@ -906,8 +893,5 @@ size_t gw_upstream_in_flight(const struct gw_upstream *up)
 
 void gw_call_release(struct gw_call *call)
 {
-    free(call->resp);
-    call->resp = NULL;
-    call->resp_len = 0;
-    call->resp_cap = 0;
+    gw_buf_free(&call->resp);
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hcgw/buf.h"
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
 #include "hcgw/loop.h"
@@ -57,8 +58,8 @@ struct gw_call {
     /* out */
     enum gw_err failure;             /* GW_OK: HelpCrunch answered with `status` */
     long status;                     /* HTTP status of the last answer (0 when none) */
-    char *resp;                      /* answer body (NUL-terminated), owned by the call */
-    size_t resp_len;
+    struct gw_buf resp;              /* answer body (NUL-terminated), owned by the call;
+                                        gw_buf_take hands it over */
     long retry_after_s;              /* Retry-After of the last answer, 0 when none */
     int attempts;                    /* attempts sent */
     int curl_code;                   /* CURLcode of the last attempt, for logs */
@@ -71,7 +72,6 @@ struct gw_call {
     struct up_headers *headers;      /* the key generation this attempt was sent with */
     bool waiting_token;              /* reserved a governor slot, waiting for it */
     uint64_t wait_start_ms;
-    size_t resp_cap;
     bool too_big;
     uint64_t attempt_start_ms;
     struct gw_timer backoff;         /* the wait before a retry, or for a quota slot */
