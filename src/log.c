@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hcgw/text.h"
+
 /* A line no longer than PIPE_BUF reaches a pipe in one piece, whoever else writes to it. */
 _Static_assert(GW_MAX_LOG_LINE <= PIPE_BUF, "a log line must fit one atomic pipe write");
 /* gw_log_ms reads the bits of an IEEE 754 binary64 double. */
@@ -104,11 +106,10 @@ static const unsigned char needs_escape[256] = {
  */
 static void put_escaped(struct gw_logline *l, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     const unsigned char *end = p + n;
     const unsigned char *run;
-    char esc[6];
+    char esc[7]; /* a \u00XY escape, and the NUL gw_text_hex_encode adds */
 
     put(l, "\"", 1);
     while (p < end && !l->full) {
@@ -128,8 +129,7 @@ static void put_escaped(struct gw_logline *l, const char *s, size_t n)
             esc[1] = 'u';
             esc[2] = '0';
             esc[3] = '0';
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 0xf];
+            gw_text_hex_encode(p, 1, esc + 4);
             put(l, esc, 6);
         }
         p++;

@@ -25,6 +25,7 @@
 #include "hcgw/log.h"
 #include "hcgw/secret.h"
 #include "hcgw/server.h"
+#include "hcgw/text.h"
 #include "hcgw/version.h"
 
 static volatile sig_atomic_t got_stop;
@@ -326,7 +327,7 @@ static int token_command(int argc, char **argv)
             fprintf(stderr, "hcgw: token new: cannot get random bytes: %s\n", strerror(errno));
             goto out;
         }
-        gw_auth_hex(hash, sizeof(hash), hex);
+        gw_text_hex_encode(hash, sizeof(hash), hex);
         printf("# A new token for client \"%s\". This is the only place it is shown: give it\n"
                "# to that client (it sends \"Authorization: Bearer <token>\"); keep no copy.\n"
                "# hcgw's configuration holds only its SHA-256.\n"
@@ -364,7 +365,7 @@ static int token_command(int argc, char **argv)
             fprintf(stderr, "hcgw: token hash: SHA-256 failed\n");
             goto out;
         }
-        gw_auth_hex(hash, sizeof(hash), hex);
+        gw_text_hex_encode(hash, sizeof(hash), hex);
         printf("%s\n", hex);
         rc = 0;
     } else {

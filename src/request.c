@@ -92,8 +92,6 @@ static void conn_headers_done(struct conn *c);
 static void conn_request_done(struct conn *c, bool keep_alive);
 static void conn_watch_hangup(struct conn *c);
 
-static const char hexdigits[] = "0123456789abcdef";
-
 static uint64_t rng_next(uint64_t s[2])
 {
     /* xorshift128+: request ids must be unique, not secret. */
@@ -109,14 +107,8 @@ static uint64_t rng_next(uint64_t s[2])
 static void new_request_id(struct gw_worker *w, char out[GW_MAX_REQUEST_ID + 1])
 {
     uint64_t v[2] = {rng_next(w->rng), rng_next(w->rng)};
-    const unsigned char *p = (const unsigned char *)v;
-    size_t i;
 
-    for (i = 0; i < sizeof(v); i++) {
-        out[2 * i] = hexdigits[p[i] >> 4];
-        out[2 * i + 1] = hexdigits[p[i] & 0xf];
-    }
-    out[2 * sizeof(v)] = '\0';
+    gw_text_hex_encode(v, sizeof(v), out);
 }
 
 static bool valid_request_id(const char *s)

@@ -14,6 +14,7 @@
 #include "hcgw/auth.h"
 #include "hcgw/config.h"
 #include "hcgw/router.h"
+#include "hcgw/text.h"
 
 #include <ftw.h>
 #include <limits.h>
@@ -64,7 +65,7 @@ static void hash_hex(const char *token, char out[GW_SHA256_HEX + 1])
     unsigned char h[GW_SHA256_BYTES];
 
     assert_int_equal(gw_auth_sha256(token, strlen(token), h), 0);
-    gw_auth_hex(h, sizeof(h), out);
+    gw_text_hex_encode(h, sizeof(h), out);
 }
 
 /* Load @p text, which must be accepted. */
@@ -142,7 +143,7 @@ static void test_sha256_vectors(void **state)
     assert_non_null(million);
     memset(million, 'a', 1000000);
     assert_int_equal(gw_auth_sha256(million, 1000000, h), 0);
-    gw_auth_hex(h, sizeof h, hex);
+    gw_text_hex_encode(h, sizeof h, hex);
     assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     free(million);
 }
@@ -156,7 +157,7 @@ static void test_parse_hex(void **state)
 
     (void)state;
     assert_int_equal(gw_auth_parse_sha256_hex(lower, strlen(lower), h), 0);
-    gw_auth_hex(h, sizeof h, hex);
+    gw_text_hex_encode(h, sizeof h, hex);
     assert_string_equal(hex, lower);
     assert_int_equal(gw_auth_parse_sha256_hex(upper, strlen(upper), g), 0);
     assert_memory_equal(h, g, sizeof h);
