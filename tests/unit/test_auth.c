@@ -16,7 +16,6 @@
 #include "hcgw/router.h"
 #include "hcgw/text.h"
 
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,40 +23,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/tmpdir.h"
+
 /* A client's token in these tests; the configs hold its SHA-256 (computed by hash_hex). */
 #define BILLING_TOKEN "billing-token"
-
-static char tmpdir[] = "/tmp/hcgw-test-auth-XXXXXX";
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int group_setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tmpdir_make("auth");
 }
 
 static void write_file(const char *name, const char *text, char *path, size_t pathsz)
 {
-    FILE *f;
-
-    assert_true((size_t)snprintf(path, pathsz, "%s/%s", tmpdir, name) < pathsz);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
+    tmpdir_write(name, text, strlen(text), path, pathsz);
 }
 
 static void hash_hex(const char *token, char out[GW_SHA256_HEX + 1])
@@ -710,5 +689,5 @@ int main(void)
         cmocka_unit_test(test_client_names),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tmpdir_group_teardown);
 }
