@@ -304,7 +304,7 @@ static enum MHD_Result answer_local(struct gw_request *req)
         }
         return answer_json_text(req, 200, "{\"status\":\"ready\"}");
     case GW_ROUTE_METRICS:
-        text = gw_metrics_render(&len);
+        text = gw_metrics_render(req->w->registry, &len);
         if (text == NULL)
             return answer_error(req, GW_ERR_NOMEM);
         return answer(req, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
@@ -438,7 +438,8 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     const struct gw_route *r = req->route;
     int rc;
 
-    rc = gw_body_build(r, &req->match, req->body.data, req->body.len, &req->up_body, &req->up_body_len);
+    rc = gw_body_build(r, &req->match, req->body.data, req->body.len, &req->up_body,
+                       &req->up_body_len);
     if (rc != 0)
         return answer_error(req, rc);
     rc = build_url(req);
@@ -699,7 +700,7 @@ static void log_audit(const struct gw_request *req, int status, struct gw_loglin
 {
     struct gw_logline l;
 
-    gw_log_begin(&l, GW_LOG_INFO, "audit");
+    gw_log_begin(req->w->log, &l, GW_LOG_INFO, "audit");
     gw_log_str(&l, "request_id", req->request_id);
     gw_log_str(&l, "client", req->client[0] ? req->client : NULL);
     gw_log_str(&l, "route", req->route->name);
@@ -749,10 +750,10 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         new_request_id(w, req->request_id);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
                        (uint64_t)(ms * 1000.0));
-    access = gw_log_enabled(GW_LOG_INFO);
+    access = gw_log_enabled(w->log, GW_LOG_INFO);
     audit = gw_auth_route_is_write(req->route);
     if (access) {
-        gw_log_begin(&l, GW_LOG_INFO, "access");
+        gw_log_begin(w->log, &l, GW_LOG_INFO, "access");
         gw_log_str(&l, "request_id", req->request_id);
         gw_log_str(&l, "method", req->method[0] ? req->method : NULL);
         gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
@@ -963,9 +964,9 @@ static void cut(struct conn *c, uint64_t now)
     set_state(c, CONN_CUT);
     if (c->req != NULL)
         c->req->header_timeout = true;
-    if (gw_log_enabled(GW_LOG_WARN)) {
+    if (gw_log_enabled(w->log, GW_LOG_WARN)) {
         format_remote(c->mhd, remote, sizeof(remote));
-        gw_log_begin(&l, GW_LOG_WARN, "header timeout: connection closed");
+        gw_log_begin(w->log, &l, GW_LOG_WARN, "header timeout: connection closed");
         gw_log_str(&l, "remote", remote[0] ? remote : NULL);
         gw_log_int(&l, "header_timeout_ms", (long long)header_timeout(c->cl));
         gw_log_int(&l, "waited_ms", (long long)(now - c->since_ms));
@@ -1116,7 +1117,7 @@ void gw_request_connection(void *cls, struct MHD_Connection *conn, void **socket
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         /* A connection that escaped the deadline would be the slowloris this exists for. */
-        gw_logf(GW_LOG_ERROR, "out of memory for a new connection: closing it");
+        gw_logf(w->log, GW_LOG_ERROR, "out of memory for a new connection: closing it");
         shut_socket(w, conn);
         return;
     }

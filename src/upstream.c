@@ -46,6 +46,7 @@ struct gw_upstream {
     const struct gw_config *cfg;
     struct gw_metrics *metrics;
     struct gw_upstream_shared *shared;
+    struct gw_log *log;
     CURLM *multi;
     struct up_headers *headers;      /* the current key generation */
     struct gw_timer timer;           /* curl's single timeout */
@@ -695,9 +696,9 @@ static void log_retry(const struct gw_call *call, enum gw_err failure, uint64_t 
 {
     struct gw_logline l;
 
-    if (!gw_log_enabled(GW_LOG_DEBUG))
+    if (!gw_log_enabled(call->up->log, GW_LOG_DEBUG))
         return;
-    gw_log_begin(&l, GW_LOG_DEBUG, "upstream retry");
+    gw_log_begin(call->up->log, &l, GW_LOG_DEBUG, "upstream retry");
     gw_log_str(&l, "request_id", call->request_id);
     gw_log_int(&l, "attempt", call->attempts);
     if (failure == GW_OK)
@@ -767,7 +768,7 @@ static void check_done(struct gw_upstream *up)
 
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
-                                    struct gw_upstream_shared *shared)
+                                    struct gw_upstream_shared *shared, struct gw_log *log)
 {
     struct gw_upstream *up = calloc(1, sizeof(*up));
     CURLMcode mc = CURLM_OK;
@@ -778,6 +779,7 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
     up->cfg = cfg;
     up->metrics = metrics;
     up->shared = shared;
+    up->log = log;
     up->headers = headers_new(secret);
     if (up->headers == NULL)
         goto fail_headers;
@@ -840,7 +842,7 @@ int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
                           (long)cfg->upstream.max_connections) != CURLM_OK ||
         curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
                           (long)cfg->upstream.max_connections) != CURLM_OK)
-        gw_logf(GW_LOG_WARN, "reload: upstream.max_connections not changed");
+        gw_logf(up->log, GW_LOG_WARN, "reload: upstream.max_connections not changed");
     return 0;
 }
 

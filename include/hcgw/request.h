@@ -17,6 +17,8 @@
 #include "hcgw/loop.h"
 
 struct gw_config;
+struct gw_log;
+struct gw_metrics_registry;
 struct gw_secret;
 struct gw_upstream;
 struct gw_upstream_shared;
@@ -31,7 +33,9 @@ struct gw_worker {
     struct gw_loop *loop;
     struct gw_upstream *up;
     struct gw_upstream_shared *shared;  /* the governor and the key's health, process-wide */
-    struct gw_metrics *metrics;
+    struct gw_metrics *metrics;         /* this worker's block */
+    struct gw_metrics_registry *registry; /* the server's, whose blocks /metrics sums */
+    struct gw_log *log;                 /* the server's logger */
     struct MHD_Daemon *mhd;
     struct gw_io mhd_io;
     int listen_fd;

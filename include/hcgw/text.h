@@ -58,9 +58,9 @@ void gw_text_hex_encode(const void *in, size_t n, char *out);
  * Percent-decode the @p len bytes at @p s into @p out (@p cap bytes, the NUL included): each
  * "%XY" (two hex digits, either case) becomes its byte, every other byte is kept as it is; '+'
  * stays a plus (a space only in form bodies, which hcgw does not decode). With
- * GW_TEXT_PCT_NO_NUL a NUL in the result is refused. Returns the decoded length (out NUL-terminated),
- * or -1 for a '%' without two hex digits, a refused NUL, or a result that does not fit in
- * cap - 1 bytes; then out is "" (when cap > 0).
+ * GW_TEXT_PCT_NO_NUL a NUL in the result is refused. Returns the decoded length (out
+ * NUL-terminated), or -1 for a '%' without two hex digits, a refused NUL, or a result that does
+ * not fit in cap - 1 bytes; then out is "" (when cap > 0).
  */
 long gw_text_percent_decode(const char *s, size_t len, char *out, size_t cap, unsigned flags);
 

@@ -21,6 +21,7 @@
 
 struct gw_config;
 struct gw_governor;
+struct gw_log;
 struct gw_metrics;
 struct gw_secret;
 struct gw_upstream;
@@ -84,13 +85,13 @@ struct gw_call {
  * Create the upstream side of one worker: a curl multi handle on @p loop with the pool size,
  * timeouts and retry policy of @p cfg and the key of @p secret (the key is copied into one
  * header list, wiped when freed). Counts go to @p metrics, the worker's own block; quota and
- * key health go through @p shared. @p cfg, @p metrics and @p shared must outlive it (or be
- * replaced with gw_upstream_reconfigure). curl_global_init must have run. Returns NULL on
- * failure.
+ * key health go through @p shared; log lines to @p log. @p cfg, @p metrics, @p shared and
+ * @p log must outlive it (@p cfg, or be replaced with gw_upstream_reconfigure).
+ * curl_global_init must have run. Returns NULL on failure.
  */
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
-                                    struct gw_upstream_shared *shared);
+                                    struct gw_upstream_shared *shared, struct gw_log *log);
 
 /**
  * Use @p cfg and the key of @p secret from the next attempt on. Attempts already sent keep

@@ -56,7 +56,7 @@ static void init_cfg(struct gw_config *cfg, char *api_key, char *api_key_file)
 static void expect_key(const struct gw_config *cfg, const char *value, const char *source)
 {
     char *error = NULL;
-    struct gw_secret *s = gw_secret_load(cfg, &error);
+    struct gw_secret *s = gw_secret_load(cfg, NULL, &error);
 
     if (error)
         print_error("unexpected error: %s\n", error);
@@ -72,7 +72,7 @@ static void expect_key(const struct gw_config *cfg, const char *value, const cha
 static void expect_error(const struct gw_config *cfg, const char *expected)
 {
     char *error = NULL;
-    struct gw_secret *s = gw_secret_load(cfg, &error);
+    struct gw_secret *s = gw_secret_load(cfg, NULL, &error);
 
     assert_null(s);
     assert_non_null(error);
@@ -85,7 +85,7 @@ static void expect_error_without_key(const struct gw_config *cfg, const char *pa
                                      const char *key)
 {
     char *error = NULL;
-    struct gw_secret *s = gw_secret_load(cfg, &error);
+    struct gw_secret *s = gw_secret_load(cfg, NULL, &error);
 
     assert_null(s);
     assert_non_null(error);
@@ -244,7 +244,7 @@ static void test_file_size(void **state)
     bytes[KEY_MAX + 1] = '\n';
     tmpdir_write("max.key", bytes, KEY_MAX + 2, path, sizeof path);
     init_cfg(&cfg, NULL, path);
-    s = gw_secret_load(&cfg, &error);
+    s = gw_secret_load(&cfg, NULL, &error);
     assert_null(error);
     assert_non_null(s);
     assert_int_equal(gw_secret_len(s), KEY_MAX);
@@ -368,7 +368,7 @@ static void test_no_key(void **state)
     expect_error(NULL, "no HelpCrunch API key: set HCGW_API_KEY or HCGW_API_KEY_FILE, or "
                        "upstream.api_key_file in the config file");
     /* A NULL error pointer is allowed. */
-    assert_null(gw_secret_load(&cfg, NULL));
+    assert_null(gw_secret_load(&cfg, NULL, NULL));
 }
 
 /* Kubernetes mounts a secret as key -> ..data/key, ..data -> ..2024_01_01/, so follow links. */
@@ -421,7 +421,7 @@ static void test_redact(void **state)
 
     (void)state;
     assert_int_equal(setenv("HCGW_API_KEY", "K3Y", 1), 0);
-    s = gw_secret_load(NULL, NULL);
+    s = gw_secret_load(NULL, NULL, NULL);
     assert_non_null(s);
 
     snprintf(text, sizeof text, "{\"error\":\"bad key K3Y\",\"key\":\"K3YK3Y\",\"k\":\"K3\"}");
@@ -454,7 +454,7 @@ static void test_redact_overlap(void **state)
 
     (void)state;
     assert_int_equal(setenv("HCGW_API_KEY", "aa", 1), 0);
-    s = gw_secret_load(NULL, NULL);
+    s = gw_secret_load(NULL, NULL, NULL);
     assert_non_null(s);
     snprintf(text, sizeof text, "aaaaa");
     assert_int_equal(gw_secret_redact(s, text, 5), 2);

@@ -267,13 +267,15 @@ static struct gw_secret *load_key(const char *path, enum gw_key_file_mode mode, 
     struct gw_config cfg;
     struct gw_secret *s;
     int fd = memfd_create("log", MFD_CLOEXEC);
+    struct gw_log *lg;
     ssize_t n;
 
     assert_true(fd >= 0);
+    lg = gw_log_new(fd, GW_LOG_INFO);
+    assert_non_null(lg);
     init_cfg(&cfg, (char *)path, mode);
-    gw_log_set_fd(fd);
-    s = gw_secret_load(&cfg, error);
-    gw_log_set_fd(2);
+    s = gw_secret_load(&cfg, lg, error);
+    gw_log_free(lg);
     n = pread(fd, log, logsz - 1, 0);
     assert_true(n >= 0);
     log[n] = '\0';
