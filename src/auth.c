@@ -22,6 +22,7 @@
 
 #include "hcgw/router.h"
 #include "hcgw/secret.h"
+#include "hcgw/text.h"
 
 _Static_assert(GW_ROUTE__COUNT <= 64, "a client's routes are a 64-bit mask: widen it");
 _Static_assert(sizeof(((struct gw_client *)0)->token_sha256) == GW_SHA256_BYTES,
@@ -109,19 +110,6 @@ out:
     return rc;
 }
 
-static int hex_value(char c)
-{
-    int v = -1;
-
-    if (c >= '0' && c <= '9')
-        v = c - '0';
-    else if (c >= 'a' && c <= 'f')
-        v = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-        v = c - 'A' + 10;
-    return v;
-}
-
 int gw_auth_parse_sha256_hex(const char *hex, size_t len, unsigned char out[GW_SHA256_BYTES])
 {
     unsigned char tmp[GW_SHA256_BYTES];
@@ -130,7 +118,7 @@ int gw_auth_parse_sha256_hex(const char *hex, size_t len, unsigned char out[GW_S
     if (len != GW_SHA256_HEX)
         goto out;
     for (size_t i = 0; i < GW_SHA256_BYTES; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        int hi = gw_text_hex_value(hex[2 * i]), lo = gw_text_hex_value(hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             goto out;
@@ -140,17 +128,6 @@ int gw_auth_parse_sha256_hex(const char *hex, size_t len, unsigned char out[GW_S
     rc = 0;
 out:
     return rc;
-}
-
-void gw_auth_hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0xf];
-    }
-    out[2 * n] = '\0';
 }
 
 int gw_auth_sha256(const void *data, size_t len, unsigned char out[GW_SHA256_BYTES])

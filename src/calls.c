@@ -66,7 +66,7 @@ static long gate_retry_after_s(void *ctx, uint64_t now_ms)
 
 struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
                               const struct gw_secret *secret, struct gw_metrics *metrics,
-                              struct gw_calls_shared *shared)
+                              struct gw_calls_shared *shared, struct gw_log *log)
 {
     struct gw_calls *calls = calloc(1, sizeof(*calls));
     struct gw_upstream_gate gate = {
@@ -82,7 +82,7 @@ struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
     calls->cfg = cfg;
     calls->shared = shared;
     gate.ctx = calls;
-    calls->up = gw_upstream_new(loop, cfg, secret, metrics, &gate);
+    calls->up = gw_upstream_new(loop, cfg, secret, metrics, &gate, log);
     if (calls->up == NULL) {
         free(calls);
         return NULL;

@@ -12,6 +12,8 @@
 
 #include "hcgw/limits.h"
 #include "hcgw/auth.h"
+#include "hcgw/buf.h"
+#include "hcgw/err.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -37,6 +39,21 @@
 
 /* Room for the reason part of one problem line ("must be shorter than 1024 bytes"). */
 #define CONFIG_REASON_BYTES 192
+
+/*
+ * The problems text: at most CONFIG_MAX_PROBLEMS lines and the line that counts the rest, each
+ * a path, names read from the file (two at most, each shorter than the file) and a reason, so
+ * a load never reaches this bound; past it a line counts as out of memory.
+ */
+#define CONFIG_MAX_PROBLEM_TEXT_BYTES                                                        \
+    ((size_t)(CONFIG_MAX_PROBLEMS + 1) *                                                     \
+     ((size_t)PATH_MAX + 2 * (size_t)GW_MAX_CONFIG_BYTES + CONFIG_REASON_BYTES + 64))
+
+/* The first allocation of the problems text: a few lines. */
+#define CONFIG_PROBLEM_TEXT_FIRST 256
+
+/* The first allocation for the file's text; it doubles up to GW_MAX_CONFIG_BYTES + 2. */
+#define CONFIG_TEXT_FIRST 8192
 
 /* Room for one strerror_r text. */
 #define CONFIG_ERRNO_BYTES 128
@@ -169,8 +186,7 @@ static const struct key keys[] = {
 /* The problems found so far, as the text gw_config_load hands back. */
 struct problems {
     const char *path; /* the file given to gw_config_load, for settings libconfig names no file */
-    char *text;       /* NUL-terminated lines; NULL until the first one */
-    size_t len, cap;
+    struct gw_buf text; /* NUL-terminated lines; data NULL until the first one */
     unsigned shown;   /* lines in text */
     unsigned dropped; /* problems past CONFIG_MAX_PROBLEMS, only counted */
     bool nomem;       /* a line could not be stored: the load fails whatever else happens */
@@ -204,34 +220,11 @@ static int vappend(struct problems *p, const char *fmt, va_list ap)
 /* Append formatted text to the problems text, growing it. Returns 0, or -1 (and sets nomem). */
 static int vappend(struct problems *p, const char *fmt, va_list ap)
 {
-    va_list again;
-    int n;
-    int rc = -1;
-
-    va_copy(again, ap);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    if (n < 0)
-        goto out;
-    if (p->len + (size_t)n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 256;
-        char *text;
-
-        while (cap < p->len + (size_t)n + 1)
-            cap *= 2;
-        text = realloc(p->text, cap);
-        if (!text)
-            goto out;
-        p->text = text;
-        p->cap = cap;
-    }
-    vsnprintf(p->text + p->len, p->cap - p->len, fmt, again);
-    p->len += (size_t)n;
-    rc = 0;
-out:
-    va_end(again);
-    if (rc != 0)
+    if (gw_buf_vappendf(&p->text, fmt, ap) != 0) {
         p->nomem = true;
-    return rc;
+        return -1;
+    }
+    return 0;
 }
 
 static int append(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -260,7 +253,7 @@ static void problem_at(struct problems *p, const char *file, unsigned line, cons
                        const char *name, const char *fmt, ...)
 {
     va_list ap;
-    size_t mark = p->len;
+    size_t mark = p->text.len;
     int rc;
 
     if (p->shown >= CONFIG_MAX_PROBLEMS) {
@@ -279,18 +272,17 @@ static void problem_at(struct problems *p, const char *file, unsigned line, cons
      * break or another control character, which would split the line or forge another one
      * (found by tests/fuzz/fuzz_config). Each becomes '?'.
      */
-    for (size_t i = mark; rc == 0 && i < p->len; i++) {
-        if ((unsigned char)p->text[i] < 0x20 || p->text[i] == 0x7f)
-            p->text[i] = '?';
+    for (size_t i = mark; rc == 0 && i < p->text.len; i++) {
+        if ((unsigned char)p->text.data[i] < 0x20 || p->text.data[i] == 0x7f)
+            p->text.data[i] = '?';
     }
     if (rc == 0)
         rc = append(p, "\n");
     if (rc == 0) {
         p->shown++;
-    } else if (p->text) {
+    } else {
         /* Keep the text whole lines: drop the part of this one already stored. */
-        p->len = mark;
-        p->text[mark] = '\0';
+        gw_buf_truncate(&p->text, mark);
     }
 }
 
@@ -575,10 +567,15 @@ static void wipe_strings(config_setting_t *s)
 static char *read_text(const char *path, size_t *len, struct problems *p)
 {
     char errbuf[CONFIG_ERRNO_BYTES];
-    char *text = NULL, *ret = NULL;
-    size_t n = 0, cap = 8192;
+    char *ret = NULL;
+    struct gw_buf text;
     int fd;
 
+    /*
+     * One byte past the bound is enough to know the file is too large. The text may hold the
+     * key: the buffer wipes every block it lets go of, and grows by copying, not realloc.
+     */
+    gw_buf_init(&text, GW_MAX_CONFIG_BYTES + 1, CONFIG_TEXT_FIRST, GW_BUF_WIPE);
     /* Not O_NONBLOCK: a pipe (-c <(envsubst < tmpl)) is a fine source. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
@@ -586,31 +583,19 @@ static char *read_text(const char *path, size_t *len, struct problems *p)
                    errno_text(errno, errbuf, sizeof errbuf));
         goto out;
     }
-    text = malloc(cap);
-    if (!text)
-        goto fail_nomem;
     for (;;) {
+        char *at;
+        size_t room;
         ssize_t r;
+        int rc = gw_buf_space(&text, &at, &room);
 
-        /* One byte past the bound is enough to know the file is too large. */
-        if (n > GW_MAX_CONFIG_BYTES) {
+        if (rc == GW_ERR_BODY_TOO_LARGE) {
             problem_at(p, path, 0, NULL, "(file)", "larger than %d bytes", GW_MAX_CONFIG_BYTES);
             goto out;
         }
-        if (n + 1 == cap) {
-            /* Grow by hand rather than realloc: the old block may hold the key. */
-            size_t bigger_cap = cap * 2 < GW_MAX_CONFIG_BYTES + 2 ? cap * 2 : GW_MAX_CONFIG_BYTES + 2;
-            char *bigger = malloc(bigger_cap);
-
-            if (!bigger)
-                goto fail_nomem;
-            memcpy(bigger, text, n);
-            explicit_bzero(text, n);
-            free(text);
-            text = bigger;
-            cap = bigger_cap;
-        }
-        r = read(fd, text + n, cap - 1 - n);
+        if (rc != 0)
+            goto fail_nomem;
+        r = read(fd, at, room);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -620,20 +605,14 @@ static char *read_text(const char *path, size_t *len, struct problems *p)
         }
         if (r == 0)
             break;
-        n += (size_t)r;
+        gw_buf_commit(&text, (size_t)r);
     }
-    text[n] = '\0';
-    *len = n;
-    ret = text;
-    text = NULL;
+    ret = gw_buf_take(&text, len);
     goto out;
 fail_nomem:
     problem_at(p, path, 0, NULL, "(file)", "out of memory");
 out:
-    if (text) {
-        explicit_bzero(text, n);
-        free(text);
-    }
+    gw_buf_free(&text);
     if (fd >= 0)
         close(fd);
     return ret;
@@ -787,6 +766,7 @@ struct gw_config *gw_config_load(const char *path, char **errors)
         goto out;
     }
     ld->problems.path = path ? path : "(null)";
+    gw_buf_init(&ld->problems.text, CONFIG_MAX_PROBLEM_TEXT_BYTES, CONFIG_PROBLEM_TEXT_FIRST, 0);
     if (!path) {
         problem_at(&ld->problems, NULL, 0, NULL, "(file)", "cannot read: no path given");
         goto out;
@@ -862,10 +842,9 @@ out:
             ret = ld->cfg;
             ld->cfg = NULL;
         } else if (errors && !nomem) {
-            *errors = p->text;
-            p->text = NULL;
+            *errors = gw_buf_take(&p->text, NULL);
         }
-        free(p->text);
+        gw_buf_free(&p->text);
         gw_config_free(ld->cfg);
         free(ld);
     }

@@ -65,6 +65,7 @@ struct gw_conns {
     const struct gw_config *const *cfg;  /* the worker's current configuration */
     struct gw_conn_hooks hooks;
     bool *mhd_needs_run;
+    struct gw_log *log;
     struct gw_conn *head;            /* oldest clock first */
     struct gw_conn *tail;
     struct gw_timer timer;           /* due at the head's deadline (or earlier) */
@@ -187,9 +188,9 @@ static void cut(struct gw_conn *c, uint64_t now)
     set_state(c, CONN_CUT);
     if (c->req != NULL)
         cl->hooks.cut(c->req);
-    if (gw_log_enabled(GW_LOG_WARN)) {
+    if (gw_log_enabled(cl->log, GW_LOG_WARN)) {
         format_remote(c->mhd, remote, sizeof(remote));
-        gw_log_begin(&l, GW_LOG_WARN, "header timeout: connection closed");
+        gw_log_begin(cl->log, &l, GW_LOG_WARN, "header timeout: connection closed");
         gw_log_str(&l, "remote", remote[0] ? remote : NULL);
         gw_log_int(&l, "header_timeout_ms", (long long)header_timeout(c->cl));
         gw_log_int(&l, "waited_ms", (long long)(now - c->since_ms));
@@ -271,7 +272,8 @@ void gw_conn_request_done(struct gw_conn *c, bool keep_alive)
 }
 
 struct gw_conns *gw_conns_new(struct gw_loop *loop, const struct gw_config *const *cfg,
-                              const struct gw_conn_hooks *hooks, bool *mhd_needs_run)
+                              const struct gw_conn_hooks *hooks, bool *mhd_needs_run,
+                              struct gw_log *log)
 {
     struct gw_conns *cl = calloc(1, sizeof(*cl));
 
@@ -281,6 +283,7 @@ struct gw_conns *gw_conns_new(struct gw_loop *loop, const struct gw_config *cons
     cl->cfg = cfg;
     cl->hooks = *hooks;
     cl->mhd_needs_run = mhd_needs_run;
+    cl->log = log;
     gw_timer_init(&cl->timer, on_header_timer, cl);
     return cl;
 }
@@ -327,7 +330,7 @@ void gw_conns_notify(void *cls, struct MHD_Connection *mhd, void **socket_contex
      * connections already open from their next request on. */
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        gw_logf(GW_LOG_ERROR, "out of memory for a new connection: closing it");
+        gw_logf(cl->log, GW_LOG_ERROR, "out of memory for a new connection: closing it");
         shut_socket(cl, mhd);
         return;
     }

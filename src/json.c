@@ -22,6 +22,7 @@
 
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
+#include "hcgw/text.h"
 
 /*
  * Significant digits handed to strtod when a number's magnitude is that of DBL_MAX. The
@@ -45,11 +46,6 @@ static bool is_ws(unsigned char c)
 static bool is_digit(unsigned char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static bool is_hex(unsigned char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 static size_t skip_ws(const unsigned char *s, size_t len, size_t i)
@@ -85,8 +81,9 @@ static bool scan_string(const unsigned char *s, size_t len, size_t *pos)
             return false;
         c = s[i + 1];
         if (c == 'u') {
-            if (len - i < 6 || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) || !is_hex(s[i + 4]) ||
-                !is_hex(s[i + 5]))
+            if (len - i < 6 || gw_text_hex_value((char)s[i + 2]) < 0 ||
+                gw_text_hex_value((char)s[i + 3]) < 0 || gw_text_hex_value((char)s[i + 4]) < 0 ||
+                gw_text_hex_value((char)s[i + 5]) < 0)
                 return false;
             i += 6;
         } else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||

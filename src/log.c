@@ -13,18 +13,23 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "hcgw/text.h"
 
 /* A line no longer than PIPE_BUF reaches a pipe in one piece, whoever else writes to it. */
 _Static_assert(GW_MAX_LOG_LINE <= PIPE_BUF, "a log line must fit one atomic pipe write");
 /* gw_log_ms reads the bits of an IEEE 754 binary64 double. */
 _Static_assert(sizeof(double) == sizeof(uint64_t), "double is not 64 bits");
 
-static enum gw_log_level min_level = GW_LOG_INFO;
-static int log_fd = 2;
+struct gw_log {
+    int level;               /* enum gw_log_level; atomic (a reload writes it, workers read it) */
+    int fd;
+};
 
 /* What follows the timestamp, per level: ,"level":"<name>" as put_key and put_escaped write it. */
 static const struct {
@@ -56,19 +61,42 @@ static _Thread_local struct {
     char text[STAMP_HEAD_MAX];
 } stamp_cache;
 
-void gw_log_set_level(enum gw_log_level level)
+struct gw_log *gw_log_new(int fd, enum gw_log_level level)
 {
-    min_level = level;
+    struct gw_log *log = calloc(1, sizeof(*log));
+
+    if (log == NULL)
+        return NULL;
+    log->fd = fd;
+    __atomic_store_n(&log->level, (int)level, __ATOMIC_RELAXED);
+    return log;
 }
 
-void gw_log_set_fd(int fd)
+void gw_log_free(struct gw_log *log)
 {
-    log_fd = fd;
+    free(log);
 }
 
-bool gw_log_enabled(enum gw_log_level level)
+void gw_log_set_level(struct gw_log *log, enum gw_log_level level)
 {
-    return level >= min_level;
+    /* Relaxed: a worker that reads the old level a moment longer writes or skips one more
+     * line, which is all a level decides. */
+    __atomic_store_n(&log->level, (int)level, __ATOMIC_RELAXED);
+}
+
+enum gw_log_level gw_log_level(const struct gw_log *log)
+{
+    return (enum gw_log_level)__atomic_load_n(&log->level, __ATOMIC_RELAXED);
+}
+
+void gw_log_set_fd(struct gw_log *log, int fd)
+{
+    log->fd = fd;
+}
+
+bool gw_log_enabled(const struct gw_log *log, enum gw_log_level level)
+{
+    return log != NULL && (int)level >= __atomic_load_n(&log->level, __ATOMIC_RELAXED);
 }
 
 static void put(struct gw_logline *l, const char *s, size_t n)
@@ -104,11 +132,10 @@ static const unsigned char needs_escape[256] = {
  */
 static void put_escaped(struct gw_logline *l, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     const unsigned char *end = p + n;
     const unsigned char *run;
-    char esc[6];
+    char esc[7]; /* a \u00XY escape, and the NUL gw_text_hex_encode adds */
 
     put(l, "\"", 1);
     while (p < end && !l->full) {
@@ -128,8 +155,7 @@ static void put_escaped(struct gw_logline *l, const char *s, size_t n)
             esc[1] = 'u';
             esc[2] = '0';
             esc[3] = '0';
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 0xf];
+            gw_text_hex_encode(p, 1, esc + 4);
             put(l, esc, 6);
         }
         p++;
@@ -157,7 +183,8 @@ static char *put_digits(char *end, uint64_t v)
     return end;
 }
 
-void gw_log_begin(struct gw_logline *l, enum gw_log_level level, const char *msg)
+void gw_log_begin(const struct gw_log *log, struct gw_logline *l, enum gw_log_level level,
+                  const char *msg)
 {
     struct timespec ts;
     struct tm tm;
@@ -165,6 +192,7 @@ void gw_log_begin(struct gw_logline *l, enum gw_log_level level, const char *msg
     long milli;
     int n;
 
+    l->log = log;
     l->len = 0;
     l->full = false;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -328,13 +356,15 @@ static void close_line(struct gw_logline *l)
  * Write @p n buffers with writev(2), going on after a signal or a partial write until all is
  * written or the descriptor fails (a log has nowhere to report its own failure).
  */
-static void write_all(struct iovec *iov, int n)
+static void write_all(const struct gw_log *log, struct iovec *iov, int n)
 {
     ssize_t w;
     size_t done;
 
+    if (log == NULL)
+        return;
     while (n > 0) {
-        w = writev(log_fd, iov, n);
+        w = writev(log->fd, iov, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -359,7 +389,7 @@ void gw_log_end(struct gw_logline *l)
     close_line(l);
     iov.iov_base = l->buf;
     iov.iov_len = l->len;
-    write_all(&iov, 1);
+    write_all(l->log, &iov, 1);
 }
 
 void gw_log_end_pair(struct gw_logline *a, struct gw_logline *b)
@@ -375,24 +405,24 @@ void gw_log_end_pair(struct gw_logline *a, struct gw_logline *b)
     /* Together only while the pair is one atomic pipe write; past that, one write per line
      * keeps each line whole (each is at most PIPE_BUF) where one big write could be split. */
     if (a->len + b->len <= PIPE_BUF) {
-        write_all(iov, 2);
+        write_all(a->log, iov, 2);
     } else {
-        write_all(&iov[0], 1);
-        write_all(&iov[1], 1);
+        write_all(a->log, &iov[0], 1);
+        write_all(a->log, &iov[1], 1);
     }
 }
 
-void gw_logf(enum gw_log_level level, const char *fmt, ...)
+void gw_logf(const struct gw_log *log, enum gw_log_level level, const char *fmt, ...)
 {
     struct gw_logline l;
     char msg[1024];
     va_list ap;
 
-    if (!gw_log_enabled(level))
+    if (!gw_log_enabled(log, level))
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    gw_log_begin(&l, level, msg);
+    gw_log_begin(log, &l, level, msg);
     gw_log_end(&l);
 }

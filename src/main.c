@@ -1,7 +1,7 @@
 /*
  * hcgw: the command line, the signals, and the order of start and shutdown. Everything else is
  * in the library; this file only decides what runs and in which order:
- *   arguments → config → key → logs → curl_global_init → server → signals → drain → free.
+ *   arguments → logger → config → key → curl_global_init → server → signals → drain → free.
  * Signal handlers only set a flag; the main thread waits in sigsuspend and does the work.
  */
 #include <errno.h>
@@ -26,6 +26,7 @@
 #include "hcgw/secret.h"
 #include "hcgw/server.h"
 #include "hcgw/tables.h"
+#include "hcgw/text.h"
 #include "hcgw/version.h"
 
 static volatile sig_atomic_t got_stop;
@@ -51,6 +52,7 @@ static void on_reload_signal(int sig)
 /* What runs now; a reload replaces both, and frees the old ones once no worker uses them. */
 struct running {
     const char *path;
+    struct gw_log *log;
     struct gw_config *cfg;
     struct gw_secret *secret;
     struct gw_server *srv;
@@ -93,15 +95,15 @@ static void watch_key_dir(struct running *r)
         inotify_add_watch(r->inotify_fd, r->watched_dir,
                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM |
                               IN_ATTRIB | IN_MODIFY) < 0) {
-        gw_logf(GW_LOG_WARN, "cannot watch %s for key rotation (%s); send SIGHUP after a "
-                             "rotation instead", r->watched_dir, strerror(errno));
+        gw_logf(r->log, GW_LOG_WARN, "cannot watch %s for key rotation (%s); send SIGHUP "
+                                     "after a rotation instead", r->watched_dir, strerror(errno));
         if (r->inotify_fd >= 0)
             close(r->inotify_fd);
         r->inotify_fd = -1;
         r->watched_dir[0] = '\0';
         return;
     }
-    gw_logf(GW_LOG_INFO, "watching %s for key rotation", r->watched_dir);
+    gw_logf(r->log, GW_LOG_INFO, "watching %s for key rotation", r->watched_dir);
 }
 
 /*
@@ -121,19 +123,19 @@ static const char *exposure_problem(const struct gw_config *cfg, const char *add
 }
 
 /* The warnings of a start that the secure defaults allow only because the file says so. */
-static void warn_insecure(const struct gw_config *cfg)
+static void warn_insecure(const struct gw_log *log, const struct gw_config *cfg)
 {
     struct gw_logline l;
 
     if (cfg->auth.mode == GW_AUTH_MODE_NONE) {
-        gw_log_begin(&l, GW_LOG_WARN,
+        gw_log_begin(log, &l, GW_LOG_WARN,
                      "auth = \"none\": hcgw checks no caller; anyone who can reach it may use the "
                      "HelpCrunch key, so the mesh must enforce who may call");
         gw_log_str(&l, "address", cfg->listen.address);
         gw_log_end(&l);
     }
     if (gw_config_url_in_clear(cfg->upstream.base_url)) {
-        gw_log_begin(&l, GW_LOG_WARN,
+        gw_log_begin(log, &l, GW_LOG_WARN,
                      "upstream.allow_insecure_http: the key goes in clear over plain http to a "
                      "host that is not loopback");
         gw_log_str(&l, "upstream", cfg->upstream.base_url);
@@ -141,7 +143,7 @@ static void warn_insecure(const struct gw_config *cfg)
     }
 }
 
-static void log_problems(const char *what, const char *text)
+static void log_problems(const struct gw_log *log, const char *what, const char *text)
 {
     const char *p = text;
 
@@ -149,7 +151,7 @@ static void log_problems(const char *what, const char *text)
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
         struct gw_logline l;
-        gw_log_begin(&l, GW_LOG_ERROR, what);
+        gw_log_begin(log, &l, GW_LOG_ERROR, what);
         gw_log_strn(&l, "problem", p, n);
         gw_log_end(&l);
         p = nl ? nl + 1 : NULL;
@@ -170,25 +172,26 @@ static void reload(struct running *r, bool whole)
     if (whole) {
         cfg = gw_config_load(r->path, &errors);
         if (cfg == NULL) {
-            log_problems("reload refused: the configuration has problems; the running one stays",
+            log_problems(r->log,
+                         "reload refused: the configuration has problems; the running one stays",
                          errors ? errors : "cannot load the configuration");
             goto out;
         }
         /* The listening address stays until the next start, so it is the running one's. */
         if (exposure_problem(cfg, r->cfg->listen.address) != NULL) {
             struct gw_logline l;
-            gw_log_begin(&l, GW_LOG_ERROR,
+            gw_log_begin(r->log, &l, GW_LOG_ERROR,
                          "reload refused: the configuration has problems; the running one stays");
             gw_log_str(&l, "problem", "listen.address: not loopback and no clients configured");
             gw_log_str(&l, "address", r->cfg->listen.address);
             gw_log_end(&l);
             goto out;
         }
-        warn_insecure(cfg);
+        warn_insecure(r->log, cfg);
     }
-    secret = gw_secret_load(cfg, &errors);
+    secret = gw_secret_load(cfg, r->log, &errors);
     if (secret == NULL) {
-        log_problems("reload refused: no usable key; the running key stays",
+        log_problems(r->log, "reload refused: no usable key; the running key stays",
                      errors ? errors : "no key");
         goto out;
     }
@@ -196,14 +199,14 @@ static void reload(struct running *r, bool whole)
         goto out; /* the folder changed, the key did not */
     if (gw_server_reload(r->srv, cfg, secret) != 0) {
         /* Some worker may still use the old ones: keep them (a small leak beats a crash). */
-        gw_logf(GW_LOG_ERROR, "reload: not every worker took the new configuration");
+        gw_logf(r->log, GW_LOG_ERROR, "reload: not every worker took the new configuration");
         r->cfg = cfg;
         r->secret = secret;
         cfg = NULL;
         secret = NULL;
         goto out;
     }
-    gw_log_set_level(cfg->log.level);
+    gw_log_set_level(r->log, cfg->log.level);
     gw_secret_free(r->secret);
     r->secret = secret;
     secret = NULL;
@@ -214,7 +217,7 @@ static void reload(struct running *r, bool whole)
     cfg = r->cfg;
     {
         struct gw_logline l;
-        gw_log_begin(&l, GW_LOG_INFO, whole ? "configuration reloaded" : "key reloaded");
+        gw_log_begin(r->log, &l, GW_LOG_INFO, whole ? "configuration reloaded" : "key reloaded");
         gw_log_str(&l, "key_source", gw_secret_source(r->secret));
         gw_log_end(&l);
     }
@@ -354,7 +357,7 @@ static int token_command(int argc, char **argv)
             fprintf(stderr, "hcgw: token new: cannot get random bytes: %s\n", strerror(errno));
             goto out;
         }
-        gw_auth_hex(hash, sizeof(hash), hex);
+        gw_text_hex_encode(hash, sizeof(hash), hex);
         printf("# A new token for client \"%s\". This is the only place it is shown: give it\n"
                "# to that client (it sends \"Authorization: Bearer <token>\"); keep no copy.\n"
                "# hcgw's configuration holds only its SHA-256.\n"
@@ -392,7 +395,7 @@ static int token_command(int argc, char **argv)
             fprintf(stderr, "hcgw: token hash: SHA-256 failed\n");
             goto out;
         }
-        gw_auth_hex(hash, sizeof(hash), hex);
+        gw_text_hex_encode(hash, sizeof(hash), hex);
         printf("%s\n", hex);
         rc = 0;
     } else {
@@ -459,6 +462,7 @@ int main(int argc, char **argv)
     struct gw_config *cfg = NULL;
     struct gw_secret *secret = NULL;
     struct gw_server *srv = NULL;
+    struct gw_log *log = NULL;
     char *errors = NULL;
     struct sigaction sa;
     struct running run;
@@ -502,12 +506,18 @@ int main(int argc, char **argv)
     if (probe_url != NULL)
         return probe(probe_url);
 
+    /* On stderr at info until the configuration names a level; the server logs through it. */
+    log = gw_log_new(2, GW_LOG_INFO);
+    if (log == NULL) {
+        fputs("hcgw: out of memory\n", stderr);
+        goto out;
+    }
     cfg = gw_config_load(path, &errors);
     if (cfg == NULL) {
         fputs(errors != NULL ? errors : "hcgw: cannot load the configuration\n", stderr);
         goto out;
     }
-    secret = gw_secret_load(cfg, &errors);
+    secret = gw_secret_load(cfg, log, &errors);
     if (secret == NULL) {
         if (check_only)
             fprintf(stderr, "%s:0: upstream.api_key: %s\n", path, errors ? errors : "no key");
@@ -526,10 +536,10 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    gw_log_set_level(cfg->log.level);
-    warn_insecure(cfg);
+    gw_log_set_level(log, cfg->log.level);
+    warn_insecure(log, cfg);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        gw_logf(GW_LOG_ERROR, "curl_global_init failed");
+        gw_logf(log, GW_LOG_ERROR, "curl_global_init failed");
         goto out;
     }
 
@@ -550,18 +560,18 @@ int main(int argc, char **argv)
     sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
 
-    srv = gw_server_new(cfg, secret, &errors);
+    srv = gw_server_new(cfg, secret, log, &errors);
     if (srv == NULL) {
-        gw_logf(GW_LOG_ERROR, "%s", errors ? errors : "cannot start the server");
+        gw_logf(log, GW_LOG_ERROR, "%s", errors ? errors : "cannot start the server");
         goto out_curl;
     }
     if (gw_server_start(srv) != 0) {
-        gw_logf(GW_LOG_ERROR, "cannot start the worker threads");
+        gw_logf(log, GW_LOG_ERROR, "cannot start the worker threads");
         goto out_curl;
     }
     {
         struct gw_logline l;
-        gw_log_begin(&l, GW_LOG_INFO, "listening");
+        gw_log_begin(log, &l, GW_LOG_INFO, "listening");
         gw_log_str(&l, "address", cfg->listen.address);
         gw_log_int(&l, "port", gw_server_port(srv));
         gw_log_str(&l, "upstream", cfg->upstream.base_url);
@@ -572,6 +582,7 @@ int main(int argc, char **argv)
 
     memset(&run, 0, sizeof(run));
     run.path = path;
+    run.log = log;
     run.cfg = cfg;
     run.secret = secret;
     run.srv = srv;
@@ -586,7 +597,7 @@ int main(int argc, char **argv)
             break;
         if (got_reload) {
             got_reload = 0;
-            gw_logf(GW_LOG_INFO, "SIGHUP: reloading %s", path);
+            gw_logf(log, GW_LOG_INFO, "SIGHUP: reloading %s", path);
             reload(&run, true);
         } else if (n > 0 && (pfd.revents & POLLIN) && key_dir_changed(run.inotify_fd)) {
             /* A rotation writes several entries; let it settle before reading the key. */
@@ -599,11 +610,11 @@ int main(int argc, char **argv)
     secret = run.secret;
     if (run.inotify_fd >= 0)
         close(run.inotify_fd);
-    gw_logf(GW_LOG_INFO, "stopping: draining in-flight requests (at most %ld ms)",
+    gw_logf(log, GW_LOG_INFO, "stopping: draining in-flight requests (at most %ld ms)",
             cfg->server.drain_timeout_ms);
     gw_server_stop(srv);
     gw_server_wait(srv);
-    gw_logf(GW_LOG_INFO, "stopped");
+    gw_logf(log, GW_LOG_INFO, "stopped");
     rc = 0;
 
 out_curl:
@@ -613,5 +624,6 @@ out:
     free(errors);
     gw_secret_free(secret);
     gw_config_free(cfg);
+    gw_log_free(log);
     return rc;
 }

@@ -1,6 +1,7 @@
 /*
- * Prometheus metrics. Each worker owns one struct gw_metrics and is its only writer; the
- * render sums all blocks with relaxed atomic loads, so the hot path takes no lock and shares
+ * Prometheus metrics. Each worker owns one struct gw_metrics and is its only writer; a
+ * server's registry holds its workers' blocks, and the render sums them with relaxed atomic
+ * loads, so the hot path takes no lock and shares
  * no cache line between threads. Counts can be a few increments stale when read, which is
  * what a scrape can live with.
  */
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hcgw/buf.h"
 #include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
@@ -28,32 +30,48 @@ static const char *const methods[GW_METRICS_METHODS] = {"GET",   "HEAD",   "POST
 static const char *const failure_names[GW_UPFAIL__COUNT] = {
     "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
 
-static struct gw_metrics *blocks[GW_MAX_WORKERS];
-static size_t n_blocks;
-static struct gw_governor *governor;
+/* One server's blocks, written before its threads start and only read after that. */
+struct gw_metrics_registry {
+    struct gw_metrics *blocks[GW_MAX_WORKERS];
+    size_t n_blocks;
+    struct gw_governor *governor;
+};
 
-void gw_metrics_set_governor(struct gw_governor *g)
+struct gw_metrics_registry *gw_metrics_registry_new(void)
 {
-    governor = g;
+    return calloc(1, sizeof(struct gw_metrics_registry));
 }
 
-struct gw_metrics *gw_metrics_register(void)
+void gw_metrics_registry_free(struct gw_metrics_registry *reg)
+{
+    if (reg == NULL)
+        return;
+    gw_metrics_reset(reg);
+    free(reg);
+}
+
+void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor *g)
+{
+    reg->governor = g;
+}
+
+struct gw_metrics *gw_metrics_register(struct gw_metrics_registry *reg)
 {
     struct gw_metrics *m;
 
-    if (n_blocks >= sizeof(blocks) / sizeof(blocks[0]))
+    if (reg->n_blocks >= sizeof(reg->blocks) / sizeof(reg->blocks[0]))
         return NULL;
     m = calloc(1, sizeof(*m));
     if (m == NULL)
         return NULL;
-    blocks[n_blocks++] = m;
+    reg->blocks[reg->n_blocks++] = m;
     return m;
 }
 
-void gw_metrics_reset(void)
+void gw_metrics_reset(struct gw_metrics_registry *reg)
 {
-    while (n_blocks > 0)
-        free(blocks[--n_blocks]);
+    while (reg->n_blocks > 0)
+        free(reg->blocks[--reg->n_blocks]);
 }
 
 static int status_slot(int status)
@@ -102,43 +120,25 @@ void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, cons
     gw_metrics_observe(&m->request_seconds, duration_us);
 }
 
-/* A growing text buffer for the render; it is off the hot path. */
+/** The render's first allocation; it doubles up to GW_MAX_METRICS_BYTES. */
+#define METRICS_TEXT_FIRST 8192
+
+/* The render's text, and whether a part of it could not be added; it is off the hot path. */
 struct text {
-    char *buf;
-    size_t len;
-    size_t cap;
+    struct gw_buf buf;
     int failed;
 };
 
 __attribute__((format(printf, 2, 3))) static void add(struct text *t, const char *fmt, ...)
 {
     va_list ap;
-    int n;
 
     if (t->failed)
         return;
-    for (;;) {
-        size_t room = t->cap - t->len;
-        va_start(ap, fmt);
-        n = vsnprintf(t->buf + t->len, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = 1;
-            return;
-        }
-        if ((size_t)n < room) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap * 2 + (size_t)n;
-        char *p = realloc(t->buf, cap);
-        if (p == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->buf = p;
-        t->cap = cap;
-    }
+    va_start(ap, fmt);
+    if (gw_buf_vappendf(&t->buf, fmt, ap) != 0)
+        t->failed = 1;
+    va_end(ap);
 }
 
 static uint64_t load(const uint64_t *p)
@@ -146,15 +146,16 @@ static uint64_t load(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static void sum_histogram(struct gw_histogram *out, size_t offset)
+static void sum_histogram(const struct gw_metrics_registry *reg, struct gw_histogram *out,
+                          size_t offset)
 {
     size_t b;
     int i;
 
     memset(out, 0, sizeof(*out));
-    for (b = 0; b < n_blocks; b++) {
+    for (b = 0; b < reg->n_blocks; b++) {
         const struct gw_histogram *h =
-            (const struct gw_histogram *)((const char *)blocks[b] + offset);
+            (const struct gw_histogram *)((const char *)reg->blocks[b] + offset);
         for (i = 0; i <= GW_METRICS_BUCKETS; i++)
             out->buckets[i] += load(&h->buckets[i]);
         out->sum_us += load(&h->sum_us);
@@ -162,13 +163,14 @@ static void sum_histogram(struct gw_histogram *out, size_t offset)
     }
 }
 
-static void render_histogram(struct text *t, const char *name, const char *help, size_t offset)
+static void render_histogram(const struct gw_metrics_registry *reg, struct text *t,
+                             const char *name, const char *help, size_t offset)
 {
     struct gw_histogram h;
     uint64_t cum = 0;
     int i;
 
-    sum_histogram(&h, offset);
+    sum_histogram(reg, &h, offset);
     add(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (i = 0; i < GW_METRICS_BUCKETS; i++) {
         cum += h.buckets[i];
@@ -181,29 +183,26 @@ static void render_histogram(struct text *t, const char *name, const char *help,
         (unsigned long long)h.count);
 }
 
-static uint64_t sum_field(size_t offset)
+static uint64_t sum_field(const struct gw_metrics_registry *reg, size_t offset)
 {
     uint64_t s = 0;
     size_t b;
 
-    for (b = 0; b < n_blocks; b++)
-        s += load((const uint64_t *)((const char *)blocks[b] + offset));
+    for (b = 0; b < reg->n_blocks; b++)
+        s += load((const uint64_t *)((const char *)reg->blocks[b] + offset));
     return s;
 }
 
-char *gw_metrics_render(size_t *len)
+char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
 {
-    struct text t = {NULL, 0, 0, 0};
+    struct text t = {.failed = 0};
     size_t nroutes;
     const struct gw_route *routes = gw_router_table(&nroutes);
     size_t r, b;
     int k, s;
     int64_t in_flight = 0;
 
-    t.cap = 8192;
-    t.buf = malloc(t.cap);
-    if (t.buf == NULL)
-        return NULL;
+    gw_buf_init(&t.buf, GW_MAX_METRICS_BYTES, METRICS_TEXT_FIRST, 0);
     add(&t, "# HELP hcgw_build_info Build information.\n# TYPE hcgw_build_info gauge\n");
     add(&t, "hcgw_build_info{version=\"%s\",commit=\"%s\"} 1\n", HCGW_VERSION, HCGW_COMMIT);
 
@@ -216,8 +215,8 @@ char *gw_metrics_render(size_t *len)
             for (s = 0; s <= GW_METRICS_STATUSES; s++) {
                 char status[16] = "other";
                 uint64_t v = 0;
-                for (b = 0; b < n_blocks; b++)
-                    v += load(&blocks[b]->requests[r][k][s]);
+                for (b = 0; b < reg->n_blocks; b++)
+                    v += load(&reg->blocks[b]->requests[r][k][s]);
                 if (v == 0)
                     continue;
                 if (s < GW_METRICS_STATUSES)
@@ -228,39 +227,39 @@ char *gw_metrics_render(size_t *len)
             }
         }
     }
-    render_histogram(&t, "hcgw_request_duration_seconds",
+    render_histogram(reg, &t, "hcgw_request_duration_seconds",
                      "Time from the request's arrival to its answer.",
                      offsetof(struct gw_metrics, request_seconds));
-    render_histogram(&t, "hcgw_upstream_duration_seconds",
+    render_histogram(reg, &t, "hcgw_upstream_duration_seconds",
                      "Time of one upstream attempt.",
                      offsetof(struct gw_metrics, upstream_seconds));
     add(&t, "# HELP hcgw_upstream_attempts_total Requests sent to HelpCrunch.\n"
             "# TYPE hcgw_upstream_attempts_total counter\nhcgw_upstream_attempts_total %llu\n",
-        (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_attempts)));
+        (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, upstream_attempts)));
     add(&t, "# HELP hcgw_upstream_retries_total Attempts that were retries.\n"
             "# TYPE hcgw_upstream_retries_total counter\nhcgw_upstream_retries_total %llu\n",
-        (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_retries)));
+        (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, upstream_retries)));
     add(&t, "# HELP hcgw_upstream_connections_total Connections opened to HelpCrunch.\n"
             "# TYPE hcgw_upstream_connections_total counter\n"
             "hcgw_upstream_connections_total %llu\n",
-        (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_connections)));
+        (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, upstream_connections)));
     add(&t, "# HELP hcgw_upstream_failures_total Failed upstream attempts, by kind.\n"
             "# TYPE hcgw_upstream_failures_total counter\n");
     for (s = 0; s < GW_UPFAIL__COUNT; s++) {
         add(&t, "hcgw_upstream_failures_total{kind=\"%s\"} %llu\n", failure_names[s],
-            (unsigned long long)sum_field(offsetof(struct gw_metrics, upstream_failures) +
-                                          (size_t)s * sizeof(uint64_t)));
+            (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, upstream_failures) +
+                                               (size_t)s * sizeof(uint64_t)));
     }
-    for (b = 0; b < n_blocks; b++)
-        in_flight += __atomic_load_n(&blocks[b]->in_flight, __ATOMIC_RELAXED);
+    for (b = 0; b < reg->n_blocks; b++)
+        in_flight += __atomic_load_n(&reg->blocks[b]->in_flight, __ATOMIC_RELAXED);
     add(&t, "# HELP hcgw_in_flight Requests waiting on HelpCrunch.\n"
             "# TYPE hcgw_in_flight gauge\nhcgw_in_flight %lld\n", (long long)in_flight);
-    if (governor != NULL) {
+    if (reg->governor != NULL) {
         struct gw_governor_stats st;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        gw_governor_stats(governor, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u,
-                          &st);
+        gw_governor_stats(reg->governor,
+                          (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u, &st);
         add(&t, "# HELP hcgw_quota_enabled Whether the quota governor is on.\n"
                 "# TYPE hcgw_quota_enabled gauge\nhcgw_quota_enabled %d\n", st.enabled ? 1 : 0);
         add(&t, "# HELP hcgw_quota_tokens Upstream calls that may go at once now.\n"
@@ -284,9 +283,8 @@ char *gw_metrics_render(size_t *len)
             (unsigned long long)st.cooldowns);
     }
     if (t.failed) {
-        free(t.buf);
+        gw_buf_free(&t.buf);
         return NULL;
     }
-    *len = t.len;
-    return t.buf;
+    return gw_buf_take(&t.buf, len);
 }

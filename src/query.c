@@ -13,6 +13,7 @@
 
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
+#include "hcgw/text.h"
 
 /* HelpCrunch pages hold 1 to this many customers; it is also hcgw's default page. */
 #define LIST_MAX_LIMIT 100
@@ -35,53 +36,14 @@ static const char *const order_values[] = { "asc", "desc" };
  */
 #define VALUE_MAX_BYTES GW_MAX_URL_BYTES
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * Percent-decode @p len bytes of @p s into @p out (at most VALUE_MAX_BYTES, NUL-terminated).
- * '+' is not turned into a space: no legal value has either, so both are refused alike.
+ * '+' is not turned into a space: no legal value has either, so both are refused alike. A
+ * decoded NUL would cut the value short when it is compared as a C string: refused.
  */
-static bool decode_value(const char *s, size_t len, char *out)
+static bool decode_value(const char *s, size_t len, char out[VALUE_MAX_BYTES + 1])
 {
-    size_t i = 0;
-    size_t o = 0;
-
-    while (i < len) {
-        char c = s[i];
-
-        if (o >= VALUE_MAX_BYTES)
-            return false;
-        if (c == '%') {
-            int hi;
-            int lo;
-
-            if (len - i < 3)
-                return false;
-            hi = hex_value(s[i + 1]);
-            lo = hex_value(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return false;
-            c = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
-        /* A decoded NUL would cut the value short when it is compared as a C string. */
-        if (c == '\0')
-            return false;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return true;
+    return gw_text_percent_decode(s, len, out, VALUE_MAX_BYTES + 1, GW_TEXT_PCT_NO_NUL) >= 0;
 }
 
 /* A plain decimal number: one or more digits, no sign, no space; saturated (see above). */

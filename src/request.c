@@ -28,6 +28,7 @@
 #include "hcgw/auth.h"
 #include "hcgw/body.h"
 #include "hcgw/calls.h"
+#include "hcgw/buf.h"
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
 #include "hcgw/envelope.h"
@@ -64,9 +65,7 @@ struct gw_request {
     char request_id[GW_MAX_REQUEST_ID + 1];
     struct gw_match match;
     const struct gw_route *route;     /* NULL when unmatched */
-    char *body;
-    size_t body_len;
-    size_t body_cap;
+    struct gw_buf body;               /* bounded by limits.max_body_bytes */
     size_t body_seen;                 /* bytes received, kept or not */
     char *up_body;
     size_t up_body_len;
@@ -87,7 +86,6 @@ struct gw_request {
     char uri[];                       /* path, NUL, query */
 };
 
-static const char hexdigits[] = "0123456789abcdef";
 
 static uint64_t rng_next(uint64_t s[2])
 {
@@ -104,14 +102,8 @@ static uint64_t rng_next(uint64_t s[2])
 static void new_request_id(struct gw_worker *w, char out[GW_MAX_REQUEST_ID + 1])
 {
     uint64_t v[2] = {rng_next(w->rng), rng_next(w->rng)};
-    const unsigned char *p = (const unsigned char *)v;
-    size_t i;
 
-    for (i = 0; i < sizeof(v); i++) {
-        out[2 * i] = hexdigits[p[i] >> 4];
-        out[2 * i + 1] = hexdigits[p[i] & 0xf];
-    }
-    out[2 * sizeof(v)] = '\0';
+    gw_text_hex_encode(v, sizeof(v), out);
 }
 
 static bool valid_request_id(const char *s)
@@ -160,6 +152,7 @@ void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
     req->uri_too_long = too_long;
     req->w = w;
     req->conn = conn;
+    gw_buf_init(&req->body, (size_t)w->cfg->limits.max_body_bytes, REQ_INITIAL_BODY, 0);
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     memcpy(req->uri, uri, n);
     req->uri[n] = '\0';
@@ -263,7 +256,7 @@ static enum MHD_Result answer_local(struct gw_request *req)
             return answer_error(req, GW_ERR_KEY_REFUSED);
         return answer_json_text(req, 200, "{\"status\":\"ready\"}");
     case GW_ROUTE_METRICS:
-        text = gw_metrics_render(&len);
+        text = gw_metrics_render(req->w->registry, &len);
         if (text == NULL)
             return answer_error(req, GW_ERR_NOMEM);
         return answer(req, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
@@ -376,7 +369,8 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     const struct gw_route *r = req->route;
     int rc;
 
-    rc = gw_body_build(r, &req->match, req->body, req->body_len, &req->up_body, &req->up_body_len);
+    rc = gw_body_build(r, &req->match, req->body.data, req->body.len, &req->up_body,
+                       &req->up_body_len);
     if (rc != 0)
         return answer_error(req, rc);
     rc = build_url(req);
@@ -546,7 +540,6 @@ static enum MHD_Result on_request_read(struct gw_request *req)
 static enum MHD_Result on_body_chunk(struct gw_request *req, const char *data, size_t n)
 {
     size_t max = (size_t)req->w->cfg->limits.max_body_bytes;
-    size_t need;
 
     if (n > max || req->body_seen > max - n) {
         /* MHD cannot answer in the middle of a body (a chunked one, whose size was not known
@@ -559,23 +552,10 @@ static enum MHD_Result on_body_chunk(struct gw_request *req, const char *data, s
     req->body_seen += n;
     if (req->route == NULL || req->route->body == GW_BODY_NONE || req->pending != GW_OK)
         return MHD_YES; /* not used, but still bounded: counted and dropped */
-    need = req->body_len + n + 1;
-    if (need > req->body_cap) {
-        size_t cap = req->body_cap ? req->body_cap : REQ_INITIAL_BODY;
-        char *p;
-        while (cap < need)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        p = realloc(req->body, cap);
-        if (p == NULL)
-            return answer_error(req, GW_ERR_NOMEM);
-        req->body = p;
-        req->body_cap = cap;
-    }
-    memcpy(req->body + req->body_len, data, n);
-    req->body_len += n;
-    req->body[req->body_len] = '\0';
+    /* The bound in force, the one body_seen was held to (a reload may have changed it). */
+    req->body.max = max;
+    if (gw_buf_append(&req->body, data, n) != 0)
+        return answer_error(req, GW_ERR_NOMEM);
     return MHD_YES;
 }
 
@@ -647,7 +627,7 @@ static void log_audit(const struct gw_request *req, int status, struct gw_loglin
 {
     struct gw_logline l;
 
-    gw_log_begin(&l, GW_LOG_INFO, "audit");
+    gw_log_begin(req->w->log, &l, GW_LOG_INFO, "audit");
     gw_log_str(&l, "request_id", req->request_id);
     gw_log_str(&l, "client", req->client[0] ? req->client : NULL);
     gw_log_str(&l, "route", req->route->name);
@@ -697,10 +677,10 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         new_request_id(w, req->request_id);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
                        (uint64_t)(ms * 1000.0));
-    access = gw_log_enabled(GW_LOG_INFO);
+    access = gw_log_enabled(w->log, GW_LOG_INFO);
     audit = gw_auth_route_is_write(req->route);
     if (access) {
-        gw_log_begin(&l, GW_LOG_INFO, "access");
+        gw_log_begin(w->log, &l, GW_LOG_INFO, "access");
         gw_log_str(&l, "request_id", req->request_id);
         gw_log_str(&l, "method", req->method[0] ? req->method : NULL);
         gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
@@ -731,7 +711,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     /* After the counters and the log line, which a caller may already be waiting to see. */
     gw_conn_request_done(gw_conn_of(conn), toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     gw_call_release(&req->call);
-    free(req->body);
+    gw_buf_free(&req->body);
     free(req->up_body);
     free(req->url);
     if (req->state == REQ_ANSWERED)
@@ -755,7 +735,7 @@ static const struct gw_conn_hooks conn_hooks = {
 
 int gw_request_worker_init(struct gw_worker *w)
 {
-    w->conns = gw_conns_new(w->loop, &w->cfg, &conn_hooks, &w->mhd_needs_run);
+    w->conns = gw_conns_new(w->loop, &w->cfg, &conn_hooks, &w->mhd_needs_run, w->log);
     return w->conns != NULL ? 0 : -1;
 }
 

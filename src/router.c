@@ -345,54 +345,22 @@ int gw_router_check_id(const char *seg, size_t len)
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int gw_router_decode_tag(const char *seg, size_t len, char *out, size_t cap, size_t *out_len)
 {
-    size_t i = 0;
-    size_t o = 0;
+    long o;
     int rc = GW_ERR_INVALID_TAG;
 
     if (seg == NULL || out == NULL || cap == 0 || out_len == NULL)
         goto out;
-    while (i < len) {
-        unsigned char c = (unsigned char)seg[i];
-
-        /* One byte must stay free for the NUL; a name that does not fit is too long anyway. */
-        if (o + 1 >= cap)
-            goto out;
-        if (c == '%') {
-            int hi;
-            int lo;
-
-            if (len - i < 3)
-                goto out;
-            hi = hex_value(seg[i + 1]);
-            lo = hex_value(seg[i + 2]);
-            if (hi < 0 || lo < 0)
-                goto out;
-            c = (unsigned char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            /* '+' means a space only in form bodies; in a path it is a plus, kept as is. */
-            i++;
-        }
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    rc = gw_text_check_tag(out, o);
+    /* A name that does not fit is too long anyway. A decoded NUL is left to the tag check
+     * (a control character), and '+' is a plus in a path. */
+    o = gw_text_percent_decode(seg, len, out, cap, 0);
+    if (o < 0)
+        goto out;
+    rc = gw_text_check_tag(out, (size_t)o);
     if (rc != 0)
         goto out;
-    *out_len = o;
+    *out_len = (size_t)o;
 out:
     if (rc != 0 && out != NULL && cap > 0)
         out[0] = '\0';

@@ -174,7 +174,7 @@ static struct gw_secret *from_value(const char *value, const char *where, const 
  * with upstream.key_file_mode = "refuse", do not load it. Returns 0 when the key may be used.
  */
 static int check_file_mode(const struct stat *st, const char *where, enum gw_key_file_mode mode,
-                           char **error)
+                           const struct gw_log *log, char **error)
 {
     unsigned perm = (unsigned)(st->st_mode & 07777);
     struct gw_logline l;
@@ -190,7 +190,7 @@ static int check_file_mode(const struct stat *st, const char *where, enum gw_key
         return -1;
     }
     snprintf(octal, sizeof octal, "%04o", perm);
-    gw_log_begin(&l, GW_LOG_WARN,
+    gw_log_begin(log, &l, GW_LOG_WARN,
                  "the key file is readable by other users: chmod 600 it "
                  "(upstream.key_file_mode = \"refuse\" makes this an error)");
     gw_log_str(&l, "key_file", where);
@@ -204,7 +204,8 @@ static int check_file_mode(const struct stat *st, const char *where, enum gw_key
  * followed: a Kubernetes secret volume is made of them, and the mode checked is the target's.
  */
 static struct gw_secret *from_file(const char *path, const char *where,
-                                   enum gw_key_file_mode mode, char **error)
+                                   enum gw_key_file_mode mode, const struct gw_log *log,
+                                   char **error)
 {
     char buf[KEY_FILE_MAX_BYTES + 1]; /* one byte more tells a file that is too large */
     char errbuf[ERRNO_TEXT_BYTES];
@@ -229,7 +230,7 @@ static struct gw_secret *from_file(const char *path, const char *where,
              where);
         goto out;
     }
-    if (check_file_mode(&st, where, mode, error) != 0)
+    if (check_file_mode(&st, where, mode, log, error) != 0)
         goto out;
     while (n < sizeof buf) {
         ssize_t r = read(fd, buf + n, sizeof buf - n);
@@ -281,7 +282,8 @@ static char *describe_file(const char *path, const char *from)
     return format("key file %s (from %s)", path, from);
 }
 
-struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error)
+struct gw_secret *gw_secret_load(const struct gw_config *cfg, const struct gw_log *log,
+                                 char **error)
 {
     const char *env_key = getenv(ENV_KEY);
     const char *env_file = getenv(ENV_KEY_FILE);
@@ -308,7 +310,7 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error)
         if (!where)
             goto fail_nomem;
         ret = from_file(env_file, where, cfg ? cfg->upstream.key_file_mode : GW_KEY_FILE_WARN,
-                        error);
+                        log, error);
     } else if (cfg && cfg->upstream.api_key) {
         where = format("upstream.api_key in %s", cfg_path);
         if (!where)
@@ -321,7 +323,8 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error)
         free(from);
         if (!where)
             goto fail_nomem;
-        ret = from_file(cfg->upstream.api_key_file, where, cfg->upstream.key_file_mode, error);
+        ret = from_file(cfg->upstream.api_key_file, where, cfg->upstream.key_file_mode, log,
+                        error);
     } else {
         fail(error,
              "no HelpCrunch API key: set " ENV_KEY " or " ENV_KEY_FILE

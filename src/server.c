@@ -48,6 +48,8 @@
 struct gw_server {
     const struct gw_config *cfg;
     const struct gw_secret *secret;
+    struct gw_log *log;                /* main's; its level changes on reload */
+    struct gw_metrics_registry *registry; /* the workers' metrics blocks, for /metrics */
     int port;
     int stopping;                      /* set once by gw_server_stop; atomic access */
     struct gw_calls_shared shared;     /* the governor and the key's health */
@@ -144,15 +146,15 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+    struct gw_worker *w = cls;
     char msg[512];
     size_t n;
 
-    (void)cls;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    gw_logf(GW_LOG_WARN, "libmicrohttpd: %s", msg);
+    gw_logf(w->log, GW_LOG_WARN, "libmicrohttpd: %s", msg);
 }
 
 static void on_mhd_event(struct gw_io *io, uint32_t events)
@@ -173,12 +175,14 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
     w->cfg = cfg;
     w->secret = srv->secret;
     w->stopping = &srv->stopping;
+    w->log = srv->log;
+    w->registry = srv->registry;
     w->listen_fd = listen_fd;
     if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
         w->rng[0] = 0x9E3779B97F4A7C15ULL + (uint64_t)index;
         w->rng[1] = (uint64_t)(uintptr_t)w;
     }
-    w->metrics = gw_metrics_register();
+    w->metrics = gw_metrics_register(srv->registry);
     if (w->metrics == NULL)
         goto fail_metrics;
     w->loop = gw_loop_new();
@@ -186,7 +190,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         goto fail_loop;
     if (gw_request_worker_init(w) != 0)
         goto fail_request;
-    w->calls = gw_calls_new(w->loop, cfg, srv->secret, w->metrics, &srv->shared);
+    w->calls = gw_calls_new(w->loop, cfg, srv->secret, w->metrics, &srv->shared, srv->log);
     if (w->calls == NULL)
         goto fail_calls;
     w->mhd = MHD_start_daemon(
@@ -297,8 +301,9 @@ static void *worker_main(void *arg)
             if (w->active == 0)
                 break;
             if (flush_deadline == 0 && now >= drain_deadline) {
-                gw_logf(GW_LOG_WARN, "drain timeout: answering %zu requests still waiting on "
-                                     "HelpCrunch with shutting_down", w->in_flight);
+                gw_logf(w->log, GW_LOG_WARN, "drain timeout: answering %zu requests still "
+                                             "waiting on HelpCrunch with shutting_down",
+                        w->in_flight);
                 gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
                 flush_deadline = now + SRV_FLUSH_MS;
                 continue;
@@ -372,8 +377,9 @@ int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
         old->listen.port != cfg->listen.port || old->server.workers != cfg->server.workers ||
         old->limits.max_connections != cfg->limits.max_connections ||
         old->limits.connection_timeout_ms != cfg->limits.connection_timeout_ms)
-        gw_logf(GW_LOG_WARN, "reload: listen.*, server.workers, limits.max_connections and "
-                             "limits.connection_timeout_ms take effect at the next start only");
+        gw_logf(srv->log, GW_LOG_WARN, "reload: listen.*, server.workers, "
+                                       "limits.max_connections and limits.connection_timeout_ms "
+                                       "take effect at the next start only");
     gw_governor_configure(srv->shared.governor, cfg);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += SRV_RELOAD_WAIT_S;
@@ -400,7 +406,7 @@ int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
 }
 
 struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_secret *secret,
-                                char **error)
+                                struct gw_log *log, char **error)
 {
     struct gw_server *srv = calloc(1, sizeof(*srv));
     long ncpu;
@@ -414,15 +420,21 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
     }
     srv->cfg = cfg;
     srv->secret = secret;
+    srv->log = log;
     pthread_mutex_init(&srv->reload_mu, NULL);
     pthread_cond_init(&srv->reload_cv, NULL);
+    srv->registry = gw_metrics_registry_new();
     srv->shared.governor = gw_governor_new(cfg);
-    if (srv->shared.governor == NULL) {
+    if (srv->registry == NULL || srv->shared.governor == NULL) {
         errorf(error, "out of memory");
+        gw_governor_free(srv->shared.governor);
+        gw_metrics_registry_free(srv->registry);
+        pthread_cond_destroy(&srv->reload_cv);
+        pthread_mutex_destroy(&srv->reload_mu);
         free(srv);
         return NULL;
     }
-    gw_metrics_set_governor(srv->shared.governor);
+    gw_metrics_set_governor(srv->registry, srv->shared.governor);
     n = cfg->server.workers;
     if (n == 0) {
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -502,8 +514,7 @@ void gw_server_free(struct gw_server *srv)
         return;
     for (i = 0; i < srv->n_workers; i++)
         worker_fini(&srv->workers[i]);
-    gw_metrics_reset();
-    gw_metrics_set_governor(NULL);
+    gw_metrics_registry_free(srv->registry);
     gw_governor_free(srv->shared.governor);
     pthread_cond_destroy(&srv->reload_cv);
     pthread_mutex_destroy(&srv->reload_mu);

@@ -1,7 +1,8 @@
 /*
- * Small text checks shared by the router, the body validator and the server: strict UTF-8
- * decoding, tag names, tag colours and the JSON media type. They are pure functions over
- * caller-owned bytes, allocate nothing and run on any thread.
+ * Small text helpers shared by the router, the query check, the body validator, the logs and
+ * the server: strict UTF-8 decoding, tag names, tag colours, the JSON media type, hex digits
+ * and percent decoding. They are pure functions over caller-owned bytes, allocate nothing and
+ * run on any thread.
  */
 #include "hcgw/text.h"
 
@@ -118,11 +119,6 @@ out:
     return rc;
 }
 
-static bool is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 bool gw_text_is_color(const char *s)
 {
     size_t len;
@@ -135,7 +131,7 @@ bool gw_text_is_color(const char *s)
     if (len != sizeof "#rgb" - 1 && len != sizeof "#rrggbb" - 1)
         return false;
     for (i = 1; i < len; i++) {
-        if (!is_hex(s[i]))
+        if (gw_text_hex_value(s[i]) < 0)
             return false;
     }
     return true;
@@ -167,4 +163,57 @@ bool gw_text_is_json_media_type(const char *ct)
         p++;
     /* Parameters (a charset, say) do not change what the body is, so they are not read. */
     return *p == '\0' || *p == ';';
+}
+
+void gw_text_hex_encode(const void *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = in;
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 0xf];
+    }
+    out[2 * n] = '\0';
+}
+
+long gw_text_percent_decode(const char *s, size_t len, char *out, size_t cap, unsigned flags)
+{
+    size_t i = 0;
+    size_t o = 0;
+    long rc = -1;
+
+    if (out == NULL || cap == 0)
+        goto out;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+
+        /* One byte must stay free for the NUL. */
+        if (o + 1 >= cap)
+            goto out;
+        if (c == '%') {
+            int hi;
+            int lo;
+
+            if (len - i < 3)
+                goto out;
+            hi = gw_text_hex_value(s[i + 1]);
+            lo = gw_text_hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                goto out;
+            c = (unsigned char)(hi * 16 + lo);
+            i += 3;
+        } else {
+            i++;
+        }
+        if (c == '\0' && (flags & GW_TEXT_PCT_NO_NUL))
+            goto out;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    rc = (long)o;
+out:
+    if (rc < 0 && out != NULL && cap > 0)
+        out[0] = '\0';
+    return rc;
 }

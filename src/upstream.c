@@ -46,6 +46,7 @@ struct gw_upstream {
     const struct gw_config *cfg;
     struct gw_metrics *metrics;
     struct gw_upstream_gate gate;
+    struct gw_log *log;
     CURLM *multi;
     struct up_headers *headers;      /* the current key generation */
     struct gw_timer timer;           /* curl's single timeout */
@@ -252,38 +253,27 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     struct gw_upstream *up = call->up;
     size_t n = size * nmemb;
     size_t max = (size_t)up->cfg->limits.max_upstream_body_bytes;
-    size_t need;
+    int rc;
 
-    if (n > max || call->resp_len > max - n) {
-        call->too_big = true;
-        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
-    }
-    need = call->resp_len + n + 1;
-    if (need > call->resp_cap) {
-        size_t cap = call->resp_cap ? call->resp_cap : UP_INITIAL_BODY;
+    if (call->resp.data == NULL) {
+        size_t first = UP_INITIAL_BODY;
         curl_off_t announced = -1;
-        char *p;
 
         /* The first piece: room for the whole answer when HelpCrunch announced its length
          * (a customer is ~1 KiB), so most answers take one allocation of their own size. */
-        if (call->resp_cap == 0 &&
-            curl_easy_getinfo(call->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
+        if (curl_easy_getinfo(call->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
                 CURLE_OK &&
             announced > 0 && (uint64_t)announced <= (uint64_t)max)
-            cap = (size_t)announced + 1;
-        while (cap < need)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        p = realloc(call->resp, cap);
-        if (p == NULL)
-            return 0;
-        call->resp = p;
-        call->resp_cap = cap;
+            first = (size_t)announced + 1;
+        gw_buf_init(&call->resp, max, first, 0);
     }
-    memcpy(call->resp + call->resp_len, ptr, n);
-    call->resp_len += n;
-    call->resp[call->resp_len] = '\0';
+    /* The bound in force for this attempt (a reload may have changed it since the first). */
+    call->resp.max = max;
+    rc = gw_buf_append(&call->resp, ptr, n);
+    if (rc == GW_ERR_BODY_TOO_LARGE)
+        call->too_big = true;
+    if (rc != 0)
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
     return n;
 }
 
@@ -462,11 +452,7 @@ static void settle(struct gw_upstream *up, struct gw_call *call, enum gw_err fai
         o->retry_after_s = s > GW_MAX_RETRY_AFTER_S ? GW_MAX_RETRY_AFTER_S : s;
     }
     free(o->body);
-    o->body = call->resp;
-    o->body_len = call->resp_len;
-    call->resp = NULL;
-    call->resp_len = 0;
-    call->resp_cap = 0;
+    o->body = gw_buf_take(&call->resp, &o->body_len);
 }
 
 static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err failure)
@@ -541,9 +527,7 @@ static int send_attempt(struct gw_upstream *up, struct gw_call *call)
         return GW_ERR_NOMEM;
     call->headers = up->headers;
     call->headers->refs++;
-    call->resp_len = 0;
-    if (call->resp != NULL)
-        call->resp[0] = '\0';
+    gw_buf_reset(&call->resp);
     call->too_big = false;
     call->retry_after_s = 0;
     call->status = 0;
@@ -739,9 +723,9 @@ static void log_retry(const struct gw_call *call, enum gw_err failure, uint64_t 
 {
     struct gw_logline l;
 
-    if (!gw_log_enabled(GW_LOG_DEBUG))
+    if (!gw_log_enabled(call->up->log, GW_LOG_DEBUG))
         return;
-    gw_log_begin(&l, GW_LOG_DEBUG, "upstream retry");
+    gw_log_begin(call->up->log, &l, GW_LOG_DEBUG, "upstream retry");
     gw_log_str(&l, "request_id", call->request_id);
     gw_log_int(&l, "attempt", call->attempts);
     if (failure == GW_OK)
@@ -809,7 +793,7 @@ static void check_done(struct gw_upstream *up)
 
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
-                                    const struct gw_upstream_gate *gate)
+                                    const struct gw_upstream_gate *gate, struct gw_log *log)
 {
     struct gw_upstream *up = calloc(1, sizeof(*up));
     CURLMcode mc = CURLM_OK;
@@ -820,6 +804,7 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
     up->cfg = cfg;
     up->metrics = metrics;
     up->gate = *gate;
+    up->log = log;
     up->headers = headers_new(secret);
     if (up->headers == NULL)
         goto fail_headers;
@@ -882,7 +867,7 @@ int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
                           (long)cfg->upstream.max_connections) != CURLM_OK ||
         curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
                           (long)cfg->upstream.max_connections) != CURLM_OK)
-        gw_logf(GW_LOG_WARN, "reload: upstream.max_connections not changed");
+        gw_logf(up->log, GW_LOG_WARN, "reload: upstream.max_connections not changed");
     return 0;
 }
 
@@ -936,10 +921,7 @@ size_t gw_upstream_in_flight(const struct gw_upstream *up)
 
 void gw_call_release(struct gw_call *call)
 {
-    free(call->resp);
-    call->resp = NULL;
-    call->resp_len = 0;
-    call->resp_cap = 0;
+    gw_buf_free(&call->resp);
     free(call->out.body);
     call->out.body = NULL;
     call->out.body_len = 0;

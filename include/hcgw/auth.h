@@ -99,9 +99,6 @@ int gw_auth_parse_route(const char *spec, uint64_t *mask);
 /** Read 64 hex digits (either case, nothing else) into @p out. Returns 0 or -1. */
 int gw_auth_parse_sha256_hex(const char *hex, size_t len, unsigned char out[GW_SHA256_BYTES]);
 
-/** Write @p n bytes as lowercase hex and a NUL into @p out (room for 2n + 1). */
-void gw_auth_hex(const unsigned char *in, size_t n, char *out);
-
 /** SHA-256 of @p len bytes (OpenSSL's libcrypto). Returns 0, or -1 if libcrypto failed. */
 int gw_auth_sha256(const void *data, size_t len, unsigned char out[GW_SHA256_BYTES]);
 

@@ -21,6 +21,7 @@
 
 struct gw_config;
 struct gw_governor;
+struct gw_log;
 struct gw_loop;
 struct gw_metrics;
 struct gw_secret;
@@ -38,12 +39,12 @@ struct gw_calls;
 
 /**
  * Create the call layer of one worker and the transport under it (gw_upstream_new with the
- * same arguments and this layer's gate). @p cfg, @p metrics and @p shared must outlive it (or
- * be replaced with gw_calls_reconfigure). Returns NULL on failure.
+ * same arguments and this layer's gate). @p cfg, @p metrics, @p shared and @p log must outlive
+ * it (@p cfg, or be replaced with gw_calls_reconfigure). Returns NULL on failure.
  */
 struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
                               const struct gw_secret *secret, struct gw_metrics *metrics,
-                              struct gw_calls_shared *shared);
+                              struct gw_calls_shared *shared, struct gw_log *log);
 
 /**
  * Use @p cfg and the key of @p secret from the next attempt on (gw_upstream_reconfigure).

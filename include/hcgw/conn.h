@@ -18,6 +18,7 @@
 struct gw_config;
 struct gw_conn;
 struct gw_conns;
+struct gw_log;
 struct gw_loop;
 
 /** What the connections tell their owner. Each hook is called on the worker's thread. */
@@ -38,10 +39,12 @@ struct gw_conn_hooks {
  * Make the connection set of one worker. @p cfg points at the worker's current configuration
  * pointer, read at each use (a reload swaps it on the worker's thread). @p mhd_needs_run is
  * set to true whenever libmicrohttpd must run again (a socket was shut down, a connection
- * closed). All of them must outlive the set. Returns NULL when out of memory.
+ * closed). Warnings (a connection cut at its deadline) go to @p log. All of them must outlive
+ * the set. Returns NULL when out of memory.
  */
 struct gw_conns *gw_conns_new(struct gw_loop *loop, const struct gw_config *const *cfg,
-                              const struct gw_conn_hooks *hooks, bool *mhd_needs_run);
+                              const struct gw_conn_hooks *hooks, bool *mhd_needs_run,
+                              struct gw_log *log);
 
 /**
  * Free the set. libmicrohttpd must have stopped (and so announced every close) before, so that

@@ -44,6 +44,11 @@
 #define GW_MAX_API_KEY_BYTES 4096
 /** A configuration file: at most this many bytes. */
 #define GW_MAX_CONFIG_BYTES (1024 * 1024)
+/**
+ * The /metrics text, in bytes. Its largest render, every route, method and status counted
+ * with 20-digit values, is about 256 KiB (tests/unit/test_metrics.c renders it).
+ */
+#define GW_MAX_METRICS_BYTES (1024 * 1024)
 /** Worker threads (each one event loop). */
 #define GW_MAX_WORKERS 64
 

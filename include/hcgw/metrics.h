@@ -1,7 +1,9 @@
 /*
  * Counters and histograms, per worker thread: each worker owns one struct gw_metrics and is
  * its only writer (relaxed atomic stores, no lock, no shared cache line); /metrics sums them
- * all when read and renders the Prometheus text format.
+ * all when read and renders the Prometheus text format. The blocks of one server are kept in
+ * its registry (struct gw_metrics_registry), which the server owns, so two servers in one
+ * process count apart.
  */
 #ifndef HCGW_METRICS_H
 #define HCGW_METRICS_H
@@ -49,14 +51,23 @@ struct gw_metrics {
     int64_t in_flight;               /* requests waiting on HelpCrunch now */
 };
 
-/**
- * A zeroed metrics block for a new worker, registered so that gw_metrics_render sums it.
- * Call before threads start. Returns NULL when out of memory or over GW_MAX_WORKERS blocks.
- */
-struct gw_metrics *gw_metrics_register(void);
+struct gw_metrics_registry;
 
-/** Unregister and free every block. Call after all workers stopped. */
-void gw_metrics_reset(void);
+/** An empty registry (no block, no governor). Returns NULL when out of memory. */
+struct gw_metrics_registry *gw_metrics_registry_new(void);
+
+/** Free @p reg and every block it holds. Call after all its workers stopped. Accepts NULL. */
+void gw_metrics_registry_free(struct gw_metrics_registry *reg);
+
+/**
+ * A zeroed metrics block for a new worker, registered in @p reg so that gw_metrics_render sums
+ * it; @p reg owns it. Call before threads start. Returns NULL when out of memory or over
+ * GW_MAX_WORKERS blocks.
+ */
+struct gw_metrics *gw_metrics_register(struct gw_metrics_registry *reg);
+
+/** Unregister and free every block of @p reg. Call after all its workers stopped. */
+void gw_metrics_reset(struct gw_metrics_registry *reg);
 
 /** Add 1 to a counter of the calling thread's own block. */
 static inline void gw_metrics_inc(uint64_t *c)
@@ -72,8 +83,11 @@ static inline void gw_metrics_add(int64_t *g, int64_t d)
 
 struct gw_governor;
 
-/** The governor whose state /metrics shows (NULL: none). Set before threads start. */
-void gw_metrics_set_governor(struct gw_governor *g);
+/**
+ * The governor whose state @p reg's /metrics shows (NULL: none; not owned). Set before
+ * threads start.
+ */
+void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor *g);
 
 /**
  * Count one answered request of @p route (NULL: unmatched) with the request's @p method (NULL
@@ -86,9 +100,9 @@ void gw_metrics_request(struct gw_metrics *m, const struct gw_route *route, cons
 void gw_metrics_observe(struct gw_histogram *h, uint64_t duration_us);
 
 /**
- * Render all registered blocks, summed, in the Prometheus text format (version 0.0.4).
+ * Render all blocks of @p reg, summed, in the Prometheus text format (version 0.0.4).
  * Returns a malloc'd string (length in *len) or NULL. Any thread.
  */
-char *gw_metrics_render(size_t *len);
+char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len);
 
 #endif

@@ -18,6 +18,8 @@
 
 struct gw_config;
 struct gw_conns;
+struct gw_log;
+struct gw_metrics_registry;
 struct gw_secret;
 struct gw_calls;
 struct gw_metrics;
@@ -30,7 +32,9 @@ struct gw_worker {
     const struct gw_secret *secret;
     struct gw_loop *loop;
     struct gw_calls *calls;    /* the call layer, and the transport under it */
-    struct gw_metrics *metrics;
+    struct gw_metrics *metrics;         /* this worker's block */
+    struct gw_metrics_registry *registry; /* the server's, whose blocks /metrics sums */
+    struct gw_log *log;                 /* the server's logger */
     struct MHD_Daemon *mhd;
     struct gw_io mhd_io;
     int listen_fd;

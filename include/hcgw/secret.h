@@ -9,17 +9,20 @@
 #include <stddef.h>
 
 struct gw_config;
+struct gw_log;
 struct gw_secret;
 
 /**
  * Resolve the key, first match wins: environment HCGW_API_KEY, environment HCGW_API_KEY_FILE,
  * upstream.api_key, upstream.api_key_file. A key file's trailing newline (LF or CRLF) is
  * stripped. The key must be 1..4096 bytes of visible ASCII (0x21..0x7e), since it goes into an
- * HTTP header. A key file readable by group or other gets a warning log line at every load, or
- * is refused when cfg's upstream.key_file_mode is "refuse". Returns a new secret, or NULL with a malloc'd one-line reason in *error (which
- * never contains the key; the caller frees it). No key at all is an error that says how to give one.
+ * HTTP header. A key file readable by group or other gets a warning line in @p log (NULL: none)
+ * at every load, or is refused when cfg's upstream.key_file_mode is "refuse". Returns a new
+ * secret, or NULL with a malloc'd one-line reason in *error (which never contains the key; the
+ * caller frees it). No key at all is an error that says how to give one.
  */
-struct gw_secret *gw_secret_load(const struct gw_config *cfg, char **error);
+struct gw_secret *gw_secret_load(const struct gw_config *cfg, const struct gw_log *log,
+                                 char **error);
 
 /** The key bytes (NUL-terminated) owned by @p s; valid until gw_secret_free. */
 const char *gw_secret_value(const struct gw_secret *s);

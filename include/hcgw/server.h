@@ -8,15 +8,19 @@
 #define HCGW_SERVER_H
 
 struct gw_config;
+struct gw_log;
 struct gw_secret;
 struct gw_server;
 
 /**
- * Bind the listening sockets and build the workers (nothing runs yet). @p cfg and @p secret
- * must outlive the server. Returns NULL with a malloc'd one-line reason in *error.
+ * Bind the listening sockets and build the workers (nothing runs yet). The server owns its
+ * metrics registry; it logs through @p log, whose level may be changed (gw_log_set_level) while
+ * it runs. @p cfg, @p secret and @p log must outlive the server. Several servers may live in
+ * one process, each with its own logger. Returns NULL with a malloc'd one-line reason in
+ * *error.
  */
 struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_secret *secret,
-                                char **error);
+                                struct gw_log *log, char **error);
 
 /** The bound port (useful when listen.port is 0). */
 int gw_server_port(const struct gw_server *srv);

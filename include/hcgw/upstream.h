@@ -16,11 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hcgw/buf.h"
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
 #include "hcgw/loop.h"
 
 struct gw_config;
+struct gw_log;
 struct gw_metrics;
 struct gw_secret;
 struct gw_upstream;
@@ -107,14 +109,12 @@ struct gw_call {
     enum gw_err failure;
     long status;
     long retry_after_s;              /* Retry-After of the last answer, 0 when none */
-    char *resp;                      /* answer body (NUL-terminated) */
-    size_t resp_len;
+    struct gw_buf resp;              /* answer body (NUL-terminated); settle() takes it */
     void *easy;
     unsigned easy_gen;               /* the configuration generation `easy` was set up for */
     struct up_headers *headers;      /* the key generation this attempt was sent with */
     bool waiting_token;              /* the gate reserved a slot; waiting for it */
     uint64_t wait_start_ms;
-    size_t resp_cap;
     bool too_big;
     uint64_t attempt_start_ms;
     struct gw_timer backoff;         /* the wait before a retry, or for a quota slot */
@@ -127,13 +127,13 @@ struct gw_call {
  * Create the upstream side of one worker: a curl multi handle on @p loop with the pool size,
  * timeouts and retry policy of @p cfg and the key of @p secret (the key is copied into one
  * header list, wiped when freed). Counts go to @p metrics, the worker's own block; every
- * attempt passes @p gate (copied). @p cfg, @p metrics and the gate's context must outlive it
- * (or be replaced with gw_upstream_reconfigure). curl_global_init must have run. Returns NULL
- * on failure.
+ * attempt passes @p gate (copied); log lines go to @p log. @p cfg, @p metrics, @p log and the
+ * gate's context must outlive it (@p cfg, or be replaced with gw_upstream_reconfigure).
+ * curl_global_init must have run. Returns NULL on failure.
  */
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
-                                    const struct gw_upstream_gate *gate);
+                                    const struct gw_upstream_gate *gate, struct gw_log *log);
 
 /**
  * Use @p cfg and the key of @p secret from the next attempt on. Attempts already sent keep

@@ -47,7 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     setenv("HCGW_API_KEY", FUZZ_KEY, 1);
     unsetenv("HCGW_API_KEY_FILE");
-    secret = gw_secret_load(NULL, &error);
+    secret = gw_secret_load(NULL, NULL, &error);
     check(secret != NULL, "the fuzz key loads");
     free(error);
     return 0;

@@ -14,8 +14,8 @@
 #include "hcgw/auth.h"
 #include "hcgw/config.h"
 #include "hcgw/router.h"
+#include "hcgw/text.h"
 
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,40 +23,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/tmpdir.h"
+
 /* A client's token in these tests; the configs hold its SHA-256 (computed by hash_hex). */
 #define BILLING_TOKEN "billing-token"
-
-static char tmpdir[] = "/tmp/hcgw-test-auth-XXXXXX";
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int group_setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tmpdir_make("auth");
 }
 
 static void write_file(const char *name, const char *text, char *path, size_t pathsz)
 {
-    FILE *f;
-
-    assert_true((size_t)snprintf(path, pathsz, "%s/%s", tmpdir, name) < pathsz);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
+    tmpdir_write(name, text, strlen(text), path, pathsz);
 }
 
 static void hash_hex(const char *token, char out[GW_SHA256_HEX + 1])
@@ -64,7 +44,7 @@ static void hash_hex(const char *token, char out[GW_SHA256_HEX + 1])
     unsigned char h[GW_SHA256_BYTES];
 
     assert_int_equal(gw_auth_sha256(token, strlen(token), h), 0);
-    gw_auth_hex(h, sizeof(h), out);
+    gw_text_hex_encode(h, sizeof(h), out);
 }
 
 /* Load @p text, which must be accepted. */
@@ -142,7 +122,7 @@ static void test_sha256_vectors(void **state)
     assert_non_null(million);
     memset(million, 'a', 1000000);
     assert_int_equal(gw_auth_sha256(million, 1000000, h), 0);
-    gw_auth_hex(h, sizeof h, hex);
+    gw_text_hex_encode(h, sizeof h, hex);
     assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     free(million);
 }
@@ -156,7 +136,7 @@ static void test_parse_hex(void **state)
 
     (void)state;
     assert_int_equal(gw_auth_parse_sha256_hex(lower, strlen(lower), h), 0);
-    gw_auth_hex(h, sizeof h, hex);
+    gw_text_hex_encode(h, sizeof h, hex);
     assert_string_equal(hex, lower);
     assert_int_equal(gw_auth_parse_sha256_hex(upper, strlen(upper), g), 0);
     assert_memory_equal(h, g, sizeof h);
@@ -709,5 +689,5 @@ int main(void)
         cmocka_unit_test(test_client_names),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tmpdir_group_teardown);
 }

@@ -13,7 +13,6 @@
 #include "hcgw/config.h"
 #include "hcgw/limits.h"
 
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,48 +20,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/tmpdir.h"
+
 #define REFERENCE_CONF HCGW_TEST_DATA "/../../conf/hcgw.conf"
 
 /* Room for the expected problems text of one test. */
 #define EXPECTED_BYTES 16384
 
-static char tmpdir[] = "/tmp/hcgw-test-config-XXXXXX";
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Write @p len bytes to tmpdir/@p name; returns the path in @p path. */
-static void write_bytes(const char *name, const char *text, size_t len, char *path, size_t pathsz)
-{
-    FILE *f;
-
-    assert_true((size_t)snprintf(path, pathsz, "%s/%s", tmpdir, name) < pathsz);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
+    return tmpdir_make("config");
 }
 
 static void write_conf(const char *name, const char *text, char *path, size_t pathsz)
 {
-    write_bytes(name, text, strlen(text), path, pathsz);
+    tmpdir_write(name, text, strlen(text), path, pathsz);
 }
 
 /* Load @p text, which must be accepted. The caller frees the result. */
@@ -625,7 +598,7 @@ static void test_syntax_errors(void **state)
                     "2: (syntax): @include is not supported: put every key in this one file\n");
 
     /* A NUL byte would end libconfig's reading early and hide what follows. */
-    write_bytes("nul.conf", "listen = {\n  port = 1;\0\n  bogus = 2;\n};\n", 40, path,
+    tmpdir_write("nul.conf", "listen = {\n  port = 1;\0\n  bogus = 2;\n};\n", 40, path,
                 sizeof path);
     expect_problems_at(path, "2: (syntax): the file contains a NUL byte\n");
 }
@@ -661,11 +634,11 @@ static void test_file_too_large(void **state)
     /* Comment lines: a valid file, refused for its size alone. */
     for (size_t i = 0; i < size; i++)
         text[i] = (i % 64 == 0) ? '#' : (i % 64 == 63) ? '\n' : 'x';
-    write_bytes("big.conf", text, size, path, sizeof path);
+    tmpdir_write("big.conf", text, size, path, sizeof path);
     expect_problems_at(path, "0: (file): larger than 1048576 bytes\n");
 
     /* At the bound it is read. */
-    write_bytes("big.conf", text, size - 1, path, sizeof path);
+    tmpdir_write("big.conf", text, size - 1, path, sizeof path);
     cfg = gw_config_load(path, NULL);
     assert_non_null(cfg);
     gw_config_free(cfg);
@@ -754,5 +727,5 @@ int main(void)
         cmocka_unit_test(test_free_null),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tmpdir_group_teardown);
 }

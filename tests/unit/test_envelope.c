@@ -172,7 +172,7 @@ static struct gw_secret *load_test_secret(void)
     memset(&cfg, 0, sizeof(cfg));
     assert_int_equal(setenv("HCGW_API_KEY", TEST_KEY, 1), 0);
     assert_int_equal(unsetenv("HCGW_API_KEY_FILE"), 0);
-    s = gw_secret_load(&cfg, &error);
+    s = gw_secret_load(&cfg, NULL, &error);
     if (s == NULL)
         fail_msg("gw_secret_load: %s", error != NULL ? error : "(no reason)");
     assert_string_equal(gw_secret_value(s), TEST_KEY);

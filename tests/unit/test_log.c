@@ -37,8 +37,9 @@
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 
-/* The memfd the module writes to during a test. */
+/* The memfd the module writes to during a test, and the logger that writes there. */
 static int log_mem = -1;
+static struct gw_log *lg;
 
 /*
  * What a test reads back lives in static storage or is held here and released by the
@@ -67,16 +68,17 @@ static int setup(void **state)
     log_mem = memfd_create("hcgw-log", MFD_CLOEXEC);
     if (log_mem < 0)
         return -1;
-    gw_log_set_fd(log_mem);
-    gw_log_set_level(GW_LOG_INFO);
+    lg = gw_log_new(log_mem, GW_LOG_INFO);
+    if (lg == NULL)
+        return -1;
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    gw_log_set_fd(2);
-    gw_log_set_level(GW_LOG_INFO);
+    gw_log_free(lg);
+    lg = NULL;
     close(log_mem);
     log_mem = -1;
     release_all();
@@ -190,7 +192,7 @@ static void test_line_fields(void **state)
     long long when;
 
     (void)state;
-    gw_log_begin(&l, GW_LOG_INFO, "request done");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "request done");
     after = realtime_ms();
     gw_log_str(&l, "route", "contact_get");
     gw_log_int(&l, "status", 200);
@@ -238,7 +240,7 @@ static void test_level_names(void **state)
     (void)state;
     for (lv = GW_LOG_DEBUG; lv <= GW_LOG_ERROR; lv++) {
         rewind_log();
-        gw_log_begin(&l, (enum gw_log_level)lv, "x");
+        gw_log_begin(lg, &l, (enum gw_log_level)lv, "x");
         gw_log_end(&l);
         o = only_line(NULL);
         assert_string_equal(get_str(o, "level"), names[lv]);
@@ -260,7 +262,7 @@ static void test_escaping_round_trips(void **state)
     for (i = 0; i < 127; i++)
         all[i] = (char)(i + 1);
     all[127] = '\0';
-    gw_log_begin(&l, GW_LOG_WARN, "say \"hi\"\\\n\t\x7f");
+    gw_log_begin(lg, &l, GW_LOG_WARN, "say \"hi\"\\\n\t\x7f");
     gw_log_str(&l, "all", all);
     gw_log_strn(&l, "nul", "a\0b", 3);
     gw_log_str(&l, "k\"e\\y\n", "v");
@@ -290,7 +292,7 @@ static void test_null_value_and_numbers(void **state)
     struct json_object *o, *v;
 
     (void)state;
-    gw_log_begin(&l, GW_LOG_ERROR, "n");
+    gw_log_begin(lg, &l, GW_LOG_ERROR, "n");
     gw_log_str(&l, "none", NULL);
     gw_log_int(&l, "min", LLONG_MIN);
     gw_log_int(&l, "max", LLONG_MAX);
@@ -320,34 +322,34 @@ static void test_level_filtered_before_formatting(void **state)
     char *buf;
 
     (void)state;
-    gw_log_set_level(GW_LOG_WARN);
-    assert_false(gw_log_enabled(GW_LOG_DEBUG));
-    assert_false(gw_log_enabled(GW_LOG_INFO));
-    assert_true(gw_log_enabled(GW_LOG_WARN));
-    assert_true(gw_log_enabled(GW_LOG_ERROR));
+    gw_log_set_level(lg, GW_LOG_WARN);
+    assert_false(gw_log_enabled(lg, GW_LOG_DEBUG));
+    assert_false(gw_log_enabled(lg, GW_LOG_INFO));
+    assert_true(gw_log_enabled(lg, GW_LOG_WARN));
+    assert_true(gw_log_enabled(lg, GW_LOG_ERROR));
     /* %n stores how much was formatted: untouched means the format was never run. */
-    gw_logf(GW_LOG_INFO, "abc%n", &n);
-    gw_logf(GW_LOG_DEBUG, "abc%n", &n);
+    gw_logf(lg, GW_LOG_INFO, "abc%n", &n);
+    gw_logf(lg, GW_LOG_DEBUG, "abc%n", &n);
     assert_int_equal(n, -1);
     buf = written(&len);
     assert_int_equal(len, 0);
     assert_int_equal(buf[0], '\0');
     /* The probe works: at an enabled level the format runs and a line is written. */
-    gw_logf(GW_LOG_WARN, "abc%n", &n);
+    gw_logf(lg, GW_LOG_WARN, "abc%n", &n);
     assert_int_equal(n, 3);
     only_line(NULL);
     /* Debug opens everything. */
-    gw_log_set_level(GW_LOG_DEBUG);
-    assert_true(gw_log_enabled(GW_LOG_DEBUG));
+    gw_log_set_level(lg, GW_LOG_DEBUG);
+    assert_true(gw_log_enabled(lg, GW_LOG_DEBUG));
     rewind_log();
     n = -1;
-    gw_logf(GW_LOG_DEBUG, "abc%n", &n);
+    gw_logf(lg, GW_LOG_DEBUG, "abc%n", &n);
     assert_int_equal(n, 3);
     only_line(NULL);
     /* Error closes all but errors. */
-    gw_log_set_level(GW_LOG_ERROR);
-    assert_false(gw_log_enabled(GW_LOG_WARN));
-    assert_true(gw_log_enabled(GW_LOG_ERROR));
+    gw_log_set_level(lg, GW_LOG_ERROR);
+    assert_false(gw_log_enabled(lg, GW_LOG_WARN));
+    assert_true(gw_log_enabled(lg, GW_LOG_ERROR));
 }
 
 static void test_logf(void **state)
@@ -355,7 +357,7 @@ static void test_logf(void **state)
     struct json_object *o;
 
     (void)state;
-    gw_logf(GW_LOG_WARN, "config %s:%d: %s", "/etc/hcgw/\"x\".conf", 12, "bad\tkey");
+    gw_logf(lg, GW_LOG_WARN, "config %s:%d: %s", "/etc/hcgw/\"x\".conf", 12, "bad\tkey");
     o = only_line(NULL);
     assert_string_equal(get_str(o, "level"), "warn");
     assert_string_equal(get_str(o, "msg"), "config /etc/hcgw/\"x\".conf:12: bad\tkey");
@@ -372,7 +374,7 @@ static void test_logf_long_message_stays_valid(void **state)
     memset(big, 'q', 3000);
     big[3000] = '\0';
     big[100] = '"';
-    gw_logf(GW_LOG_ERROR, "%s", big);
+    gw_logf(lg, GW_LOG_ERROR, "%s", big);
     o = only_line(NULL);
     msg = get_str(o, "msg");
     assert_non_null(msg);
@@ -396,15 +398,15 @@ static void test_one_write_per_line(void **state)
     value[3900] = '\0';
     /* Each write(2) on a SOCK_SEQPACKET socket is one record with its own boundary. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    gw_log_set_fd(sv[0]);
-    gw_log_begin(&l, GW_LOG_INFO, "small");
+    gw_log_set_fd(lg, sv[0]);
+    gw_log_begin(lg, &l, GW_LOG_INFO, "small");
     gw_log_end(&l);
-    gw_log_begin(&l, GW_LOG_INFO, "big");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "big");
     gw_log_str(&l, "a", "x");
     gw_log_str(&l, "v", value);
     gw_log_int(&l, "n", 1);
     gw_log_end(&l);
-    gw_logf(GW_LOG_ERROR, "third %d", 3);
+    gw_logf(lg, GW_LOG_ERROR, "third %d", 3);
     for (i = 0; i < 3; i++) {
         n = recv(sv[1], rec, 2 * GW_MAX_LOG_LINE, MSG_DONTWAIT | MSG_TRUNC);
         assert_true(n > 0 && n < 2 * GW_MAX_LOG_LINE);
@@ -419,7 +421,7 @@ static void test_one_write_per_line(void **state)
     }
     /* Nothing more: three lines, three writes. */
     assert_true(recv(sv[1], rec, 2 * GW_MAX_LOG_LINE, MSG_DONTWAIT) < 0);
-    gw_log_set_fd(log_mem);
+    gw_log_set_fd(lg, log_mem);
     close(sv[0]);
     close(sv[1]);
 }
@@ -439,7 +441,7 @@ static void *log_many(void *arg)
         size_t len = ((size_t)i * 37 + (size_t)t * 101) % 3000;
         memset(value, (int)('a' + t), len);
         value[len] = '\0';
-        gw_log_begin(&l, GW_LOG_INFO, "t");
+        gw_log_begin(lg, &l, GW_LOG_INFO, "t");
         gw_log_int(&l, "t", t);
         gw_log_int(&l, "i", i);
         gw_log_str(&l, "v", value);
@@ -460,7 +462,7 @@ static void test_threads_never_interleave(void **state)
 
     (void)state;
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    gw_log_set_fd(sv[0]);
+    gw_log_set_fd(lg, sv[0]);
     for (t = 0; t < LOG_THREADS; t++)
         assert_int_equal(pthread_create(&th[t], NULL, log_many, (void *)(intptr_t)t), 0);
     for (k = 0; k < LOG_THREADS * LOG_PER_THREAD; k++) {
@@ -483,7 +485,7 @@ static void test_threads_never_interleave(void **state)
     }
     for (t = 0; t < LOG_THREADS; t++)
         assert_int_equal(pthread_join(th[t], NULL), 0);
-    gw_log_set_fd(log_mem);
+    gw_log_set_fd(lg, log_mem);
     close(sv[0]);
     close(sv[1]);
 }
@@ -520,7 +522,7 @@ static void test_long_value_truncated_to_valid_json(void **state)
     (void)state;
     memset(big, 'x', n);
     big[n] = '\0';
-    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "m");
     gw_log_str(&l, "a", big);
     gw_log_end(&l);
     /* only_line() asserts: at most GW_MAX_LOG_LINE bytes, one line, strict valid JSON. */
@@ -548,7 +550,7 @@ static void test_truncation_at_every_boundary(void **state)
             memset(val, fill[f], len);
             val[len] = '\0';
             rewind_log();
-            gw_log_begin(&l, GW_LOG_INFO, "m");
+            gw_log_begin(lg, &l, GW_LOG_INFO, "m");
             gw_log_str(&l, "a", val);
             gw_log_int(&l, "n", 7);
             gw_log_str(&l, "b", "tail");
@@ -623,13 +625,13 @@ static void test_timestamp_shape_and_reuse(void **state)
     for (tries = 0; tries < 10; tries++) {
         rewind_log();
         clock_gettime(CLOCK_REALTIME, &a);
-        gw_log_begin(&l, GW_LOG_INFO, "one");
+        gw_log_begin(lg, &l, GW_LOG_INFO, "one");
         gw_log_end(&l);
         raw = written(&len);
         assert_stamp_shape(raw);
         memcpy(first, raw, 32);
         rewind_log();
-        gw_log_begin(&l, GW_LOG_INFO, "two");
+        gw_log_begin(lg, &l, GW_LOG_INFO, "two");
         gw_log_end(&l);
         clock_gettime(CLOCK_REALTIME, &b);
         raw = written(&len);
@@ -666,7 +668,7 @@ static void test_timestamp_follows_the_second(void **state)
     (void)state;
     /* A line now fills this thread's cache; then sleep past the next second boundary: the
      * next line must carry the new second, not the cached one. */
-    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "m");
     gw_log_end(&l);
     clock_gettime(CLOCK_REALTIME, &now);
     nap.tv_sec = 0;
@@ -678,7 +680,7 @@ static void test_timestamp_follows_the_second(void **state)
     assert_int_equal(nanosleep(&nap, NULL), 0);
     rewind_log();
     before = realtime_ms();
-    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "m");
     after = realtime_ms();
     gw_log_end(&l);
     when = stamp_ms(written(&len));
@@ -709,7 +711,7 @@ static void test_int_matches_printf(void **state)
         n = snprintf(want, sizeof(want), ",\"n\":%lld", v);
         assert_true(n > 0 && (size_t)n < sizeof(want));
         rewind_log();
-        gw_log_begin(&l, GW_LOG_INFO, "m");
+        gw_log_begin(lg, &l, GW_LOG_INFO, "m");
         gw_log_int(&l, "n", v);
         gw_log_end(&l);
         assert_line_is(want, (size_t)n);
@@ -729,7 +731,7 @@ static void check_ms(double ms)
         n = snprintf(want, sizeof(want), ",\"ms\":%.3f", ms);
     assert_true(n > 0 && (size_t)n < sizeof(want));
     rewind_log();
-    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "m");
     gw_log_ms(&l, "ms", ms);
     gw_log_end(&l);
     assert_line_is(want, (size_t)n);
@@ -820,7 +822,7 @@ static void check_escaped(const unsigned char *s, size_t n)
     memcpy(want, ",\"v\":", 5);
     w = 5 + reference_escape(s, n, want + 5);
     rewind_log();
-    gw_log_begin(&l, GW_LOG_INFO, "m");
+    gw_log_begin(lg, &l, GW_LOG_INFO, "m");
     gw_log_strn(&l, "v", (const char *)s, n);
     gw_log_end(&l);
     assert_line_is(want, w);
@@ -886,7 +888,7 @@ static void test_truncation_threshold(void **state)
             memcpy(want, ",\"v\":", 5);
             w = 5 + reference_escape(val, len, want + 5);
             rewind_log();
-            gw_log_begin(&l, GW_LOG_INFO, "m");
+            gw_log_begin(lg, &l, GW_LOG_INFO, "m");
             gw_log_strn(&l, "v", (const char *)val, len);
             gw_log_end(&l);
             /* The length of the line had it been kept: 32 + level and msg + field + "}\n". */
@@ -919,11 +921,11 @@ static void build_pair(struct gw_logline *a, struct gw_logline *b, int id, size_
 
     memset(filler, 'p', pad);
     filler[pad] = '\0';
-    gw_log_begin(a, GW_LOG_INFO, "access");
+    gw_log_begin(lg, a, GW_LOG_INFO, "access");
     gw_log_int(a, "id", id);
     gw_log_str(a, "route", "contact_update");
     gw_log_ms(a, "duration_ms", 1.25);
-    gw_log_begin(b, GW_LOG_INFO, "audit");
+    gw_log_begin(lg, b, GW_LOG_INFO, "audit");
     gw_log_int(b, "id", id);
     gw_log_str(b, "pad", filler);
 }
@@ -953,11 +955,11 @@ static void test_pair_on_a_pipe(void **state)
 
     (void)state;
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    gw_log_set_fd(p[1]);
+    gw_log_set_fd(lg, p[1]);
     build_pair(&a, &b, 7, 100);
     gw_log_end_pair(&a, &b);
     close(p[1]);
-    gw_log_set_fd(log_mem);
+    gw_log_set_fd(lg, log_mem);
     while ((n = read(p[0], text + got, sizeof(text) - 1 - got)) > 0)
         got += (size_t)n;
     close(p[0]);
@@ -1011,7 +1013,7 @@ static void test_pair_is_one_write_up_to_pipe_buf(void **state)
     (void)state;
     /* Each write(2) or writev(2) on a SOCK_SEQPACKET socket is one record. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    gw_log_set_fd(sv[0]);
+    gw_log_set_fd(lg, sv[0]);
     /* Small: both lines in one record. */
     build_pair(&a, &b, 1, 200);
     gw_log_end_pair(&a, &b);
@@ -1032,7 +1034,7 @@ static void test_pair_is_one_write_up_to_pipe_buf(void **state)
     expect_record(sv[1], 3, NULL, true);
     /* Nothing more. */
     assert_true(recv(sv[1], big, sizeof(big), MSG_DONTWAIT) < 0);
-    gw_log_set_fd(log_mem);
+    gw_log_set_fd(lg, log_mem);
     close(sv[0]);
     close(sv[1]);
 }

@@ -37,19 +37,43 @@ static const char *const bucket_labels[GW_METRICS_BUCKETS + 1] = {
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
     "0.5", "1", "2.5", "5", "10", "+Inf"};
 
+/* The registry the tests count into, as a server's workers would (made by the group setup). */
+static struct gw_metrics_registry *reg;
+
 /* Released by the teardown, so a failed assertion leaks nothing. */
 static char *rendered;
+static struct gw_metrics_registry *other_reg; /* a second server's, in test_registries_apart */
+static char *other_rendered;
 static struct gw_governor *test_governor;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    reg = gw_metrics_registry_new();
+    return reg != NULL ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    gw_metrics_registry_free(reg);
+    reg = NULL;
+    return 0;
+}
 
 static int teardown(void **state)
 {
     (void)state;
     free(rendered);
     rendered = NULL;
-    gw_metrics_set_governor(NULL);
+    free(other_rendered);
+    other_rendered = NULL;
+    gw_metrics_registry_free(other_reg);
+    other_reg = NULL;
+    gw_metrics_set_governor(reg, NULL);
     gw_governor_free(test_governor);
     test_governor = NULL;
-    gw_metrics_reset();
+    gw_metrics_reset(reg);
     return 0;
 }
 
@@ -239,7 +263,7 @@ static const char *render(void)
     size_t len = 0;
 
     free(rendered);
-    rendered = gw_metrics_render(&len);
+    rendered = gw_metrics_render(reg, &len);
     assert_non_null(rendered);
     check_exposition(rendered, len);
     return rendered;
@@ -340,7 +364,7 @@ static void test_empty_render(void **state)
     /* With no block at all, and with one zeroed block: the same empty text. */
     for (i = 0; i < 2; i++) {
         if (i == 1)
-            assert_non_null(gw_metrics_register());
+            assert_non_null(gw_metrics_register(reg));
         text = render();
         expect(text, "hcgw_build_info{version=\"" HCGW_VERSION "\",commit=\"" HCGW_COMMIT "\"}",
                1);
@@ -364,7 +388,7 @@ static void test_empty_render(void **state)
 
 static void test_requests_by_route_and_status(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     const struct gw_route *get = gw_router_get(GW_ROUTE_CONTACT_GET);
     const struct gw_route *add = gw_router_get(GW_ROUTE_TAGS_ADD);
     uint64_t per[GW_METRICS_BUCKETS + 1] = {0};
@@ -404,7 +428,7 @@ static void test_requests_by_route_and_status(void **state)
 
 static void test_every_status_and_other(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     const struct gw_route *hz = gw_router_get(GW_ROUTE_HEALTHZ);
     static const int others[] = {418, 0, -1, 302, 599, 100};
     const char *text;
@@ -433,7 +457,7 @@ static void test_every_status_and_other(void **state)
 
 static void test_every_route_by_name(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     size_t n = 0;
     const struct gw_route *routes = gw_router_table(&n);
     const char *text;
@@ -457,7 +481,7 @@ static void test_every_route_by_name(void **state)
 
 static void test_methods_by_name_and_other(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     static const char *const named[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                         "OPTIONS"};
     /* Compared whole and case-sensitively; a caller's invented method is never a label. */
@@ -487,7 +511,7 @@ static void test_methods_by_name_and_other(void **state)
 
 static void test_histogram_buckets(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     /* Each bound is inclusive (le): exactly on a bound counts in that bucket. */
     static const uint64_t obs[] = {0, 500, 501, 1000, 2500, 2501, 99999, 100000, 1000000,
                                    10000000, 10000001, 3600000000u};
@@ -518,8 +542,8 @@ static void test_histogram_buckets(void **state)
 
 static void test_two_blocks_summed(void **state)
 {
-    struct gw_metrics *a = gw_metrics_register();
-    struct gw_metrics *b = gw_metrics_register();
+    struct gw_metrics *a = gw_metrics_register(reg);
+    struct gw_metrics *b = gw_metrics_register(reg);
     const struct gw_route *get = gw_router_get(GW_ROUTE_CONTACT_GET);
     uint64_t per[GW_METRICS_BUCKETS + 1] = {0};
     const char *text;
@@ -573,8 +597,8 @@ static void test_two_blocks_summed(void **state)
 
 static void test_reset_frees_blocks(void **state)
 {
-    struct gw_metrics *a = gw_metrics_register();
-    struct gw_metrics *b = gw_metrics_register();
+    struct gw_metrics *a = gw_metrics_register(reg);
+    struct gw_metrics *b = gw_metrics_register(reg);
     const char *text;
 
     (void)state;
@@ -582,21 +606,21 @@ static void test_reset_frees_blocks(void **state)
     assert_non_null(b);
     gw_metrics_request(a, NULL, "GET", 200, 1);
     gw_metrics_inc(&b->upstream_attempts);
-    gw_metrics_reset(); /* LeakSanitizer reports the blocks at exit if they were kept */
+    gw_metrics_reset(reg); /* LeakSanitizer reports the blocks at exit if they were kept */
     text = render();
     assert_null(strstr(text, "hcgw_requests_total{"));
     expect(text, "hcgw_upstream_attempts_total", 0);
     expect(text, "hcgw_request_duration_seconds_count", 0);
     /* Registering again starts from zero and counts only the new block. */
-    a = gw_metrics_register();
+    a = gw_metrics_register(reg);
     assert_non_null(a);
     assert_int_equal(a->upstream_attempts, 0);
     gw_metrics_inc(&a->upstream_attempts);
     text = render();
     expect(text, "hcgw_upstream_attempts_total", 1);
     /* Reset with nothing registered is harmless. */
-    gw_metrics_reset();
-    gw_metrics_reset();
+    gw_metrics_reset(reg);
+    gw_metrics_reset(reg);
 }
 
 static void test_register_bounded_by_max_workers(void **state)
@@ -607,7 +631,7 @@ static void test_register_bounded_by_max_workers(void **state)
     (void)state;
     /* The contract: NULL when over GW_MAX_WORKERS blocks. */
     for (i = 0; i < 4 * GW_MAX_WORKERS; i++) {
-        struct gw_metrics *m = gw_metrics_register();
+        struct gw_metrics *m = gw_metrics_register(reg);
         if (m == NULL)
             break;
         ok++;
@@ -617,12 +641,12 @@ static void test_register_bounded_by_max_workers(void **state)
 
 static void test_no_governor_no_quota_lines(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     const char *text;
 
     (void)state;
     assert_non_null(m);
-    gw_metrics_set_governor(NULL);
+    gw_metrics_set_governor(reg, NULL);
     text = render();
     assert_null(strstr(text, "hcgw_quota_"));
 }
@@ -642,7 +666,7 @@ static struct gw_governor *make_governor(int rpm)
 
 static void test_governor_quota_lines(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     struct gw_governor *g = make_governor(120);
     static const char *const quota_types[] = {
         "# TYPE hcgw_quota_enabled gauge\n",
@@ -662,7 +686,7 @@ static void test_governor_quota_lines(void **state)
 
     (void)state;
     assert_non_null(m);
-    gw_metrics_set_governor(g);
+    gw_metrics_set_governor(reg, g);
     text = render();
     for (i = 0; i < sizeof(quota_types) / sizeof(quota_types[0]); i++)
         assert_non_null(strstr(text, quota_types[i]));
@@ -701,23 +725,100 @@ static void test_governor_quota_lines(void **state)
     expect(text, "hcgw_quota_waits_total", 1);
     expect(text, "hcgw_quota_tokens", 0);
     /* Unset again: the lines go. */
-    gw_metrics_set_governor(NULL);
+    gw_metrics_set_governor(reg, NULL);
     text = render();
     assert_null(strstr(text, "hcgw_quota_"));
 }
 
 static void test_governor_off_shows_disabled(void **state)
 {
-    struct gw_metrics *m = gw_metrics_register();
+    struct gw_metrics *m = gw_metrics_register(reg);
     const char *text;
 
     (void)state;
     assert_non_null(m);
-    gw_metrics_set_governor(make_governor(0));
+    gw_metrics_set_governor(reg, make_governor(0));
     text = render();
     expect(text, "hcgw_quota_enabled", 0);
     expect(text, "hcgw_quota_queued", 0);
     expect(text, "hcgw_quota_rejections_total", 0);
+}
+
+/* A histogram whose every bucket holds @p per, so that the cumulative counts do not wrap. */
+static void fill_histogram(struct gw_histogram *h, uint64_t per)
+{
+    int i;
+
+    for (i = 0; i <= GW_METRICS_BUCKETS; i++)
+        h->buckets[i] = per;
+    h->count = per * (GW_METRICS_BUCKETS + 1);
+    h->sum_us = UINT64_MAX;
+}
+
+static void test_largest_render_within_bound(void **state)
+{
+    struct gw_metrics *m = gw_metrics_register(reg);
+    const uint64_t per = UINT64_MAX / (GW_METRICS_BUCKETS + 1);
+    size_t len;
+    size_t r, k, s;
+
+    (void)state;
+    assert_non_null(m);
+    /* Every series there can be, each with the widest value it can print. */
+    for (r = 0; r <= GW_ROUTE__COUNT; r++)
+        for (k = 0; k <= GW_METRICS_METHODS; k++)
+            for (s = 0; s <= GW_METRICS_STATUSES; s++)
+                m->requests[r][k][s] = UINT64_MAX;
+    fill_histogram(&m->request_seconds, per);
+    fill_histogram(&m->upstream_seconds, per);
+    m->upstream_attempts = UINT64_MAX;
+    m->upstream_retries = UINT64_MAX;
+    m->upstream_connections = UINT64_MAX;
+    for (k = 0; k < GW_UPFAIL__COUNT; k++)
+        m->upstream_failures[k] = UINT64_MAX;
+    m->in_flight = INT64_MIN;
+    gw_metrics_set_governor(reg, make_governor(120));
+    free(rendered);
+    rendered = gw_metrics_render(reg, &len);
+    assert_non_null(rendered);
+    check_exposition(rendered, len);
+    assert_non_null(strstr(rendered, "hcgw_quota_enabled 1\n"));
+    /* The bound holds the largest render with room to spare (limits.h says how big it is). */
+    assert_true(len < GW_MAX_METRICS_BYTES / 2);
+    assert_true(len > 200 * 1024); /* about 256 KiB: many doublings of the first 8 KiB */
+}
+
+/* Two servers' registries: each renders its own blocks and governor only. */
+static void test_registries_apart(void **state)
+{
+    struct gw_metrics *mine = gw_metrics_register(reg);
+    struct gw_metrics *theirs;
+    const struct gw_route *get = gw_router_get(GW_ROUTE_CONTACT_GET);
+    size_t len;
+
+    (void)state;
+    other_reg = gw_metrics_registry_new();
+    assert_non_null(other_reg);
+    theirs = gw_metrics_register(other_reg);
+    assert_non_null(mine);
+    assert_non_null(theirs);
+    gw_metrics_request(mine, get, "GET", 200, 100);
+    gw_metrics_request(theirs, get, "GET", 200, 100);
+    gw_metrics_request(theirs, get, "GET", 200, 100);
+    gw_metrics_inc(&theirs->upstream_attempts);
+    gw_metrics_set_governor(reg, make_governor(120));
+    expect_requests(render(), "contact_get", "GET", "200", 1);
+    expect(rendered, "hcgw_upstream_attempts_total", 0);
+    assert_non_null(strstr(rendered, "hcgw_quota_enabled 1\n"));
+    other_rendered = gw_metrics_render(other_reg, &len);
+    assert_non_null(other_rendered);
+    check_exposition(other_rendered, len);
+    expect_requests(other_rendered, "contact_get", "GET", "200", 2);
+    expect(other_rendered, "hcgw_upstream_attempts_total", 1);
+    assert_null(strstr(other_rendered, "hcgw_quota_"));
+    /* Resetting one leaves the other's counts. */
+    gw_metrics_reset(other_reg);
+    expect_requests(render(), "contact_get", "GET", "200", 1);
 }
 
 int main(void)
@@ -735,6 +836,8 @@ int main(void)
         cmocka_unit_test_teardown(test_no_governor_no_quota_lines, teardown),
         cmocka_unit_test_teardown(test_governor_quota_lines, teardown),
         cmocka_unit_test_teardown(test_governor_off_shows_disabled, teardown),
+        cmocka_unit_test_teardown(test_largest_render_within_bound, teardown),
+        cmocka_unit_test_teardown(test_registries_apart, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

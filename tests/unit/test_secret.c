@@ -14,7 +14,6 @@
 #include "hcgw/config.h"
 #include "hcgw/secret.h"
 
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,31 +21,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/tmpdir.h"
+
 #define CONF_PATH "/etc/hcgw/test.conf"
 
 /* The longest key secret.h allows. */
 #define KEY_MAX 4096
 
-static char tmpdir[] = "/tmp/hcgw-test-secret-XXXXXX";
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tmpdir_make("secret");
 }
 
 /* Each test starts with neither environment variable set. */
@@ -56,24 +41,6 @@ static int setup(void **state)
     unsetenv("HCGW_API_KEY");
     unsetenv("HCGW_API_KEY_FILE");
     return 0;
-}
-
-static void tmp_path(const char *name, char *path, size_t pathsz)
-{
-    assert_true((size_t)snprintf(path, pathsz, "%s/%s", tmpdir, name) < pathsz);
-}
-
-/* Write @p len bytes to tmpdir/@p name; its path goes to @p path. */
-static void write_key_file(const char *name, const char *bytes, size_t len, char *path,
-                           size_t pathsz)
-{
-    FILE *f;
-
-    tmp_path(name, path, pathsz);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
 }
 
 /* A config as gw_config_load would leave it, with only what secret.c reads. */
@@ -89,7 +56,7 @@ static void init_cfg(struct gw_config *cfg, char *api_key, char *api_key_file)
 static void expect_key(const struct gw_config *cfg, const char *value, const char *source)
 {
     char *error = NULL;
-    struct gw_secret *s = gw_secret_load(cfg, &error);
+    struct gw_secret *s = gw_secret_load(cfg, NULL, &error);
 
     if (error)
         print_error("unexpected error: %s\n", error);
@@ -105,7 +72,7 @@ static void expect_key(const struct gw_config *cfg, const char *value, const cha
 static void expect_error(const struct gw_config *cfg, const char *expected)
 {
     char *error = NULL;
-    struct gw_secret *s = gw_secret_load(cfg, &error);
+    struct gw_secret *s = gw_secret_load(cfg, NULL, &error);
 
     assert_null(s);
     assert_non_null(error);
@@ -118,7 +85,7 @@ static void expect_error_without_key(const struct gw_config *cfg, const char *pa
                                      const char *key)
 {
     char *error = NULL;
-    struct gw_secret *s = gw_secret_load(cfg, &error);
+    struct gw_secret *s = gw_secret_load(cfg, NULL, &error);
 
     assert_null(s);
     assert_non_null(error);
@@ -136,8 +103,8 @@ static void test_precedence(void **state)
     struct gw_config cfg;
 
     (void)state;
-    write_key_file("env.key", "from-env-file\n", 14, env_file, sizeof env_file);
-    write_key_file("cfg.key", "from-config-file\n", 17, cfg_file, sizeof cfg_file);
+    tmpdir_write("env.key", "from-env-file\n", 14, env_file, sizeof env_file);
+    tmpdir_write("cfg.key", "from-config-file\n", 17, cfg_file, sizeof cfg_file);
 
     /* 1. HCGW_API_KEY beats everything else. */
     init_cfg(&cfg, "from-config", cfg_file);
@@ -172,7 +139,7 @@ static void test_first_source_set_wins_even_when_bad(void **state)
 
     (void)state;
     init_cfg(&cfg, "good-config-key", NULL);
-    tmp_path("missing.key", missing, sizeof missing);
+    tmpdir_path("missing.key", missing, sizeof missing);
     assert_int_equal(setenv("HCGW_API_KEY_FILE", missing, 1), 0);
     snprintf(msg, sizeof msg,
              "key file %s (from HCGW_API_KEY_FILE): cannot open: No such file or directory",
@@ -204,7 +171,7 @@ static void test_file_line_endings(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        write_key_file("eol.key", files[i].bytes, files[i].len, path, sizeof path);
+        tmpdir_write("eol.key", files[i].bytes, files[i].len, path, sizeof path);
         init_cfg(&cfg, NULL, path);
         snprintf(source, sizeof source, "file %s", path);
         expect_key(&cfg, "abc-123", source);
@@ -231,7 +198,7 @@ static void test_file_extra_bytes_refused(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        write_key_file("extra.key", files[i].bytes, files[i].len, path, sizeof path);
+        tmpdir_write("extra.key", files[i].bytes, files[i].len, path, sizeof path);
         init_cfg(&cfg, NULL, path);
         expect_error_without_key(&cfg, files[i].part, "sekr");
     }
@@ -243,7 +210,7 @@ static void test_empty_file(void **state)
     struct gw_config cfg;
 
     (void)state;
-    write_key_file("empty.key", "", 0, path, sizeof path);
+    tmpdir_write("empty.key", "", 0, path, sizeof path);
     assert_int_equal(setenv("HCGW_API_KEY_FILE", path, 1), 0);
     snprintf(msg, sizeof msg,
              "key file %s (from HCGW_API_KEY_FILE) is empty: it must hold the HelpCrunch API key",
@@ -251,7 +218,7 @@ static void test_empty_file(void **state)
     expect_error(NULL, msg);
 
     /* A line break alone is empty too, once stripped. */
-    write_key_file("newline.key", "\r\n", 2, path, sizeof path);
+    tmpdir_write("newline.key", "\r\n", 2, path, sizeof path);
     unsetenv("HCGW_API_KEY_FILE");
     init_cfg(&cfg, NULL, path);
     snprintf(msg, sizeof msg,
@@ -275,9 +242,9 @@ static void test_file_size(void **state)
     /* The longest key, with and without its line break, is fine. */
     bytes[KEY_MAX] = '\r';
     bytes[KEY_MAX + 1] = '\n';
-    write_key_file("max.key", bytes, KEY_MAX + 2, path, sizeof path);
+    tmpdir_write("max.key", bytes, KEY_MAX + 2, path, sizeof path);
     init_cfg(&cfg, NULL, path);
-    s = gw_secret_load(&cfg, &error);
+    s = gw_secret_load(&cfg, NULL, &error);
     assert_null(error);
     assert_non_null(s);
     assert_int_equal(gw_secret_len(s), KEY_MAX);
@@ -285,7 +252,7 @@ static void test_file_size(void **state)
     gw_secret_free(s);
 
     /* One byte more than the longest key and a CRLF: too large, and not read further. */
-    write_key_file("big.key", bytes, KEY_MAX + 3, path, sizeof path);
+    tmpdir_write("big.key", bytes, KEY_MAX + 3, path, sizeof path);
     init_cfg(&cfg, NULL, path);
     snprintf(msg, sizeof msg,
              "key file %s (from upstream.api_key_file in " CONF_PATH
@@ -296,7 +263,7 @@ static void test_file_size(void **state)
 
     /* A key one byte too long, with no line break to strip. */
     memset(bytes, 'k', sizeof bytes);
-    write_key_file("long.key", bytes, KEY_MAX + 1, path, sizeof path);
+    tmpdir_write("long.key", bytes, KEY_MAX + 1, path, sizeof path);
     init_cfg(&cfg, NULL, path);
     snprintf(msg, sizeof msg,
              "key file %s (from upstream.api_key_file in " CONF_PATH
@@ -330,7 +297,7 @@ static void test_bad_characters(void **state)
                                        "character that is not visible ASCII at byte 7;", "sekrit");
 
         /* ...and from a file. */
-        write_key_file("bad.key", keys[i], strlen(keys[i]), path, sizeof path);
+        tmpdir_write("bad.key", keys[i], strlen(keys[i]), path, sizeof path);
         init_cfg(&cfg, NULL, path);
         expect_error_without_key(&cfg, "not visible ASCII at byte 7;", "sekrit");
     }
@@ -342,7 +309,7 @@ static void test_missing_and_odd_files(void **state)
     struct gw_config cfg;
 
     (void)state;
-    tmp_path("nope.key", path, sizeof path);
+    tmpdir_path("nope.key", path, sizeof path);
     init_cfg(&cfg, NULL, path);
     snprintf(msg, sizeof msg,
              "key file %s (from upstream.api_key_file in " CONF_PATH
@@ -359,7 +326,7 @@ static void test_missing_and_odd_files(void **state)
     expect_error(&cfg, msg);
 
     /* A FIFO must not hang the load waiting for a writer. */
-    tmp_path("fifo.key", path, sizeof path);
+    tmpdir_path("fifo.key", path, sizeof path);
     assert_int_equal(mkfifo(path, 0600), 0);
     init_cfg(&cfg, NULL, path);
     snprintf(msg, sizeof msg,
@@ -401,7 +368,7 @@ static void test_no_key(void **state)
     expect_error(NULL, "no HelpCrunch API key: set HCGW_API_KEY or HCGW_API_KEY_FILE, or "
                        "upstream.api_key_file in the config file");
     /* A NULL error pointer is allowed. */
-    assert_null(gw_secret_load(&cfg, NULL));
+    assert_null(gw_secret_load(&cfg, NULL, NULL));
 }
 
 /* Kubernetes mounts a secret as key -> ..data/key, ..data -> ..2024_01_01/, so follow links. */
@@ -411,12 +378,12 @@ static void test_symlinked_key_file(void **state)
     struct gw_config cfg;
 
     (void)state;
-    tmp_path("..2024_01_01", dir, sizeof dir);
+    tmpdir_path("..2024_01_01", dir, sizeof dir);
     assert_int_equal(mkdir(dir, 0700), 0);
-    write_key_file("..2024_01_01/api-key", "linked-key\n", 11, real, sizeof real);
-    tmp_path("..data", data, sizeof data);
+    tmpdir_write("..2024_01_01/api-key", "linked-key\n", 11, real, sizeof real);
+    tmpdir_path("..data", data, sizeof data);
     assert_int_equal(symlink("..2024_01_01", data), 0);
-    tmp_path("api-key", link, sizeof link);
+    tmpdir_path("api-key", link, sizeof link);
     assert_int_equal(symlink("..data/api-key", link), 0);
 
     assert_int_equal(setenv("HCGW_API_KEY_FILE", link, 1), 0);
@@ -436,9 +403,9 @@ static void test_with_loaded_config(void **state)
     struct gw_config *cfg;
 
     (void)state;
-    write_key_file("conf.key", "conf-file-key\n", 14, key, sizeof key);
+    tmpdir_write("conf.key", "conf-file-key\n", 14, key, sizeof key);
     snprintf(text, sizeof text, "upstream = { api_key_file = \"%s\"; };\n", key);
-    write_key_file("hcgw.conf", text, strlen(text), conf, sizeof conf);
+    tmpdir_write("hcgw.conf", text, strlen(text), conf, sizeof conf);
     cfg = gw_config_load(conf, &errors);
     assert_null(errors);
     assert_non_null(cfg);
@@ -454,7 +421,7 @@ static void test_redact(void **state)
 
     (void)state;
     assert_int_equal(setenv("HCGW_API_KEY", "K3Y", 1), 0);
-    s = gw_secret_load(NULL, NULL);
+    s = gw_secret_load(NULL, NULL, NULL);
     assert_non_null(s);
 
     snprintf(text, sizeof text, "{\"error\":\"bad key K3Y\",\"key\":\"K3YK3Y\",\"k\":\"K3\"}");
@@ -487,7 +454,7 @@ static void test_redact_overlap(void **state)
 
     (void)state;
     assert_int_equal(setenv("HCGW_API_KEY", "aa", 1), 0);
-    s = gw_secret_load(NULL, NULL);
+    s = gw_secret_load(NULL, NULL, NULL);
     assert_non_null(s);
     snprintf(text, sizeof text, "aaaaa");
     assert_int_equal(gw_secret_redact(s, text, 5), 2);
@@ -530,5 +497,5 @@ int main(void)
         cmocka_unit_test_setup(test_wipe_and_free, setup),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tmpdir_group_teardown);
 }

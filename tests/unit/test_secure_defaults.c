@@ -17,7 +17,6 @@
 #include "hcgw/secret.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,42 +25,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/tmpdir.h"
+
 #define TEST_KEY "secure-defaults-key-0123456789"
-
-static char tmpdir[] = "/tmp/hcgw-test-secure-XXXXXX";
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int group_setup(void **state)
 {
     (void)state;
     unsetenv("HCGW_API_KEY");
     unsetenv("HCGW_API_KEY_FILE");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tmpdir_make("secure");
 }
 
 /* Write @p text to tmpdir/@p name with @p mode; the path goes to @p path. */
 static void write_file(const char *name, const char *text, mode_t mode, char *path, size_t pathsz)
 {
-    FILE *f;
-
-    assert_true((size_t)snprintf(path, pathsz, "%s/%s", tmpdir, name) < pathsz);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
+    tmpdir_write(name, text, strlen(text), path, pathsz);
     assert_int_equal(chmod(path, mode), 0);
 }
 
@@ -288,13 +267,15 @@ static struct gw_secret *load_key(const char *path, enum gw_key_file_mode mode, 
     struct gw_config cfg;
     struct gw_secret *s;
     int fd = memfd_create("log", MFD_CLOEXEC);
+    struct gw_log *lg;
     ssize_t n;
 
     assert_true(fd >= 0);
+    lg = gw_log_new(fd, GW_LOG_INFO);
+    assert_non_null(lg);
     init_cfg(&cfg, (char *)path, mode);
-    gw_log_set_fd(fd);
-    s = gw_secret_load(&cfg, error);
-    gw_log_set_fd(2);
+    s = gw_secret_load(&cfg, lg, error);
+    gw_log_free(lg);
     n = pread(fd, log, logsz - 1, 0);
     assert_true(n >= 0);
     log[n] = '\0';
@@ -400,5 +381,5 @@ int main(void)
         cmocka_unit_test(test_env_key_file_mode),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tmpdir_group_teardown);
 }

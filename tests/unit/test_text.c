@@ -1,10 +1,11 @@
 /*
- * Unit tests of src/text.c: strict UTF-8 counting, tag names, colours and the JSON media type.
- * Each table row carries the exact bytes, so the boundaries of the UTF-8 ranges (overlongs,
- * surrogates, U+10FFFF) are tested on both sides.
+ * Unit tests of src/text.c: strict UTF-8 counting, tag names, colours, the JSON media type, hex
+ * digits and percent decoding. Each table row carries the exact bytes, so the boundaries of
+ * the UTF-8 ranges (overlongs, surrogates, U+10FFFF) are tested on both sides.
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -212,6 +213,123 @@ static void test_json_media_type(void **state)
     assert_false(gw_text_is_json_media_type(NULL));
 }
 
+static void test_hex_value(void **state)
+{
+    static const char digits[] = "0123456789abcdef";
+    int c;
+
+    (void)state;
+    for (c = 0; c < 16; c++) {
+        assert_int_equal(gw_text_hex_value(digits[c]), c);
+        if (c >= 10)
+            assert_int_equal(gw_text_hex_value((char)(digits[c] - 'a' + 'A')), c);
+    }
+    /* Every other byte, the neighbours of each range included, is not a digit. */
+    for (c = 0; c < 256; c++) {
+        bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+
+        if (!digit)
+            assert_int_equal(gw_text_hex_value((char)c), -1);
+    }
+    assert_int_equal(gw_text_hex_value('/'), -1);
+    assert_int_equal(gw_text_hex_value(':'), -1);
+    assert_int_equal(gw_text_hex_value('@'), -1);
+    assert_int_equal(gw_text_hex_value('G'), -1);
+    assert_int_equal(gw_text_hex_value('`'), -1);
+    assert_int_equal(gw_text_hex_value('g'), -1);
+}
+
+static void test_hex_encode(void **state)
+{
+    static const unsigned char bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xab, 0xff, 0x10};
+    char out[2 * sizeof(bytes) + 2];
+
+    (void)state;
+    memset(out, 'X', sizeof(out));
+    gw_text_hex_encode(bytes, sizeof(bytes), out);
+    assert_string_equal(out, "00017f80abff10");
+    assert_int_equal(out[2 * sizeof(bytes) + 1], 'X'); /* nothing past the NUL */
+    gw_text_hex_encode(bytes, 0, out);
+    assert_string_equal(out, "");
+}
+
+struct pct_case {
+    const char *in;
+    unsigned flags;
+    long want;              /* decoded length, or -1 */
+    const char *out;        /* the decoded bytes (want of them) */
+};
+
+static void test_percent_decode(void **state)
+{
+    static const struct pct_case cases[] = {
+        {"", 0, 0, ""},
+        {"plain", 0, 5, "plain"},
+        {"a%20b", 0, 3, "a b"},
+        {"%41%62%7a%7A%4a", 0, 5, "AbzzJ"},       /* either case */
+        {"%e2%82%ac", 0, 3, "\xe2\x82\xac"},      /* bytes, not characters */
+        {"a+b", 0, 3, "a+b"},                     /* a plus stays a plus */
+        {"%2B", 0, 1, "+"},
+        {"%25", 0, 1, "%"},
+        {"%2525", 0, 3, "%25"},                   /* decoded once only */
+        {"%00", 0, 1, "\0"},                      /* kept unless refused */
+        {"%00", GW_TEXT_PCT_NO_NUL, -1, ""},
+        {"a%00b", GW_TEXT_PCT_NO_NUL, -1, ""},
+        {"%", 0, -1, ""},                         /* a '%' needs two hex digits */
+        {"%4", 0, -1, ""},
+        {"a%", 0, -1, ""},
+        {"%4g", 0, -1, ""},
+        {"%g4", 0, -1, ""},
+        {"% 41", 0, -1, ""},
+        {"%-1", 0, -1, ""},
+    };
+    char out[32];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct pct_case *c = &cases[i];
+        long n;
+
+        memset(out, 'X', sizeof(out));
+        n = gw_text_percent_decode(c->in, strlen(c->in), out, sizeof(out), c->flags);
+        if (n != c->want)
+            fail_msg("case %zu \"%s\": %ld, want %ld", i, c->in, n, c->want);
+        if (n >= 0) {
+            assert_memory_equal(out, c->out, (size_t)n);
+            assert_int_equal(out[n], '\0');
+        } else {
+            assert_string_equal(out, "");
+        }
+    }
+    /* A NUL sent as is (the length is explicit) is refused the same way. */
+    assert_int_equal(gw_text_percent_decode("a\0b", 3, out, sizeof(out), 0), 3);
+    assert_int_equal(gw_text_percent_decode("a\0b", 3, out, sizeof(out), GW_TEXT_PCT_NO_NUL), -1);
+    /* Only len bytes are read: a '%' cut off by the length is incomplete. */
+    assert_int_equal(gw_text_percent_decode("a%41", 2, out, sizeof(out), 0), -1);
+    assert_int_equal(gw_text_percent_decode("%41", 3, out, sizeof(out), 0), 1);
+}
+
+static void test_percent_decode_room(void **state)
+{
+    char out[8];
+
+    (void)state;
+    /* cap counts the NUL: "abc" needs 4. */
+    assert_int_equal(gw_text_percent_decode("abc", 3, out, 4, 0), 3);
+    assert_string_equal(out, "abc");
+    assert_int_equal(gw_text_percent_decode("abc", 3, out, 3, 0), -1);
+    assert_string_equal(out, "");
+    /* What counts is the decoded size: three bytes sent, one kept. */
+    assert_int_equal(gw_text_percent_decode("%41", 3, out, 2, 0), 1);
+    assert_string_equal(out, "A");
+    assert_int_equal(gw_text_percent_decode("%41", 3, out, 1, 0), -1);
+    assert_string_equal(out, "");
+    assert_int_equal(gw_text_percent_decode("", 0, out, 1, 0), 0);
+    assert_int_equal(gw_text_percent_decode("abc", 3, out, 0, 0), -1);
+    assert_int_equal(gw_text_percent_decode("abc", 3, NULL, 4, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +337,10 @@ int main(void)
         cmocka_unit_test(test_check_tag),
         cmocka_unit_test(test_is_color),
         cmocka_unit_test(test_json_media_type),
+        cmocka_unit_test(test_hex_value),
+        cmocka_unit_test(test_hex_encode),
+        cmocka_unit_test(test_percent_decode),
+        cmocka_unit_test(test_percent_decode_room),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
