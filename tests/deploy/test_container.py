@@ -4,10 +4,10 @@
 Builds the unchanged top-level Dockerfile with the container engine it finds (podman or
 docker), then runs the image as a person would: hcgw-sim and hcgw sharing one network namespace
 (hcgw joins the simulator's) whose ports are published on 127.0.0.1 only, hcgw with the shipped
-container configuration (plus an upstream pointing at the simulator), the key in a mounted file named by HCGW_API_KEY_FILE, a client token made with the
-image's own `hcgw token new` (its SHA-256 mounted where the container configuration expects
-it), a read-only root filesystem and no capabilities. Real requests go through the published
-port with curl. It checks:
+container configuration (plus an upstream pointing at the simulator), the key in a mounted
+file named by HCGW_API_KEY_FILE, a client token made with the image's own `hcgw token new` (its
+SHA-256 mounted where the container configuration expects it), a read-only root filesystem and
+no capabilities. Real requests go through the published port with curl. It checks:
 
 - the image's metadata: non-root numeric user, SIGTERM stop signal, port 8080, the HEALTHCHECK
   command, no key in its environment; `--version` runs; with no key given, `--check-config`
