@@ -1,7 +1,8 @@
-"""The quota governor (conf "quota", README "Quota, retries and failures"): one token bucket for
-every upstream call; a call that finds no token waits its turn, or is answered 429 at once with
-a Retry-After and no upstream call; a 429 from HelpCrunch pauses the whole process; retries draw
-from the same bucket; /readyz turns 503 while the key was refused recently.
+"""The quota governor (conf "quota"; docs/configuration.md, "Quota, retries and what each failure
+looks like"): one token bucket for every upstream call; a call that finds no token waits its
+turn, or is answered 429 at once with a Retry-After and no upstream call; a 429 from HelpCrunch
+pauses the whole process; retries draw from the same bucket; /readyz turns 503 while the key was
+refused recently.
 
 Timing bounds here are loose sanity bounds on behaviour (did it wait for the cooldown at all?),
 not benchmarks.
