@@ -1,7 +1,6 @@
 # hcgw container image.
 #
 #   podman build --format docker -t hcgw .        (or: docker build -t hcgw .)
-#   ../shared/tools/container.sh build -t hcgw .   (machines with podman only and no registry)
 #
 #   podman run --rm hcgw token new my-app      # a caller's token and its SHA-256
 #   podman run --rm -p 127.0.0.1:8080:8080 \
@@ -20,7 +19,7 @@
 # filesystem.
 #
 # The HelpCrunch API key is never in the image: it comes at run time from HCGW_API_KEY or from
-# a mounted file named by HCGW_API_KEY_FILE (see README.md, "Run it in a container").
+# a mounted file named by HCGW_API_KEY_FILE (see docs/deployment.md, "Container").
 
 ############################### build and test ################################
 FROM debian:bookworm-slim AS build

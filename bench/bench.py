@@ -634,7 +634,8 @@ class Bench:
                 f.write(text)
             if not a.from_json:
                 meta = {k: getattr(self, k, None) for k in self.META}
-                meta["args"] = {k: v for k, v in vars(a).items()}
+                meta["args"] = {k: portable_path(v) if k in ("output", "from_json") else v
+                                for k, v in vars(a).items()}
                 with open(os.path.splitext(out)[0] + ".json", "w") as f:
                     json.dump({"meta": meta, "rows": self.rows, "extra": self.extra}, f,
                               indent=1, default=str)
@@ -655,6 +656,15 @@ class Bench:
             if k in ("duration", "warmup", "reps", "startup_reps", "workers", "upstreams",
                      "conns", "tls_conns"):
                 setattr(self.args, k, v)
+
+
+def portable_path(path):
+    """A path as a committed report may hold it: relative to the repository when inside it,
+    else the file name alone; never an absolute path of the machine that ran the bench."""
+    if not path:
+        return path
+    rel = os.path.relpath(os.path.abspath(path), ROOT)
+    return os.path.basename(path) if rel.startswith("..") else rel
 
 
 def raise_nofile(want=65536):

@@ -13,9 +13,10 @@ packages=(
 
 # Tools of the deploy tests (tests/deploy/, ctest label "deploy"): a YAML linter and YAML for
 # Python. The image's build stage needs none of them: `install-deps.sh --build-only` skips them.
-# kubectl (with kustomize v5) comes with these machines; Debian 12's own kubernetes-client has a
-# kustomize too old for deploy/kubernetes. podman, runc and debootstrap, for the container test
-# (label "container"), are installed by ../shared/tools/container.sh itself.
+# Not installed here: kubectl (with kustomize v5; Debian 12's own kubernetes-client has a
+# kustomize too old for deploy/kubernetes), without which the deploy test skips its renders, and
+# a container engine (podman or docker) for the container test (label "container"), which is
+# skipped, saying why, when no engine can build and run a container on the machine.
 deploy_packages=(yamllint python3-yaml)
 # Tools of the contract, metrics and install tests (labels "contract", "metrics", "install"):
 # promtool (in Debian's prometheus), groff and man for the man page, dpkg-dev and file for CPack's .deb,

@@ -13,7 +13,7 @@ cmake --build --preset release -j "$(nproc)"
 port=${HCGW_PORT:-8080}
 sim_port=${SIM_PORT:-8090}
 key="dev-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-conf=$(mktemp /tmp/hcgw-dev-XXXX.conf)
+conf=$(mktemp -t hcgw-dev-XXXX.conf)
 cat >"$conf" <<CONF
 # Made by scripts/run.sh: hcgw in front of the local simulator.
 listen   = { address = "127.0.0.1"; port = $port; };

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the contract tests' Node packages, pinned by package-lock.json (@redocly/cli for the
 # lint; ajv and yaml for validate.mjs), with `npm ci` into tests/contract/node_modules, unless
-# what is there was installed from this very lock file. ctest runs it first (the fixture
-# "hcgw_node" of the contract tests); it is safe to run by hand, and concurrently.
+# what is there was installed from this very lock file (node_modules is never committed). ctest
+# runs it as contract/deps, and lint.sh and the contract test run it again first (a no-op once
+# installed), so each can run alone; it is safe to run by hand, and concurrently. Exits 77 (ctest:
+# skipped) and says why when the npm registry cannot be reached.
 # Needs node and npm (scripts/install-deps.sh installs Debian's nodejs and npm).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -56,10 +56,12 @@ class ServedTest(GatewayCase):
                 self.assertEnvelope(self.req("GET", path), 404, "route_not_found")
 
     def test_logged_as_its_route(self):
+        mark = self.gw.proc.mark()
         r = self.req("GET", "/openapi.yaml", headers={"X-Request-Id": "doc-log"})
         self.assertEqual(r.status, 200)
         line = self.gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "access"
-                                      and o.get("request_id") == "doc-log", stream="err")
+                                      and o.get("request_id") == "doc-log", stream="err",
+                                      since=mark)
         self.assertEqual(line["route"], "openapi")
         self.assertEqual(line["status"], 200)
         self.assertEqual(line["attempts"], 0)

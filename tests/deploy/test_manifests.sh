@@ -15,13 +15,14 @@
 #    `systemd-analyze security --offline` (exposure at most 2.0) when systemd-analyze exists.
 # Prints one line per check and "N passed, N failed, N skipped"; exits 1 if any failed, else 77
 # (ctest: skipped) when kubectl is missing and the renders could not be checked, else 0.
-# kubectl (with kustomize v5) comes with these machines; Debian 12 has no package with a
-# kustomize that new, so a bare Debian container (../shared/tools/fresh-ci.sh) has none.
+# kubectl (with kustomize v5) is not a Debian 12 package (its kubernetes-client's kustomize is
+# too old): install it from the Kubernetes project's own packages; without it the renders are
+# skipped.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=${HCGW_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 deploy=$src/deploy
-tmp=$(mktemp -d /tmp/hcgw-deploy-test-XXXX)
+tmp=$(mktemp -d -t hcgw-deploy-test-XXXX)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0 skipped=0
 

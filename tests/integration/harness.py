@@ -3,13 +3,28 @@
 Binaries come from the environment that ctest sets (HCGW_BIN, HCGW_SIM_BIN). Every process is
 stopped with SIGTERM at the end and must exit 0; its stderr is kept, must not hold a sanitizer
 report, and (for hcgw) must never contain the API key.
+
+Waiting for a log line: a wait sees only the lines written after a mark, so that it cannot
+match a line of an earlier request or test. Take the mark before the action whose line you
+wait for, so that a line written between the action and the wait is not missed:
+
+    mark = gw.proc.mark()
+    r = gw.request("GET", "/contacts/1", headers={"X-Request-Id": rid})
+    line = wait_access(gw, rid, mark)
+
+Without a mark, wait_line takes one when it begins.
 """
+import collections
+import fcntl
 import http.client
 import json
 import os
+import select
 import signal
 import socket
+import struct
 import subprocess
+import termios
 import tempfile
 import threading
 import time
@@ -21,6 +36,13 @@ SOURCE_DIR = os.environ.get("HCGW_SOURCE_DIR", os.path.abspath("../.."))
 START_TIMEOUT = 15.0
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
+# A position in a process's output (Proc.mark): `index` lines had been collected, and `out`
+# and `err` bytes had been written to each stream. A line is after the mark when it starts at
+# or past the mark's byte offset in its own stream.
+LogMark = collections.namedtuple("LogMark", "index out err")
+# The very beginning of a process's output: for the lines a process writes as it starts.
+FROM_START = LogMark(0, 0, 0)
+
 
 class Proc:
     """A child process whose stdout and stderr lines are collected by threads."""
@@ -31,35 +53,85 @@ class Proc:
                                      stderr=subprocess.PIPE, env=env)
         self.out = []
         self.err = []
+        # Every line of both streams in the order read: (stream, its first byte's offset in
+        # that stream, text). _read: the bytes of each stream read so far.
+        self.lines = []
+        self._read = {"out": 0, "err": 0}
         self._cv = threading.Condition()
-        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.out),
+        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, "out"),
                                           daemon=True),
-                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.err),
+                         threading.Thread(target=self._pump, args=(self.proc.stderr, "err"),
                                           daemon=True)]
         for t in self._threads:
             t.start()
 
-    def _pump(self, stream, sink):
-        for raw in iter(stream.readline, b""):
+    def _pump(self, stream, name):
+        """Reads one stream. It reads and files under the lock, so that mark() sees either the
+        bytes still in the pipe or the lines made of them, never bytes in between."""
+        fd = stream.fileno()
+        sink = getattr(self, name)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        partial = b""
+        start = 0
+        while True:
+            poller.poll()
             with self._cv:
-                sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                try:
+                    data = os.read(fd, 65536)  # readable: it does not block
+                except OSError:  # closed by stop() after its wait for this thread
+                    data = b""
+                if not data and partial:
+                    data = b"\n"  # a last line with no newline
+                if not data:
+                    self._cv.notify_all()
+                    return
+                partial += data
+                *whole, partial = partial.split(b"\n")
+                for raw in whole:
+                    text = raw.decode("utf-8", "replace")
+                    sink.append(text)
+                    self.lines.append((name, start, text))
+                    start += len(raw) + 1
+                self._read[name] += len(data)
                 self._cv.notify_all()
 
-    def wait_line(self, pred, timeout=START_TIMEOUT, stream="both"):
-        """Wait for a line (JSON-decoded when possible) for which pred is true; return it."""
+    def _unread(self, stream):
+        """Bytes written to a stream that its pump has not read yet."""
+        try:
+            buf = fcntl.ioctl(stream.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):  # closed: the process was stopped
+            return 0
+        return struct.unpack("i", buf)[0]
+
+    def mark(self):
+        """The position of the output now, for wait_line(since=...): every line written from
+        now on is after it, every line written before is not. Take it before the action whose
+        line a test waits for."""
+        with self._cv:
+            return LogMark(len(self.lines), self._read["out"] + self._unread(self.proc.stdout),
+                           self._read["err"] + self._unread(self.proc.stderr))
+
+    def wait_line(self, pred, timeout=START_TIMEOUT, stream="both", since=None):
+        """Wait for a line written after the mark `since` (default: a mark taken now, as the
+        wait begins; FROM_START for the whole output) for which pred is true, and return it
+        (JSON-decoded when it is JSON). stream: "out", "err" or "both"."""
+        if since is None:
+            since = self.mark()
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since.index  # lines before it were read before the mark was taken
         with self._cv:
             while True:
-                lines = (self.out + self.err) if stream == "both" else getattr(self, stream)
-                for line in lines[seen:]:
+                for name, start, line in self.lines[seen:]:
+                    if (stream != "both" and name != stream) or start < getattr(since, name):
+                        continue
                     try:
                         obj = json.loads(line)
                     except ValueError:
                         obj = line
                     if pred(obj):
                         return obj
-                seen = 0  # lists from two streams interleave: rescan (they are short at start)
+                seen = len(self.lines)
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
                     raise AssertionError("%s: line not seen; stderr:\n%s"
@@ -163,7 +235,8 @@ class Sim:
         self.key = key
         self.proc = Proc([SIM_BIN, "--port", "0", "--key", key, "--rate-limit", "0"]
                          + list(extra))
-        self.port = self.proc.wait_line(listening_port, stream="out")["port"]
+        self.port = self.proc.wait_line(listening_port, stream="out",
+                                        since=FROM_START)["port"]
 
     @property
     def base_url(self):
@@ -222,7 +295,7 @@ class Gateway:
             env.pop("HCGW_API_KEY", None)  # the key comes from the config's key file
         env.update(env_extra or {})
         self.proc = Proc([HCGW_BIN, "-c", self.conf_path], env=env)
-        self.port = self.proc.wait_line(listening_port)["port"]
+        self.port = self.proc.wait_line(listening_port, since=FROM_START)["port"]
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         return http_request(self.port, method, path, body, headers, timeout)
@@ -337,12 +410,13 @@ def full_conf(base_url, **groups):
 ConfCase = GatewayCase
 
 
-def wait_access(gw, request_id, timeout=5.0):
-    """The access line of the request with this X-Request-Id. hcgw writes it when the response
-    has been sent, so it may land just after the client has read the answer: wait for it."""
+def wait_access(gw, request_id, since, timeout=5.0):
+    """The access line of the request with this X-Request-Id, written after the mark `since`
+    (gw.proc.mark(), taken before the request was sent). hcgw writes it when the response has
+    been sent, so it may land just before or just after the client has read the answer."""
     return gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "access"
                              and o.get("request_id") == request_id, timeout=timeout,
-                             stream="err")
+                             stream="err", since=since)
 
 
 def conf_with_top_level(base_url, top_level="", **groups):

@@ -124,6 +124,7 @@ class AuthCase(unittest.TestCase):
 
     def setUp(self):
         self.sim.reset()
+        self.marks = {}  # request id -> the log mark taken before call() sent it
 
     # ---- helpers
 
@@ -138,18 +139,20 @@ class AuthCase(unittest.TestCase):
         if token is not None:
             hdrs["Authorization"] = "Bearer " + token
         hdrs.update(headers or {})
+        mark = self.marks[rid] = self.gw.proc.mark()
         r = self.gw.request(method, path, body, hdrs)
         self.assertNotIn(self.sim.key.encode(), r.body)
         for t in TOKENS.values():
             self.assertNotIn(t.encode(), r.body, "a token was echoed in a response")
             for _, v in r.headers:
                 self.assertNotIn(t, v, "a token was echoed in a response header")
-        return r, wait_access(self.gw, rid)
+        return r, wait_access(self.gw, rid, mark)
 
     def audit_line(self, rid, timeout=5.0):
+        """The audit line of a request that call() sent, written after its mark."""
         return self.gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "audit"
                                       and o.get("request_id") == rid, timeout=timeout,
-                                      stream="err")
+                                      stream="err", since=self.marks[rid])
 
     def audit_lines(self, rid):
         """Audit lines of @rid, after a later request has been logged (one worker writes its
@@ -241,6 +244,7 @@ class ClientsTest(AuthCase):
         before = self.sim.count()
         for second in (TOKENS["billing"], TOKENS["wrong"]):
             rid = self.next_rid()
+            mark = self.gw.proc.mark()
             status, head, body = raw_request(
                 self.gw.port,
                 "GET /contacts/%s HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n"
@@ -248,7 +252,7 @@ class ClientsTest(AuthCase):
                 "Connection: close\r\n\r\n" % (CID, rid, TOKENS["billing"], second))
             self.assertEqual(status, 401, body)
             self.assertEqual(json.loads(body)["error"]["code"], "unauthenticated")
-            self.assertEqual(wait_access(self.gw, rid)["auth"], "malformed_authorization")
+            self.assertEqual(wait_access(self.gw, rid, mark)["auth"], "malformed_authorization")
         self.assertEqual(self.sim.count(), before)
 
     def test_right_token_is_allowed(self):
@@ -457,13 +461,14 @@ class MeshXfccTest(AuthCase):
     def test_repeated_xfcc_is_401(self):
         before = self.sim.count()
         rid = self.next_rid()
+        mark = self.gw.proc.mark()
         status, _, body = raw_request(
             self.gw.port,
             "GET /contacts/%s HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n"
             "X-Forwarded-Client-Cert: URI=%s\r\nX-Forwarded-Client-Cert: URI=%s\r\n"
             "Connection: close\r\n\r\n" % (CID, rid, BILLING_URI, BILLING_URI))
         self.assertEqual(status, 401, body)
-        self.assertEqual(wait_access(self.gw, rid)["auth"], "bad_identity_header")
+        self.assertEqual(wait_access(self.gw, rid, mark)["auth"], "bad_identity_header")
         self.assertEqual(self.sim.count(), before)
 
     def test_token_decides_over_identity(self):
@@ -495,13 +500,14 @@ class MeshHeaderTest(AuthCase):
 
     def test_repeated_header_is_401(self):
         rid = self.next_rid()
+        mark = self.gw.proc.mark()
         status, _, _ = raw_request(
             self.gw.port,
             "GET /contacts/%s HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n"
             "X-Client-Id: billing-svc\r\nX-Client-Id: billing-svc\r\n"
             "Connection: close\r\n\r\n" % (CID, rid))
         self.assertEqual(status, 401)
-        self.assertEqual(wait_access(self.gw, rid)["auth"], "bad_identity_header")
+        self.assertEqual(wait_access(self.gw, rid, mark)["auth"], "bad_identity_header")
 
 
 class OpenGatewayTest(AuthCase):
@@ -593,10 +599,11 @@ class TokenToolTest(unittest.TestCase):
             self.assertEqual((check.returncode, check.stdout), (0, "configuration OK\n"),
                              check.stderr)
             gw = Gateway(sim, conf=conf)
+            mark = gw.proc.mark()
             r = gw.request("GET", "/contacts/" + CID,
                            headers={"Authorization": "Bearer " + token, "X-Request-Id": "tt-1"})
             self.assertEqual(r.status, 200, r)
-            self.assertEqual(wait_access(gw, "tt-1")["client"], "ci-bot")
+            self.assertEqual(wait_access(gw, "tt-1", mark)["client"], "ci-bot")
             self.assertEqual(sim.last()["authorization"], "Bearer " + sim.key)
             r = gw.request("GET", "/contacts/" + CID)
             self.assertEqual(r.status, 401)
@@ -640,9 +647,11 @@ class ReloadTest(AuthCase):
         with open(self.gw.conf_path, "w") as f:
             f.write(harness.conf_with_top_level(self.sim.base_url, clients_text(
                 [entry("rotating", ["contact_get"], token=TOKENS["new"])])))
+        mark = self.gw.proc.mark()
         self.gw.proc.proc.send_signal(signal.SIGHUP)
         self.gw.proc.wait_line(lambda o: isinstance(o, dict)
-                               and o.get("msg") == "configuration reloaded", stream="err")
+                               and o.get("msg") == "configuration reloaded", stream="err",
+                               since=mark)
         # The worker takes the new configuration at its next loop turn: allow it a moment.
         deadline = time.monotonic() + 5
         while True:

@@ -187,6 +187,7 @@ class HeaderTimeoutTest(GatewayCase):
 
     def test_silent_connection_is_cut(self):
         before = len(self.warn_lines())
+        mark = self.gw.proc.mark()
         s = connect(self.gw.port)
         try:
             _, closed = read_until_closed(s, 6.0)
@@ -197,11 +198,13 @@ class HeaderTimeoutTest(GatewayCase):
         self.assertLess(closed, 2.5)
         self.gw.proc.wait_line(lambda o: isinstance(o, dict) and
                                o.get("msg") == "header timeout: connection closed" and
-                               o.get("stage") == "request_line", timeout=5, stream="err")
+                               o.get("stage") == "request_line", timeout=5, stream="err",
+                               since=mark)
         self.assertGreater(len(self.warn_lines()), before)
 
     def test_slowloris_is_cut_while_others_are_served(self):
         result = {}
+        mark = self.gw.proc.mark()
 
         def slowloris():
             s = connect(self.gw.port)
@@ -231,12 +234,14 @@ class HeaderTimeoutTest(GatewayCase):
         self.assertLess(max(latencies), 1.0, "normal requests waited behind the slowloris")
         # Its request was logged once, as 408 (cut before its headers were complete).
         line = self.gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "access"
-                                      and o.get("status") == 408, timeout=5, stream="err")
+                                      and o.get("status") == 408, timeout=5, stream="err",
+                                      since=mark)
         self.assertIsNone(line.get("route"))
         self.assertNotIn("code", line)
         self.gw.proc.wait_line(lambda o: isinstance(o, dict) and
                                o.get("msg") == "header timeout: connection closed" and
-                               o.get("stage") == "headers", timeout=5, stream="err")
+                               o.get("stage") == "headers", timeout=5, stream="err",
+                               since=mark)
 
     def test_keepalive_idle_is_not_cut_but_a_slow_next_request_is(self):
         c = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=10)
@@ -287,6 +292,7 @@ class HeaderSizeTest(GatewayCase):
     envelope) and closes; hcgw goes on serving."""
 
     def test_header_over_the_bound(self):
+        mark = self.gw.proc.mark()
         raw = raw_exchange(self.gw.port, b"GET /healthz HTTP/1.1\r\nHost: hcgw\r\nX-Big: "
                            + b"a" * 40960 + b"\r\n\r\n")
         status = status_of(raw)
@@ -296,7 +302,8 @@ class HeaderSizeTest(GatewayCase):
         self.assertEqual(self.req("GET", "/healthz").status, 200)
         if status is not None:
             self.gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "access"
-                                   and o.get("status") == status, timeout=5, stream="err")
+                                   and o.get("status") == status, timeout=5, stream="err",
+                                   since=mark)
 
     def test_request_line_over_the_bound(self):
         raw = self.assertNoUpstreamCall(lambda: raw_exchange(
@@ -314,11 +321,13 @@ class UrlLengthTest(GatewayCase):
     def test_2049_bytes_is_uri_too_long(self):
         path = "/" + "a" * 2048
         self.assertEqual(len(path), 2049)
+        mark = self.gw.proc.mark()
         r = self.assertNoUpstreamCall(lambda: self.req("GET", path))
         self.assertEnvelope(r, 414, "uri_too_long")
         line = self.gw.proc.wait_line(
             lambda o: isinstance(o, dict) and o.get("msg") == "access"
-            and o.get("request_id") == r.header("X-Request-Id"), timeout=5, stream="err")
+            and o.get("request_id") == r.header("X-Request-Id"), timeout=5, stream="err",
+            since=mark)
         self.assertEqual((line["status"], line["code"]), (414, "uri_too_long"))
 
     def test_long_query_on_a_real_route(self):

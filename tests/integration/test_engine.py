@@ -15,7 +15,7 @@ import time
 import unittest
 import uuid
 
-from harness import (HCGW_BIN, START_TIMEOUT, ConfCase, Gateway, Proc, Sim,
+from harness import (FROM_START, HCGW_BIN, START_TIMEOUT, ConfCase, Gateway, Proc, Sim,
                      assert_clean_stderr, full_conf, http_request, listening_port, wait_access)
 
 CUSTOMER = 1568834  # seeded by hcgw-sim
@@ -143,8 +143,9 @@ class ClientGoneTest(ConfCase):
     def test_hang_up_during_a_slow_answer(self):
         self.sim.script({"delay_ms": 3000})
         rid = "gone-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         closed = self.hang_up_after(0.2, rid)
-        line = wait_access(self.gw, rid, timeout=10)
+        line = wait_access(self.gw, rid, mark, timeout=10)
         self.assertEqual(line["status"], 499, line)
         self.assertLess(time.monotonic() - closed, 2.0, "the call went on for nobody")
         self.assertEqual(metric(get_metrics(self.gw.port), "hcgw_in_flight"), 0)
@@ -154,8 +155,9 @@ class ClientGoneTest(ConfCase):
     def test_hang_up_during_a_retry_wait(self):
         self.sim.script({"status": 503, "headers": {"Retry-After": "2"}})
         rid = "gone-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         self.hang_up_after(0.3, rid)
-        line = wait_access(self.gw, rid, timeout=10)
+        line = wait_access(self.gw, rid, mark, timeout=10)
         self.assertEqual(line["status"], 499, line)
         time.sleep(2.0)
         self.assertEqual(self.sim.count(), 1, "a retry was sent for a caller who had left")
@@ -470,7 +472,8 @@ class StartedGateway:
         with open(self.conf_path, "w") as f:
             f.write(conf_text)
         self.proc = Proc([HCGW_BIN, "-c", self.conf_path], env=env)
-        self.listening = self.proc.wait_line(listening_port, timeout=START_TIMEOUT)
+        self.listening = self.proc.wait_line(listening_port, timeout=START_TIMEOUT,
+                                             since=FROM_START)
         self.port = self.listening["port"]
 
     def request(self, method, path, body=None, headers=None):

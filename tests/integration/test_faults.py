@@ -72,11 +72,12 @@ class FaultCase(GatewayCase):
     def send(self, method="GET", path=C, body=None):
         before = self.sim.stats()
         rid = "fault-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         t0 = time.monotonic()
         r = self.req(method, path, body, headers={"X-Request-Id": rid},
                      timeout=TIMEOUT_S + 30)
         elapsed = time.monotonic() - t0
-        line = wait_access(self.gw, rid)
+        line = wait_access(self.gw, rid, mark)
         after = self.sim.stats()
         self.assertEqual(r.header("X-Request-Id"), rid)
         faults = {k: after["faults"][k] - before["faults"][k] for k in after["faults"]}
@@ -147,6 +148,7 @@ class LatencyTest(FaultCase):
         self.set_faults(latency_ms=400, latency_jitter_ms=800, seed=20240601)
         n = 16
         results = [None] * n
+        mark = self.gw.proc.mark()
 
         def one(i):
             rid = "jitter-%d-%s" % (i, uuid.uuid4().hex)
@@ -168,7 +170,7 @@ class LatencyTest(FaultCase):
             else:
                 self.assertEnvelope(r, 504, "upstream_timeout")
             outcomes.add(r.status)
-            self.assertEqual(wait_access(self.gw, rid)["attempts"], 1)
+            self.assertEqual(wait_access(self.gw, rid, mark)["attempts"], 1)
         self.assertEqual(outcomes, {200, 504}, "the jitter did not spread the latency")
         stats = self.sim.stats()
         self.assertEqual(stats["requests"], n)
@@ -561,6 +563,7 @@ class MixedFaultsTest(FaultCase):
                           knobs["seed"]), (0.3, 0.1, 50, 1234))
         results = {}
         lock = threading.Lock()
+        mark = self.gw.proc.mark()
 
         def worker(t):
             for i in range(self.PER_THREAD):
@@ -593,7 +596,7 @@ class MixedFaultsTest(FaultCase):
                 err = self.assertEnvelope(r, r.status, r.json()["error"]["code"],
                                           r.json()["error"].get("upstream_status"))
                 self.assertIn((r.status, err["code"]), FIVE_XX, r)
-            attempts += wait_access(self.gw, rid)["attempts"]
+            attempts += wait_access(self.gw, rid, mark)["attempts"]
         # Exactly one access line per request: none lost, none doubled.
         ids = [a.get("request_id") for a in self.gw.access_lines()
                if str(a.get("request_id")).startswith("mixed-")]

@@ -502,6 +502,7 @@ class HostileTest(GatewayCase):
     def test_malformed_answer_is_the_envelope_and_closes(self):
         data = (b"POST /contacts/search HTTP/1.1\r\nHost: h\r\n" + JSON_CT +
                 b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}" + SMUGGLED)
+        mark = self.gw.proc.mark()
         buf, end = exchange(self.gw.port, data, 10.0)
         self.assertEqual(end, "closed")
         head, _, body = buf.partition(b"\r\n\r\n")
@@ -511,7 +512,7 @@ class HostileTest(GatewayCase):
         self.assertIn(b'"code":"malformed_request"', body)
         self.assertEqual(len(STATUS_LINE.findall(buf)), 1)
         line = harness.wait_access(self.gw, re.search(rb'"request_id":"([0-9a-f]+)"',
-                                                      body).group(1).decode())
+                                                      body).group(1).decode(), mark)
         self.assertEqual((line["status"], line["code"]), (400, "malformed_request"))
 
 

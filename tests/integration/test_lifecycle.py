@@ -98,9 +98,11 @@ class ReloadTest(unittest.TestCase):
             self.assertEqual(gw.request("GET", C).status, 200, "1.5 s is inside 5 s")
             with open(gw.conf_path, "w") as f:
                 f.write(full_conf(self.sim.base_url, upstream={"timeout_ms": 700}))
+            mark = gw.proc.mark()
             gw.proc.proc.send_signal(signal.SIGHUP)
             gw.proc.wait_line(lambda o: isinstance(o, dict)
-                              and o.get("msg") == "configuration reloaded", stream="err")
+                              and o.get("msg") == "configuration reloaded", stream="err",
+                              since=mark)
             self.sim.script({"delay_ms": 1500})
             r = gw.request("GET", C)
             self.assertEqual(r.status, 504, "the new deadline (700 ms) applies")
@@ -108,10 +110,11 @@ class ReloadTest(unittest.TestCase):
             with open(gw.conf_path, "w") as f:
                 f.write(full_conf(self.sim.base_url, upstream={"timeout_ms": 5000})
                         + "bogus_key = 1;\n")
+            mark = gw.proc.mark()
             gw.proc.proc.send_signal(signal.SIGHUP)
             line = gw.proc.wait_line(lambda o: isinstance(o, dict)
                                      and str(o.get("msg", "")).startswith("reload refused"),
-                                     stream="err")
+                                     stream="err", since=mark)
             self.assertIn("bogus_key: unknown key", line["problem"])
             self.sim.script({"delay_ms": 1500})
             self.assertEqual(gw.request("GET", C).status, 504)
@@ -145,9 +148,10 @@ class ReloadTest(unittest.TestCase):
         try:
             load = Load(gw.port, clients=6)
             time.sleep(0.7)
+            mark = gw.proc.mark()
             self.swap_symlink(link, "key-v2")
             gw.proc.wait_line(lambda o: isinstance(o, dict) and o.get("msg") == "key reloaded",
-                              stream="err")
+                              stream="err", since=mark)
             time.sleep(0.3)
             # HelpCrunch revokes the old key: every call from now on must carry the new one.
             self.sim.call("POST", "/_sim/keys", {"keys": [new_key]})

@@ -49,9 +49,10 @@ class MappingCase(ConfCase):
         self.sim.reset()
         self.sim.script(entries)
         rid = "map-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         r = self.req(method, path, body, headers={"X-Request-Id": rid})
         self.assertGreaterEqual(self.sim.stats()["scripted"], 1, "the script was not played")
-        return r, wait_access(self.gw, rid)
+        return r, wait_access(self.gw, rid, mark)
 
     def assertDetails(self, err, expected):
         self.assertEqual(err.get("details"), expected, err)
@@ -384,10 +385,11 @@ class UnavailableTest(MappingCase):
                 with self.subTest(method=method):
                     rid = "refused-" + uuid.uuid4().hex
                     t0 = time.monotonic()
+                    mark = gw.proc.mark()
                     r = gw.request(method, path, body, headers={"X-Request-Id": rid})
                     self.assertEnvelope(r, 502, "upstream_unavailable")
                     self.assertLess(time.monotonic() - t0, 3.0)
-                    line = wait_access(gw, rid)
+                    line = wait_access(gw, rid, mark)
                     self.assertEqual(line["attempts"], 3 if method == "GET" else 1)
         finally:
             self.assertEqual(gw.stop(), 0)

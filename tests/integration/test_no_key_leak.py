@@ -201,9 +201,11 @@ class NoKeyLeakTest(unittest.TestCase):
         self.assertEqual((r.status, r.json()["error"]["code"]), (502, "upstream_auth_failed"))
         self.assertEqual(self.req("GET", "/readyz").status, 503)
         self.sim.reset()  # the canary is valid again
+        mark = self.gw.proc.mark()
         self.gw.proc.proc.send_signal(signal.SIGHUP)
         self.gw.proc.wait_line(lambda o: isinstance(o, dict)
-                               and o.get("msg") == "configuration reloaded", stream="err")
+                               and o.get("msg") == "configuration reloaded", stream="err",
+                               since=mark)
         self.assertEqual(self.req("GET", "/contacts/" + C).status, 200)
 
     def test_6_no_log_line_holds_the_key(self):

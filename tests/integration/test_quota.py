@@ -1,7 +1,8 @@
-"""The quota governor (conf "quota", README "Quota, retries and failures"): one token bucket for
-every upstream call; a call that finds no token waits its turn, or is answered 429 at once with
-a Retry-After and no upstream call; a 429 from HelpCrunch pauses the whole process; retries draw
-from the same bucket; /readyz turns 503 while the key was refused recently.
+"""The quota governor (conf "quota"; docs/configuration.md, "Quota, retries and what each failure
+looks like"): one token bucket for every upstream call; a call that finds no token waits its
+turn, or is answered 429 at once with a Retry-After and no upstream call; a 429 from HelpCrunch
+pauses the whole process; retries draw from the same bucket; /readyz turns 503 while the key was
+refused recently.
 
 Timing bounds here are loose sanity bounds on behaviour (did it wait for the cooldown at all?),
 not benchmarks.
@@ -124,11 +125,12 @@ class WaitAndRetryTest(GatewayCase):
     def test_retries_draw_tokens_from_the_same_bucket(self):
         self.sim.script({"status": 503, "json": {"errors": []}})
         rid = "quota-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         t0 = time.monotonic()
         r = self.req("GET", C, headers={"X-Request-Id": rid})
         took = time.monotonic() - t0
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(wait_access(self.gw, rid)["attempts"], 2)
+        self.assertEqual(wait_access(self.gw, rid, mark)["attempts"], 2)
         self.assertGreater(took, 0.8, "the retry waited for a token, not just the backoff")
 
     def test_upstream_429_pauses_every_caller(self):

@@ -54,10 +54,11 @@ class RetryCase(ConfCase):
         if script is not None:
             self.sim.script(script)
         rid = "retry-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         t0 = time.monotonic()
         r = self.req(method, path, body, headers={"X-Request-Id": rid})
         elapsed = time.monotonic() - t0
-        line = wait_access(self.gw, rid)
+        line = wait_access(self.gw, rid, mark)
         return r, self.sim.count(), line, elapsed
 
     def assertAttempts(self, calls, line, n):
@@ -114,9 +115,10 @@ class RetryWhenTest(RetryCase):
                                                  ("PATCH", C, {"name": "A"}, 1)):
                 with self.subTest(method=method):
                     rid = "refused-" + uuid.uuid4().hex
+                    mark = gw.proc.mark()
                     r = gw.request(method, path, body, headers={"X-Request-Id": rid})
                     self.assertEnvelope(r, 502, "upstream_unavailable")
-                    self.assertEqual(wait_access(gw, rid)["attempts"], attempts)
+                    self.assertEqual(wait_access(gw, rid, mark)["attempts"], attempts)
         finally:
             self.assertEqual(gw.stop(), 0)
             assert_clean_stderr(self, gw.proc, self.sim.key)
@@ -149,11 +151,12 @@ class RetryWhenTest(RetryCase):
             gw = Gateway(self.sim, conf=full_conf("http://127.0.0.1:%d/v1" % port, upstream={
                 "timeout_ms": 4000, "connect_timeout_ms": 300, "max_retries": 2}))
             rid = "blackhole-" + uuid.uuid4().hex
+            mark = gw.proc.mark()
             t0 = time.monotonic()
             r = gw.request("GET", C, headers={"X-Request-Id": rid})
             elapsed = time.monotonic() - t0
             self.assertEnvelope(r, 502, "upstream_unavailable")
-            self.assertEqual(wait_access(gw, rid)["attempts"], 3)
+            self.assertEqual(wait_access(gw, rid, mark)["attempts"], 3)
             self.assertGreaterEqual(elapsed, 0.8)  # three connect timeouts of 300 ms
             self.assertLess(elapsed, 3.0)          # well inside the 4 s deadline
             # A connect timeout longer than what is left of the deadline: 504 at the deadline.
@@ -322,10 +325,11 @@ class NoRetryConfigTest(ConfCase):
                 self.sim.reset()
                 self.sim.script(dict(entry, count=5))
                 rid = "noretry-" + uuid.uuid4().hex
+                mark = self.gw.proc.mark()
                 r = self.req("GET", C, headers={"X-Request-Id": rid})
                 self.assertNotEqual(r.status, 200)
                 self.assertEqual(self.sim.count(), 1)
-                self.assertEqual(wait_access(self.gw, rid)["attempts"], 1)
+                self.assertEqual(wait_access(self.gw, rid, mark)["attempts"], 1)
 
 
 class OneDeadlineTest(RetryCase):

@@ -123,7 +123,7 @@ class StartupTest(unittest.TestCase):
         proc = Proc([harness.HCGW_BIN, "-c", path],
                     env=env or clean_env(HCGW_API_KEY=self.sim.key))
         try:
-            line = proc.wait_line(listening_port)
+            line = proc.wait_line(listening_port, since=harness.FROM_START)
         except BaseException:
             proc.stop(signal.SIGKILL)
             raise
@@ -182,9 +182,10 @@ class StartupTest(unittest.TestCase):
         self.assertEqual([w for w in self.warnings(proc) if AUTH_NONE_WARNING in w["msg"]], [])
         # SIGHUP with the clients gone: refused, the running configuration stays.
         self.conf(base)
+        mark = proc.mark()
         proc.proc.send_signal(signal.SIGHUP)
         refused = proc.wait_line(lambda o: isinstance(o, dict)
-                                 and o.get("msg", "").startswith("reload refused"))
+                                 and o.get("msg", "").startswith("reload refused"), since=mark)
         self.assertIn("no clients configured", refused.get("problem", ""))
         self.assertIn(b"200 OK", self.healthz(port))
         self.stop_clean(proc)
@@ -367,7 +368,7 @@ class TlsVerificationTest(unittest.TestCase):
                                 full_conf("https://127.0.0.1:%d/v1" % port, upstream=upstream))
         proc = Proc([harness.HCGW_BIN, "-c", path], env=clean_env(HCGW_API_KEY="tls-test-key"))
         try:
-            gw_port = proc.wait_line(listening_port)["port"]
+            gw_port = proc.wait_line(listening_port, since=harness.FROM_START)["port"]
             r = harness.http_request(gw_port, "GET", "/contacts/" + CONTACT)
         finally:
             rc = proc.stop()
@@ -413,7 +414,7 @@ class TlsVerificationTest(unittest.TestCase):
                 upstream={"max_retries": 0, "ca_file": self.pki["ca.pem"]}))
             proc = Proc([harness.HCGW_BIN, "-c", path], env=clean_env(HCGW_API_KEY=sim.key))
             try:
-                port = proc.wait_line(listening_port)["port"]
+                port = proc.wait_line(listening_port, since=harness.FROM_START)["port"]
                 self.assertUnavailable(harness.http_request(port, "GET", "/contacts/" + CONTACT))
             finally:
                 self.assertEqual(proc.stop(), 0)

@@ -1,4 +1,4 @@
-"""/metrics after real traffic, checked by Prometheus' own linter and against the README.
+"""/metrics after real traffic, checked by Prometheus' own linter and against docs/operations.md.
 
 Two workers with the quota governor on serve a mix of traffic: successes on several routes,
 local 4xx, a retried HelpCrunch 503, upstream timeouts and 5xx, quota waits. Then:
@@ -10,13 +10,16 @@ local 4xx, a retried HelpCrunch 503, upstream timeouts and 5xx, quota waits. The
 - the values follow the traffic (counts per route and method, retries, failure kinds, quota
   waits; every answered request is one observation of the request histogram, every attempt
   one of the upstream histogram);
-- the README's "Metrics" section lists exactly the families /metrics exposes.
+- the "Metrics" section of docs/operations.md lists exactly the families /metrics exposes;
+- the alert rules of its "Alert rules" section pass `promtool check rules` and name only
+  families that exist.
 """
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 
@@ -54,22 +57,31 @@ def value(samples, name, **labels):
     return sum(hits) if hits else None
 
 
-def promtool(text):
+OPERATIONS = os.path.join(SOURCE_DIR, "docs", "operations.md")
+
+
+def promtool(text, *args):
+    """`promtool check metrics` on text, or `promtool ARGS...` when args are given."""
     exe = shutil.which("promtool")
     if exe is None:
         raise AssertionError("promtool not found: install the Debian package prometheus "
                              "(scripts/install-deps.sh does)")
-    return subprocess.run([exe, "check", "metrics"], input=text, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([exe, *(args or ("check", "metrics"))], input=text,
+                          capture_output=True, text=True, timeout=60)
 
 
-def readme_metrics():
-    """The metric names the README's "Metrics" section lists."""
-    with open(os.path.join(SOURCE_DIR, "README.md"), encoding="utf-8") as f:
+def operations_section(title):
+    """The text of a "## title" section of docs/operations.md."""
+    with open(OPERATIONS, encoding="utf-8") as f:
         text = f.read()
-    m = re.search(r"^## Metrics\n(.*?)(?=^## )", text, re.S | re.M)
-    assert m, "README.md has no \"## Metrics\" section"
-    return set(re.findall(r"`(hcgw_[a-z0-9_]+)", m.group(1)))
+    m = re.search(r"^## %s\n(.*?)(?=^## |\Z)" % re.escape(title), text, re.S | re.M)
+    assert m, "docs/operations.md has no \"## %s\" section" % title
+    return m.group(1)
+
+
+def documented_metrics():
+    """The metric names the "Metrics" section of docs/operations.md lists."""
+    return set(re.findall(r"`(hcgw_[a-z0-9_]+)", operations_section("Metrics")))
 
 
 class PromtoolTest(unittest.TestCase):
@@ -219,9 +231,24 @@ class PromtoolTest(unittest.TestCase):
         self.assertEqual(value(samples, "hcgw_quota_queued"), 0)
         self.assertEqual(value(samples, "hcgw_quota_enabled"), 1)
 
-        # The README lists exactly what /metrics exposes.
-        self.assertEqual(readme_metrics(), set(types),
-                         "README.md's Metrics section and /metrics differ")
+        # docs/operations.md lists exactly what /metrics exposes.
+        self.assertEqual(documented_metrics(), set(types),
+                         "the Metrics section of docs/operations.md and /metrics differ")
+
+        # Its alert rules are valid and name only families that exist.
+        blocks = re.findall(r"^```yaml\n(.*?)^```", operations_section("Alert rules"),
+                            re.S | re.M)
+        self.assertEqual(len(blocks), 1, "one YAML block of rules")
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as rules:
+            rules.write(blocks[0])
+            rules.flush()
+            p = promtool("", "check", "rules", rules.name)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("SUCCESS: ", p.stdout)
+        named = {re.sub(r"_(bucket|sum|count)$", "", n)
+                 for n in re.findall(r"\b(hcgw_[a-z0-9_]+)", blocks[0])}
+        self.assertTrue(named, "the rules name no hcgw metric")
+        self.assertLessEqual(named, set(types), "the rules name metrics /metrics lacks")
 
 
 if __name__ == "__main__":
