@@ -57,8 +57,9 @@ class TimedOutAttemptTest(ConfCase):
         self.sim.reset()
         self.sim.script(script)
         rid = "uptime-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         r = self.req("GET", C, headers={"X-Request-Id": rid})
-        return r, wait_access(self.gw, rid)
+        return r, wait_access(self.gw, rid, mark)
 
     def test_a_timed_out_attempt_counts_its_time(self):
         before = upstream_seconds_sum(self.gw.port)
@@ -93,13 +94,14 @@ class CancelledAttemptTest(ConfCase):
     def test_a_caller_who_hangs_up_is_logged_499_with_the_attempt_time(self):
         self.sim.script({"action": "hang"})
         rid = "uptime-" + uuid.uuid4().hex
+        mark = self.gw.proc.mark()
         sock = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
         sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n\r\n"
                       % (C, rid)).encode())
         wait_for_upstream_calls(self, self.sim, 1)
         time.sleep(0.4)
         sock.close()
-        line = wait_access(self.gw, rid)
+        line = wait_access(self.gw, rid, mark)
         self.assertEqual(line["status"], 499, line)
         self.assertEqual(line["attempts"], 1, line)
         self.assertGreaterEqual(line["upstream_ms"], 400 - SLACK_MS, line)
