@@ -2,8 +2,8 @@
  * store.c: the customers of the simulated HelpCrunch account, kept as json-c objects in an
  * array sorted by id, and every operation the REST API offers on them.
  *
- * The validation rules and error codes copy what HelpCrunch documents (see
- * shared/helpcrunch/API.md): a field path as the code ("filter[0].field", "limit", "tags") and
+ * The validation rules and error codes copy what HelpCrunch documents (docs/simulator.md says
+ * what is simulated): a field path as the code ("filter[0].field", "limit", "tags") and
  * Symfony-style messages. Operations work on a copy of a customer and swap it in only when
  * everything succeeded, so a failed call never leaves a half-updated customer behind. Nothing
  * here locks: api.c holds its lock around every call.

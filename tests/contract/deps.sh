@@ -22,7 +22,9 @@ flock 9
 
 stamp=node_modules/.hcgw-package-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
+# npm writes node_modules/.package-lock.json at the end of an install: without it, what is
+# there (a stamp left beside a tree that git or a hand removed) is not an install.
+if [[ -f $stamp && -f node_modules/.package-lock.json && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
 echo "deps.sh: npm ci in tests/contract (node $(node --version), npm $(npm --version))" >&2
