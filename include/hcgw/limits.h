@@ -51,5 +51,17 @@
 #define GW_MAX_METRICS_BYTES (1024 * 1024)
 /** Worker threads (each one event loop). */
 #define GW_MAX_WORKERS 64
+/**
+ * The contact cache's write generations: one counter per stripe of contact ids (cache.c). A
+ * write bumps its stripe; a read's answer is stored only when its stripe did not move while it
+ * was in flight. Two contacts that share a stripe only cost each other a store, never a stale
+ * answer.
+ */
+#define GW_CACHE_GEN_STRIPES 4096
+/** The contact cache's hash buckets: at least this many, at most GW_CACHE_MAX_BUCKETS. */
+#define GW_CACHE_MIN_BUCKETS 64
+#define GW_CACHE_MAX_BUCKETS (1 << 20)
+/** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
+#define GW_ETAG_BYTES 35
 
 #endif
