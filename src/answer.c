@@ -24,6 +24,21 @@ static void add_common_headers(const struct gw_answer *a, struct MHD_Response *r
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
+/* The contact cache's word on a success answer: its ETag, where it came from, how old. */
+static void add_cache_headers(const struct gw_answer *a, struct MHD_Response *resp)
+{
+    char num[24];
+
+    if (a->etag != NULL && a->etag[0] != '\0')
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag);
+    if (a->cache_status != NULL)
+        MHD_add_response_header(resp, "Cache-Status", a->cache_status);
+    if (a->age_s >= 0) {
+        snprintf(num, sizeof(num), "%ld", a->age_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_AGE, num);
+    }
+}
+
 /* Queue @p resp and drop our reference. */
 static enum MHD_Result queue(const struct gw_answer *a, unsigned status,
                              struct MHD_Response *resp)
@@ -48,6 +63,7 @@ enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char 
         return MHD_NO;
     }
     add_common_headers(a, resp, content_type);
+    add_cache_headers(a, resp);
     return queue(a, status, resp);
 }
 

@@ -164,6 +164,10 @@ static const struct key keys[] = {
     LONG_KEY("quota.max_wait_ms", quota.max_wait_ms, 0, 600000, 5000),
     LONG_KEY("quota.cooldown_ms", quota.cooldown_ms, 1, 3600000, 10000),
 
+    LONG_KEY("cache.ttl_ms", cache.ttl_ms, 0, 3600000, 10000),
+    LONG_KEY("cache.max_entries", cache.max_entries, 1, 10000000, 10000),
+    LONG_KEY("cache.max_bytes", cache.max_bytes, 4096, 4294967296L, 33554432),
+
     /* An enum, not a string field: its setter parses the name. */
     {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
 

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "hcgw/buf.h"
+#include "hcgw/cache.h"
 #include "hcgw/governor.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
@@ -29,12 +30,16 @@ static const char *const methods[GW_METRICS_METHODS] = {"GET",   "HEAD",   "POST
                                                         "PATCH", "DELETE", "OPTIONS"};
 static const char *const failure_names[GW_UPFAIL__COUNT] = {
     "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
+static const char *const lookup_names[GW_LOOKUP__COUNT] = {"hit", "miss", "bypass",
+                                                           "revalidated"};
+static const char *const saved_names[GW_SAVED__COUNT] = {"cache", "not_modified"};
 
 /* One server's blocks, written before its threads start and only read after that. */
 struct gw_metrics_registry {
     struct gw_metrics *blocks[GW_MAX_WORKERS];
     size_t n_blocks;
     struct gw_governor *governor;
+    struct gw_cache *cache;
 };
 
 struct gw_metrics_registry *gw_metrics_registry_new(void)
@@ -53,6 +58,11 @@ void gw_metrics_registry_free(struct gw_metrics_registry *reg)
 void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor *g)
 {
     reg->governor = g;
+}
+
+void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c)
+{
+    reg->cache = c;
 }
 
 struct gw_metrics *gw_metrics_register(struct gw_metrics_registry *reg)
@@ -281,6 +291,28 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
         add(&t, "# HELP hcgw_quota_cooldowns_total Process-wide pauses after a 429.\n"
                 "# TYPE hcgw_quota_cooldowns_total counter\nhcgw_quota_cooldowns_total %llu\n",
             (unsigned long long)st.cooldowns);
+    }
+    add(&t, "# HELP hcgw_cache_lookups_total Contact cache lookups, by result.\n"
+            "# TYPE hcgw_cache_lookups_total counter\n");
+    for (s = 0; s < GW_LOOKUP__COUNT; s++) {
+        add(&t, "hcgw_cache_lookups_total{result=\"%s\"} %llu\n", lookup_names[s],
+            (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, cache_lookups) +
+                                               (size_t)s * sizeof(uint64_t)));
+    }
+    add(&t, "# HELP hcgw_upstream_calls_saved_total Requests answered without an upstream "
+            "call they would have cost, by reason.\n"
+            "# TYPE hcgw_upstream_calls_saved_total counter\n");
+    for (s = 0; s < GW_SAVED__COUNT; s++) {
+        add(&t, "hcgw_upstream_calls_saved_total{reason=\"%s\"} %llu\n", saved_names[s],
+            (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, calls_saved) +
+                                               (size_t)s * sizeof(uint64_t)));
+    }
+    if (reg->cache != NULL) {
+        struct gw_cache_stats cs = gw_cache_stats(reg->cache);
+        add(&t, "# HELP hcgw_cache_entries Contacts held in the cache now.\n"
+                "# TYPE hcgw_cache_entries gauge\nhcgw_cache_entries %zu\n", cs.entries);
+        add(&t, "# HELP hcgw_cache_bytes Bytes the cache holds now.\n"
+                "# TYPE hcgw_cache_bytes gauge\nhcgw_cache_bytes %zu\n", cs.bytes);
     }
     if (t.failed) {
         gw_buf_free(&t.buf);

@@ -27,6 +27,7 @@
 #include "hcgw/answer.h"
 #include "hcgw/auth.h"
 #include "hcgw/body.h"
+#include "hcgw/cachectl.h"
 #include "hcgw/calls.h"
 #include "hcgw/buf.h"
 #include "hcgw/config.h"
@@ -80,6 +81,8 @@ struct gw_request {
     enum gw_err err;
     long upstream_status;
     struct gw_call call;
+    bool revalidated;                 /* a 304 for a fresh cache entry */
+    char etag[GW_ETAG_BYTES];         /* "" until a cacheable answer has one */
     char *url;                        /* the call's upstream URL (malloc'd, its own length) */
     /* Sized to the URI at hand (at most GW_MAX_URL_BYTES): a request in flight holds a few
      * hundred bytes of its own, not two 2 KiB buffers (bench/README.md, memory). */
@@ -176,6 +179,8 @@ static struct gw_answer answer_of(const struct gw_request *req)
         .request_id = req->request_id,
         .allow = req->match.allow,
         .close = req->w->draining,
+        .etag = req->etag,
+        .age_s = -1,
     };
 
     return a;
@@ -292,19 +297,60 @@ static void client_hung_up(void *data)
     gw_calls_cancel(req->w->calls, &req->call, GW_ERR_INTERNAL);
 }
 
-static void on_call_done(struct gw_call *call)
+/* The words of RFC 9211's Cache-Status for where the read's answer came from. */
+static const char *cache_status(const struct gw_call *call, char *buf, size_t cap)
 {
-    struct gw_request *req = call->data;
-    struct gw_worker *w = req->w;
-    struct gw_outcome *o = &call->out;
+    switch (call->cache) {
+    case GW_CACHE_HIT:
+        snprintf(buf, cap, "hcgw; hit; ttl=%llu",
+                 (unsigned long long)(call->cache_ttl_left_ms / 1000));
+        return buf;
+    case GW_CACHE_MISS:
+        return call->cache_stored ? "hcgw; fwd=miss; stored" : "hcgw; fwd=miss";
+    case GW_CACHE_BYPASS:
+        return call->cache_stored ? "hcgw; fwd=request; stored" : "hcgw; fwd=request";
+    case GW_CACHE_UNUSED:
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * A success answer to a read of a contact: with its ETag and what the cache did, or a 304
+ * when the caller's If-None-Match already names this body.
+ */
+static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t len)
+{
+    struct gw_answer a = answer_of(req);
+    char status_buf[48];
+    const char *inm;
+
+    (void)gw_cachectl_etag(body, len, req->etag);
+    a.etag = req->etag;
+    a.cache_status = cache_status(&req->call, status_buf, sizeof(status_buf));
+    if (req->call.cache == GW_CACHE_HIT)
+        a.age_s = (long)(req->call.cache_age_ms / 1000);
+    inm = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                      MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (gw_cachectl_none_match(inm, req->etag)) {
+        free(body);
+        req->revalidated = req->call.cache == GW_CACHE_HIT;
+        return answered(req, 304, gw_answer_body(&a, 304, NULL, 0, NULL));
+    }
+    return answered(req, req->route->success_status,
+                    gw_answer_body(&a, (unsigned)req->route->success_status, body, len,
+                                   "application/json"));
+}
+
+/* The call's outcome, from HelpCrunch or the cache, becomes the answer. */
+static void answer_call(struct gw_request *req)
+{
+    struct gw_outcome *o = &req->call.out;
     char *out = NULL;
     size_t out_len = 0;
     int rc;
 
-    req->call_live = false;
-    w->in_flight--;
-    gw_metrics_add(&w->metrics->in_flight, -1);
-    req->upstream_status = o->status;
+    req->upstream_status = req->call.cache == GW_CACHE_HIT ? 0 : o->status;
     if (o->failure != GW_OK || o->status < 200 || o->status > 299) {
         answer_outcome(req, o);
         return;
@@ -320,17 +366,77 @@ static void on_call_done(struct gw_call *call)
     }
     if (req->route->reply == GW_REPLY_DELETED) {
         answer(req, req->route->success_status, NULL, 0, NULL);
-    } else if (out != NULL) {
-        answer(req, req->route->success_status, out, out_len, "application/json");
-    } else {
+        return;
+    }
+    if (out == NULL) {
         /* Pass HelpCrunch's bytes through: MHD takes the buffer and frees it. */
         out = gw_outcome_take_body(o, &out_len);
         if (out == NULL) {
             answer_error(req, GW_ERR_UPSTREAM_BAD_RESPONSE);
             return;
         }
-        answer(req, req->route->success_status, out, out_len, "application/json");
     }
+    if (req->call.cache_role == GW_CACHE_READ)
+        answer_read(req, out, out_len);
+    else
+        answer(req, req->route->success_status, out, out_len, "application/json");
+}
+
+static void on_call_done(struct gw_call *call)
+{
+    struct gw_request *req = call->data;
+    struct gw_worker *w = req->w;
+
+    req->call_live = false;
+    w->in_flight--;
+    gw_metrics_add(&w->metrics->in_flight, -1);
+    answer_call(req);
+}
+
+/* What the contact cache is to this route's call (calls.h). */
+static enum gw_cache_role cache_role_of(const struct gw_route *r)
+{
+    switch (r->id) {
+    case GW_ROUTE_CONTACT_GET:
+    case GW_ROUTE_TAGS_GET:
+        return GW_CACHE_READ;
+    case GW_ROUTE_TAG_DELETE:
+    case GW_ROUTE_TAG_PUT:
+    case GW_ROUTE_TAGS_ADD:
+    case GW_ROUTE_TAGS_REMOVE:
+    case GW_ROUTE_CONTACT_PATCH:
+    case GW_ROUTE_BLOCK:
+    case GW_ROUTE_UNBLOCK:
+        return GW_CACHE_WRITE;
+    case GW_ROUTE_CONTACT_DELETE:
+        return GW_CACHE_DELETE;
+    case GW_ROUTE_CONTACT_CREATE:
+        return GW_CACHE_CREATE;
+    default:
+        return GW_CACHE_NONE;
+    }
+}
+
+static enum MHD_Result fold_cache_control(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CACHE_CONTROL) == 0)
+        gw_cachectl_request(value, cls);
+    return MHD_YES;
+}
+
+/* The call's cache role, contact and, for a read, the oldest entry the caller accepts. */
+static void set_cache_role(struct gw_request *req)
+{
+    struct gw_call *c = &req->call;
+
+    c->cache_role = cache_role_of(req->route);
+    c->contact_id = req->match.id[0] ? strtoull(req->match.id, NULL, 10) : 0;
+    c->max_age_ms = GW_CACHECTL_ANY_AGE;
+    if (c->cache_role == GW_CACHE_READ)
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, fold_cache_control,
+                                  &c->max_age_ms);
 }
 
 static int build_url(struct gw_request *req)
@@ -384,9 +490,14 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     req->call.deadline_ms = gw_loop_now(w->loop) + (uint64_t)w->cfg->upstream.timeout_ms;
     req->call.done = on_call_done;
     req->call.data = req;
+    set_cache_role(req);
     MHD_suspend_connection(req->conn);
     req->state = REQ_UPSTREAM;
     rc = gw_calls_submit(w->calls, &req->call);
+    if (rc == GW_CALLS_SERVED) {
+        answer_call(req);
+        return MHD_YES;
+    }
     if (rc != 0) {
         /* The callback will not run: answer the settled outcome here (which resumes the
          * connection). A 429 from the quota spent no upstream call and says when to come back. */
@@ -645,6 +756,25 @@ static void log_audit(const struct gw_request *req, int status, struct gw_loglin
         gw_log_end(&l);
 }
 
+/* What the contact cache did for this request, for its access line and counters, or -1. */
+static int cache_lookup(const struct gw_request *req)
+{
+    switch (req->call.cache) {
+    case GW_CACHE_HIT:
+        return req->revalidated ? GW_LOOKUP_REVALIDATED : GW_LOOKUP_HIT;
+    case GW_CACHE_MISS:
+        return GW_LOOKUP_MISS;
+    case GW_CACHE_BYPASS:
+        return GW_LOOKUP_BYPASS;
+    case GW_CACHE_UNUSED:
+    default:
+        return -1;
+    }
+}
+
+static const char *const lookup_words[GW_LOOKUP__COUNT] = {"hit", "miss", "bypass",
+                                                           "revalidated"};
+
 void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                           enum MHD_RequestTerminationCode toe)
 {
@@ -655,6 +785,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     double ms;
     int status;
     bool access, audit;
+    int lookup;
 
     if (req == NULL)
         return;
@@ -677,6 +808,14 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         new_request_id(w, req->request_id);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
                        (uint64_t)(ms * 1000.0));
+    lookup = cache_lookup(req);
+    if (lookup >= 0) {
+        gw_metrics_inc(&w->metrics->cache_lookups[lookup]);
+        if (lookup == GW_LOOKUP_HIT)
+            gw_metrics_inc(&w->metrics->calls_saved[GW_SAVED_CACHE]);
+        else if (lookup == GW_LOOKUP_REVALIDATED)
+            gw_metrics_inc(&w->metrics->calls_saved[GW_SAVED_NOT_MODIFIED]);
+    }
     access = gw_log_enabled(w->log, GW_LOG_INFO);
     audit = gw_auth_route_is_write(req->route);
     if (access) {
@@ -698,6 +837,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         gw_log_ms(&l, "duration_ms", ms);
         if (req->call.attempts > 0)
             gw_log_ms(&l, "upstream_ms", req->call.upstream_ms);
+        if (lookup >= 0)
+            gw_log_str(&l, "cache", lookup_words[lookup]);
         /* A write route's access line waits for its audit line: one write for both. */
         if (!audit)
             gw_log_end(&l);

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hcgw/cache.h"
 #include "hcgw/calls.h"
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
@@ -381,6 +382,9 @@ int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
                                        "limits.max_connections and limits.connection_timeout_ms "
                                        "take effect at the next start only");
     gw_governor_configure(srv->shared.governor, cfg);
+    /* Out of memory for new buckets keeps the old ones: a longer chain, not a failure. */
+    (void)gw_cache_configure(srv->shared.cache, cfg->cache.ttl_ms, cfg->cache.max_entries,
+                             cfg->cache.max_bytes);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += SRV_RELOAD_WAIT_S;
     pthread_mutex_lock(&srv->reload_mu);
@@ -425,8 +429,12 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
     pthread_cond_init(&srv->reload_cv, NULL);
     srv->registry = gw_metrics_registry_new();
     srv->shared.governor = gw_governor_new(cfg);
-    if (srv->registry == NULL || srv->shared.governor == NULL) {
+    srv->shared.cache = gw_cache_new();
+    if (srv->registry == NULL || srv->shared.governor == NULL || srv->shared.cache == NULL ||
+        gw_cache_configure(srv->shared.cache, cfg->cache.ttl_ms, cfg->cache.max_entries,
+                           cfg->cache.max_bytes) != 0) {
         errorf(error, "out of memory");
+        gw_cache_free(srv->shared.cache);
         gw_governor_free(srv->shared.governor);
         gw_metrics_registry_free(srv->registry);
         pthread_cond_destroy(&srv->reload_cv);
@@ -435,6 +443,7 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
         return NULL;
     }
     gw_metrics_set_governor(srv->registry, srv->shared.governor);
+    gw_metrics_set_cache(srv->registry, srv->shared.cache);
     n = cfg->server.workers;
     if (n == 0) {
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -516,6 +525,7 @@ void gw_server_free(struct gw_server *srv)
         worker_fini(&srv->workers[i]);
     gw_metrics_registry_free(srv->registry);
     gw_governor_free(srv->shared.governor);
+    gw_cache_free(srv->shared.cache);
     pthread_cond_destroy(&srv->reload_cv);
     pthread_mutex_destroy(&srv->reload_mu);
     free(srv);

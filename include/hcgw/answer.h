@@ -27,12 +27,17 @@ struct gw_answer {
     const char *request_id;          /* X-Request-Id, and the envelope's request_id */
     const char *allow;               /* Allow of a 405 (the methods of the path), or NULL */
     bool close;                      /* Connection: close on any answer (the worker drains) */
+    /* What the contact cache says of a success answer (cachectl.h), or NULL / -1: none. */
+    const char *etag;                /* ETag */
+    const char *cache_status;        /* Cache-Status (RFC 9211) */
+    long age_s;                      /* Age, seconds */
 };
 
 /**
  * Queue @p status with @p body of @p len bytes, which libmicrohttpd takes and frees (NULL: no
  * body), as @p content_type (NULL: none), with the common headers (X-Request-Id,
- * Cache-Control: no-store, X-Content-Type-Options: nosniff). Returns what MHD_queue_response
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff) and the cache's (ETag,
+ * Cache-Status, Age) when @p a has them. Returns what MHD_queue_response
  * returned, or MHD_NO when out of memory (the body is freed).
  */
 enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,

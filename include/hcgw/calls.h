@@ -19,6 +19,7 @@
 #include "hcgw/err.h"
 #include "hcgw/upstream.h"
 
+struct gw_cache;
 struct gw_config;
 struct gw_governor;
 struct gw_log;
@@ -27,11 +28,12 @@ struct gw_metrics;
 struct gw_secret;
 
 /**
- * What every worker's call layer shares: the quota governor and the time HelpCrunch last
- * refused the key. Owned by the server; lives as long as it.
+ * What every worker's call layer shares: the quota governor, the contact cache and the time
+ * HelpCrunch last refused the key. Owned by the server; lives as long as it.
  */
 struct gw_calls_shared {
     struct gw_governor *governor;
+    struct gw_cache *cache;          /* configured by the server, at start and on reload */
     uint64_t auth_failed_ms;         /* monotonic ms of the last 401/403, 0: never; atomic */
 };
 
@@ -56,10 +58,22 @@ int gw_calls_reconfigure(struct gw_calls *calls, const struct gw_config *cfg,
 /** Free it and its transport. No call may be in flight (cancel them first). Accepts NULL. */
 void gw_calls_free(struct gw_calls *calls);
 
+/** gw_calls_submit served the call from the cache. */
+#define GW_CALLS_SERVED 1
+
 /**
- * Start @p call (filled as gw_upstream_submit says). Returns 0: call->done runs exactly once,
- * later, never from inside this function. Returns a negative gw_err: done never runs, and
- * call->out is settled with that failure (a local 429 with its Retry-After).
+ * Start @p call (filled as gw_upstream_submit says, and its cache role). Returns 0:
+ * call->done runs exactly once, later, never from inside this function. Returns
+ * GW_CALLS_SERVED: a read answered from the contact cache, call->out settled with a 200 and
+ * the cached customer, call->cache GW_CACHE_HIT, and done never runs. Returns a negative
+ * gw_err: done never runs, and call->out is settled with that failure (a local 429 with its
+ * Retry-After).
+ *
+ * The cache: a GW_CACHE_READ call whose max_age_ms is not 0 is looked up first; a read that
+ * goes upstream stores a 2xx customer it gets unless a write to the contact ended meanwhile; a
+ * write stores the customer it answers (a create under its new id); a write that fails, and a
+ * delete, drop the contact's entry. Every store happens before done runs, so that an answer
+ * given after a write never shows the state before it.
  */
 int gw_calls_submit(struct gw_calls *calls, struct gw_call *call);
 

@@ -77,6 +77,11 @@ struct gw_config {
         long cooldown_ms;            /* quota.cooldown_ms, pause after a 429 without Retry-After; default 10000 */
     } quota;
     struct {
+        long ttl_ms;                 /* cache.ttl_ms, 0 = off; default 10000 */
+        long max_entries;            /* cache.max_entries; default 10000 */
+        long max_bytes;              /* cache.max_bytes; default 32 MiB */
+    } cache;
+    struct {
         enum gw_log_level level;     /* log.level "debug" | "info" | "warn" | "error"; default info */
     } log;
     struct {

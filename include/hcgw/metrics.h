@@ -32,6 +32,22 @@ enum gw_upstream_failure {
     GW_UPFAIL__COUNT
 };
 
+/** Contact cache lookups, by what came of them (label result). */
+enum gw_cache_lookup {
+    GW_LOOKUP_HIT,                   /* served from the cache */
+    GW_LOOKUP_MISS,                  /* not there or too old: an upstream call */
+    GW_LOOKUP_BYPASS,                /* the caller asked for fresh: an upstream call */
+    GW_LOOKUP_REVALIDATED,           /* If-None-Match matched a fresh entry: 304 */
+    GW_LOOKUP__COUNT
+};
+
+/** Upstream calls a request did not make, by why (label reason). */
+enum gw_saved_reason {
+    GW_SAVED_CACHE,                  /* answered from the cache */
+    GW_SAVED_NOT_MODIFIED,           /* answered 304 from the cache */
+    GW_SAVED__COUNT
+};
+
 struct gw_histogram {
     uint64_t buckets[GW_METRICS_BUCKETS + 1];
     uint64_t sum_us;
@@ -49,6 +65,8 @@ struct gw_metrics {
     uint64_t upstream_failures[GW_UPFAIL__COUNT];
     uint64_t upstream_connections;   /* new connections opened to HelpCrunch */
     int64_t in_flight;               /* requests waiting on HelpCrunch now */
+    uint64_t cache_lookups[GW_LOOKUP__COUNT];
+    uint64_t calls_saved[GW_SAVED__COUNT];
 };
 
 struct gw_metrics_registry;
@@ -82,12 +100,19 @@ static inline void gw_metrics_add(int64_t *g, int64_t d)
 }
 
 struct gw_governor;
+struct gw_cache;
 
 /**
  * The governor whose state @p reg's /metrics shows (NULL: none; not owned). Set before
  * threads start.
  */
 void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor *g);
+
+/**
+ * The contact cache whose size @p reg's /metrics shows (NULL: none; not owned). Set before
+ * threads start.
+ */
+void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c);
 
 /**
  * Count one answered request of @p route (NULL: unmatched) with the request's @p method (NULL

@@ -27,6 +27,7 @@ struct gw_metrics;
 struct gw_secret;
 struct gw_upstream;
 struct gw_call;
+struct gw_calls;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -81,6 +82,23 @@ char *gw_outcome_take_body(struct gw_outcome *o, size_t *len);
 /** Called exactly once when a submitted call ends (answered, failed, or cancelled). */
 typedef void gw_call_done_cb(struct gw_call *call);
 
+/** What a call means to the contact cache (calls.h); upstream.c ignores it. */
+enum gw_cache_role {
+    GW_CACHE_NONE = 0,               /* not a contact's customer (lists, searches) */
+    GW_CACHE_READ,                   /* reads the customer: may be served from the cache */
+    GW_CACHE_WRITE,                  /* changes the customer and answers with it */
+    GW_CACHE_DELETE,                 /* deletes the contact */
+    GW_CACHE_CREATE                  /* creates a contact and answers with it */
+};
+
+/** Where a read's answer came from (calls.h). */
+enum gw_cache_result {
+    GW_CACHE_UNUSED = 0,             /* no lookup: not a read, or the cache is off */
+    GW_CACHE_HIT,                    /* served from the cache, no upstream call */
+    GW_CACHE_MISS,                   /* not there (or too old): an upstream call */
+    GW_CACHE_BYPASS                  /* the caller asked for fresh: an upstream call */
+};
+
 /**
  * One upstream call. The caller embeds it (in its request), fills the "in" fields, and
  * submits. The "out" fields are valid in the done callback and until gw_call_release.
@@ -96,6 +114,9 @@ struct gw_call {
     uint64_t deadline_ms;            /* loop time by which the whole call, retries included, ends */
     gw_call_done_cb *done;
     void *data;                      /* for the callback */
+    enum gw_cache_role cache_role;   /* GW_CACHE_NONE unless the call layer's cache applies */
+    uint64_t contact_id;             /* the contact of a cache role other than CREATE */
+    uint64_t max_age_ms;             /* a read: oldest entry accepted (0: call upstream) */
 
     /* out */
     struct gw_outcome out;           /* valid once done runs (or submit refused the call) */
@@ -103,6 +124,15 @@ struct gw_call {
     int curl_code;                   /* CURLcode of the last attempt, for logs */
     double upstream_ms;              /* time spent in all attempts, cut or cancelled ones
                                         included (not in backoff or quota waits) */
+    enum gw_cache_result cache;      /* a read: where its answer came from */
+    bool cache_stored;               /* its answer was stored in the cache */
+    uint64_t cache_age_ms;           /* a hit: the entry's age */
+    uint64_t cache_ttl_left_ms;      /* a hit: how long it stays fresh */
+
+    /* private to calls.c */
+    gw_call_done_cb *caller_done;
+    struct gw_calls *calls;
+    uint64_t cache_gen;              /* the contact's write generation when the call began */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;

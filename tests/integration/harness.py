@@ -390,11 +390,15 @@ def full_conf(base_url, **groups):
     """A whole hcgw config: the harness defaults with base_url, overridden per group by dicts,
     e.g. full_conf(sim.base_url, upstream={"timeout_ms": 500}, limits={"max_in_flight": 10}).
     The quota governor is off unless a quota group is given, so that its budget shapes only
-    the tests that are about it."""
+    the tests that are about it; so is the contact cache (cache.ttl_ms = 0), so that the tests
+    that count upstream calls or reset the simulator between tests (which brings back contacts
+    hcgw would still hold) see every read reach it, and only the tests about the cache see it."""
     merged = {g: dict(v) for g, v in CONF_DEFAULTS.items()}
     merged["upstream"]["base_url"] = base_url
     if "quota" not in groups:
         merged["quota"] = {"requests_per_minute": 0}
+    if "cache" not in groups:
+        merged["cache"] = {"ttl_ms": 0}
     for group, values in groups.items():
         merged.setdefault(group, {}).update(values or {})
     lines = []
