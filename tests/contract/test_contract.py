@@ -149,8 +149,8 @@ class ContractTest(unittest.TestCase):
 
     @classmethod
     def replay(cls, rec):
-        for scenario in (cls.main_gateway, cls.fast_gateway, cls.quota_gateway,
-                         cls.auth_gateway, cls.drain_gateway):
+        for scenario in (cls.main_gateway, cls.cache_gateway, cls.fast_gateway,
+                         cls.quota_gateway, cls.auth_gateway, cls.drain_gateway):
             sim = Sim()
             gw = None
             try:
@@ -380,6 +380,26 @@ class ContractTest(unittest.TestCase):
           status=403, code="forbidden")
         s(gw, "public without a credential", "GET", "/healthz")
         s(gw, "document without a credential", "GET", "/openapi.yaml")
+        return gw
+
+    @staticmethod
+    def cache_gateway(rec, sim):
+        """The contact cache on: misses, hits with Age, 304 from If-None-Match, a forced
+        refresh; the answers' Cache-Status, ETag and Age against the document."""
+        gw = Gateway(sim, conf={"cache": {"ttl_ms": 60000}})
+        s = rec.send
+        got = s(gw, "cache miss", "GET", "/contacts/" + JOHN)
+        s(gw, "cache hit", "GET", "/contacts/" + JOHN)
+        s(gw, "cache 304", "GET", "/contacts/" + JOHN,
+          headers={"If-None-Match": got.header("ETag")}, status=304)
+        s(gw, "cache refresh", "GET", "/contacts/" + JOHN, headers={"Cache-Control": "no-cache"})
+        s(gw, "cache max-age", "GET", "/contacts/" + JOHN, headers={"Cache-Control": "max-age=5"})
+        tags = s(gw, "cache tags hit", "GET", "/contacts/%s/tags" % JOHN)
+        s(gw, "cache tags 304", "GET", "/contacts/%s/tags" % JOHN,
+          headers={"If-None-Match": tags.header("ETag")}, status=304)
+        s(gw, "cache write-through", "PUT", "/contacts/%s/tags/Lead" % JANE)
+        s(gw, "cache after a write", "GET", "/contacts/" + JANE)
+        s(gw, "cache not found", "GET", "/contacts/999999999", status=404, code="not_found")
         return gw
 
     @staticmethod
