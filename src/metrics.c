@@ -32,7 +32,8 @@ static const char *const failure_names[GW_UPFAIL__COUNT] = {
     "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
 static const char *const lookup_names[GW_LOOKUP__COUNT] = {"hit", "miss", "bypass",
                                                            "revalidated"};
-static const char *const saved_names[GW_SAVED__COUNT] = {"cache", "not_modified"};
+static const char *const saved_names[GW_SAVED__COUNT] = {"cache", "not_modified",
+                                                         "collapsed"};
 
 /* One server's blocks, written before its threads start and only read after that. */
 struct gw_metrics_registry {

@@ -309,6 +309,8 @@ static const char *cache_status(const struct gw_call *call, char *buf, size_t ca
         return call->cache_stored ? "hcgw; fwd=miss; stored" : "hcgw; fwd=miss";
     case GW_CACHE_BYPASS:
         return call->cache_stored ? "hcgw; fwd=request; stored" : "hcgw; fwd=request";
+    case GW_CACHE_COLLAPSED:
+        return "hcgw; fwd=miss; collapsed";
     case GW_CACHE_UNUSED:
     default:
         return NULL;
@@ -756,13 +758,14 @@ static void log_audit(const struct gw_request *req, int status, struct gw_loglin
         gw_log_end(&l);
 }
 
-/* What the contact cache did for this request, for its access line and counters, or -1. */
+/* What the contact cache did for this request, for its counters, or -1. */
 static int cache_lookup(const struct gw_request *req)
 {
     switch (req->call.cache) {
     case GW_CACHE_HIT:
         return req->revalidated ? GW_LOOKUP_REVALIDATED : GW_LOOKUP_HIT;
     case GW_CACHE_MISS:
+    case GW_CACHE_COLLAPSED:
         return GW_LOOKUP_MISS;
     case GW_CACHE_BYPASS:
         return GW_LOOKUP_BYPASS;
@@ -811,7 +814,9 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     lookup = cache_lookup(req);
     if (lookup >= 0) {
         gw_metrics_inc(&w->metrics->cache_lookups[lookup]);
-        if (lookup == GW_LOOKUP_HIT)
+        if (req->call.cache == GW_CACHE_COLLAPSED)
+            gw_metrics_inc(&w->metrics->calls_saved[GW_SAVED_COLLAPSED]);
+        else if (lookup == GW_LOOKUP_HIT)
             gw_metrics_inc(&w->metrics->calls_saved[GW_SAVED_CACHE]);
         else if (lookup == GW_LOOKUP_REVALIDATED)
             gw_metrics_inc(&w->metrics->calls_saved[GW_SAVED_NOT_MODIFIED]);
@@ -837,7 +842,9 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         gw_log_ms(&l, "duration_ms", ms);
         if (req->call.attempts > 0)
             gw_log_ms(&l, "upstream_ms", req->call.upstream_ms);
-        if (lookup >= 0)
+        if (req->call.cache == GW_CACHE_COLLAPSED)
+            gw_log_str(&l, "cache", "collapsed");
+        else if (lookup >= 0)
             gw_log_str(&l, "cache", lookup_words[lookup]);
         /* A write route's access line waits for its audit line: one write for both. */
         if (!audit)

@@ -2,9 +2,10 @@
  * The call layer: between a request and the transport. Every upstream call of a worker is
  * submitted here; this layer decides what becomes of it before the transport sees it, and
  * admits every attempt the transport makes (the upstream gate, upstream.h). Today it holds the
- * quota governor (shared by all workers), HelpCrunch's cooldown after a 429 and the key's
- * health after a 401/403; it is the place where a cache, single flight, per-contact ordering
- * and coalescing go, in front of gw_upstream_submit.
+ * quota governor (shared by all workers), HelpCrunch's cooldown after a 429, the key's health
+ * after a 401/403, the contact cache (shared by all workers, cache.h) and single flight of
+ * reads (per worker); per-contact ordering and coalescing of writes go here too, in front of
+ * gw_upstream_submit.
  *
  * One struct gw_calls per worker loop; all functions run on that loop's thread, except where a
  * contract says otherwise.
@@ -70,20 +71,29 @@ void gw_calls_free(struct gw_calls *calls);
  * Retry-After).
  *
  * The cache: a GW_CACHE_READ call whose max_age_ms is not 0 is looked up first; a read that
- * goes upstream stores a 2xx customer it gets unless a write to the contact ended meanwhile; a
+ * goes upstream stores a 2xx customer it gets unless a write to the contact ended meanwhile.
+ * Single flight (while the cache is on, per worker): a read the cache did not answer joins this
+ * worker's read of the same contact in flight, when no write to it ended since that read began
+ * and the caller did not ask for fresh (max_age_ms 0), and gets its own copy of the shared
+ * outcome (call->cache GW_CACHE_COLLAPSED); otherwise it starts one that later reads may join.
+ * The shared call belongs to the layer: when its caller is cancelled (hangs up) it goes on for
+ * the others, and it is cancelled only when nobody waits on it any more. A
  * write stores the customer it answers (a create under its new id); a write that fails, and a
  * delete, drop the contact's entry. Every store happens before done runs, so that an answer
  * given after a write never shows the state before it.
  */
 int gw_calls_submit(struct gw_calls *calls, struct gw_call *call);
 
-/** End @p call, in flight, now with @p err; its done callback runs before this returns. */
+/**
+ * End @p call, in flight, now with @p err; its done callback runs before this returns. A read
+ * waiting on a shared call leaves it; the call goes on while others wait on it.
+ */
 void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err err);
 
 /** End every call in flight now with @p err (each done callback runs once). */
 void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err);
 
-/** Calls in flight (submitted and not yet done). */
+/** Calls in flight (submitted and not yet done; each caller of a shared read counts). */
 size_t gw_calls_in_flight(const struct gw_calls *calls);
 
 /**

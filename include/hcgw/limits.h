@@ -61,6 +61,8 @@
 /** The contact cache's hash buckets: at least this many, at most GW_CACHE_MAX_BUCKETS. */
 #define GW_CACHE_MIN_BUCKETS 64
 #define GW_CACHE_MAX_BUCKETS (1 << 20)
+/** Buckets of a worker's table of reads in flight (single flight, calls.c). */
+#define GW_FLIGHT_BUCKETS 256
 /** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
 #define GW_ETAG_BYTES 35
 

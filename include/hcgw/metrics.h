@@ -45,6 +45,7 @@ enum gw_cache_lookup {
 enum gw_saved_reason {
     GW_SAVED_CACHE,                  /* answered from the cache */
     GW_SAVED_NOT_MODIFIED,           /* answered 304 from the cache */
+    GW_SAVED_COLLAPSED,              /* shared another caller's call (single flight) */
     GW_SAVED__COUNT
 };
 

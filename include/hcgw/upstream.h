@@ -28,6 +28,7 @@ struct gw_secret;
 struct gw_upstream;
 struct gw_call;
 struct gw_calls;
+struct gw_flight;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -96,7 +97,8 @@ enum gw_cache_result {
     GW_CACHE_UNUSED = 0,             /* no lookup: not a read, or the cache is off */
     GW_CACHE_HIT,                    /* served from the cache, no upstream call */
     GW_CACHE_MISS,                   /* not there (or too old): an upstream call */
-    GW_CACHE_BYPASS                  /* the caller asked for fresh: an upstream call */
+    GW_CACHE_BYPASS,                 /* the caller asked for fresh: an upstream call */
+    GW_CACHE_COLLAPSED               /* joined another caller's call in flight (single flight) */
 };
 
 /**
@@ -133,6 +135,8 @@ struct gw_call {
     gw_call_done_cb *caller_done;
     struct gw_calls *calls;
     uint64_t cache_gen;              /* the contact's write generation when the call began */
+    struct gw_flight *flight;        /* a read: the shared call it waits on, or NULL */
+    struct gw_call *wnext;           /* the next of the flight's waiters */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;

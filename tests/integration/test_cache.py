@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -280,6 +281,107 @@ class ReadYourWritesAcrossWorkersTest(CacheCase):
                 self.assertEqual(self.req("PUT", path + "/tags/" + name).status, 200)
                 tags = [t["name"] for t in self.req("GET", path + "/tags").json()["tags"]]
                 self.assertIn(name, tags, i)
+
+
+class SingleFlightTest(CacheCase):
+    """Concurrent reads of one contact that miss share one upstream call (per worker: one
+    worker here); each caller gets the same status and body, an error envelope with its own
+    request_id; a caller who hangs up does not cancel the call the others wait on."""
+
+    def concurrent_gets(self, path, n, delay_ms):
+        self.sim.script({"delay_ms": delay_ms})
+        rids = [uuid.uuid4().hex for _ in range(n)]
+        results = {}
+        mark = self.gw.proc.mark()
+
+        def one(rid):
+            results[rid] = self.req("GET", path, headers={"X-Request-Id": rid})
+
+        threads = [threading.Thread(target=one, args=(rid,)) for rid in rids]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        for t in threads:
+            t.join(30)
+        lines = [wait_access(self.gw, rid, mark) for rid in rids]
+        return [results[rid] for rid in rids], lines
+
+    def test_concurrent_misses_share_one_call(self):
+        cid = self.new_contact()
+        before = self.gets()
+        rs, lines = self.concurrent_gets("/contacts/%d" % cid, 5, 800)
+        self.assertEqual(self.gets(), before + 1, "five readers, one upstream call")
+        self.assertEqual({r.status for r in rs}, {200})
+        self.assertEqual(len({r.body for r in rs}), 1, "the same body for each")
+        self.assertEqual(sorted(l["cache"] for l in lines), ["collapsed"] * 4 + ["miss"])
+        self.assertEqual(sorted(r.header("Cache-Status") for r in rs),
+                         ["hcgw; fwd=miss; collapsed"] * 4 + ["hcgw; fwd=miss; stored"])
+        self.assertEqual(sorted(l["attempts"] for l in lines), [0, 0, 0, 0, 1])
+        metrics = self.req("GET", "/metrics").body.decode()
+        self.assertGreaterEqual(
+            metric(metrics, 'hcgw_upstream_calls_saved_total{reason="collapsed"}'), 4)
+        self.assertEqual(metric(metrics, "hcgw_in_flight"), 0)
+
+    def test_a_shared_error_has_each_callers_request_id(self):
+        self.sim.script({"status": 404, "delay_ms": 800,
+                         "json": {"errors": [{"code": "not_found", "message": "gone"}]}})
+        before = self.gets()
+        rs, lines = self.concurrent_gets("/contacts/%d" % 999999998, 4, 0)
+        self.assertEqual(self.gets(), before + 1)
+        ids = set()
+        for r in rs:
+            err = self.assertEnvelope(r, 404, "not_found", 404)
+            ids.add(err["request_id"])
+        self.assertEqual(len(ids), 4, "each envelope names its own caller's request")
+        self.assertEqual(sorted(l["cache"] for l in lines), ["collapsed"] * 3 + ["miss"])
+
+    def test_a_caller_who_hangs_up_does_not_cancel_the_shared_call(self):
+        cid = self.new_contact()
+        path = "/contacts/%d" % cid
+        self.sim.script({"delay_ms": 1500})
+        before = self.gets()
+        mark = self.gw.proc.mark()
+        leader_rid = uuid.uuid4().hex
+        sock = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n\r\n"
+                      % (path, leader_rid)).encode())
+        deadline = time.monotonic() + 5
+        while self.gets() == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(self.req("GET", path)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        sock.close()  # the caller who started the call hangs up
+        leader = wait_access(self.gw, leader_rid, mark)
+        self.assertEqual(leader["status"], 499)
+        for t in threads:
+            t.join(30)
+        self.assertEqual([r.status for r in results], [200, 200, 200])
+        self.assertEqual(results[0].json()["id"], cid)
+        self.assertEqual(self.gets(), before + 1, "one call, not cancelled, not repeated")
+        r, line = self.get(path)
+        self.assertEqual(line["cache"], "hit", "the shared call's answer was stored")
+        metrics = self.req("GET", "/metrics").body.decode()
+        self.assertEqual(metric(metrics, "hcgw_in_flight"), 0)
+
+    def test_a_read_after_a_write_does_not_join_an_older_read(self):
+        cid = self.new_contact(name="old")
+        path = "/contacts/%d" % cid
+        # A slow read starts; a write to the contact is answered meanwhile; a read that starts
+        # after the write's answer must not join the older read (nor see the old name).
+        self.sim.script({"delay_ms": 1000})
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(self.req("GET", path)))
+        t.start()
+        time.sleep(0.3)
+        self.assertEqual(self.req("PATCH", path, {"name": "new"}).status, 200)
+        r, line = self.get(path)
+        self.assertEqual(r.json()["name"], "new")
+        self.assertNotEqual(line["cache"], "collapsed")
+        t.join(30)
 
 
 class OffAndReloadTest(unittest.TestCase):
