@@ -46,6 +46,7 @@ void gw_cachectl_request(const char *value, uint64_t *max_age_ms)
 {
     const char *p = value;
     const char *end;
+    const char *last;
 
     if (value == NULL)
         return;
@@ -55,13 +56,11 @@ void gw_cachectl_request(const char *value, uint64_t *max_age_ms)
         end = p;
         while (*end != '\0' && *end != ',')
             end++;
-        {
-            const char *e = end;
-            while (e > p && is_space(e[-1]))
-                e--;
-            if (e > p)
-                directive(p, e, max_age_ms);
-        }
+        last = end;
+        while (last > p && is_space(last[-1]))
+            last--;
+        if (last > p)
+            directive(p, last, max_age_ms);
         p = end;
     }
 }

@@ -277,7 +277,7 @@ static void flight_done(struct gw_call *fc)
                                          fc->out.body, fc->out.body_len,
                                          gw_loop_now(calls->loop));
     calls->nflights--;
-    while ((w = f->waiters) != NULL) {
+    for (w = f->waiters; w != NULL; w = f->waiters) {
         remove_waiter(calls, w);
         settle_waiter(fc, w, first && w->cache != GW_CACHE_COLLAPSED);
         first = false;
@@ -291,6 +291,7 @@ static void flight_done(struct gw_call *fc)
 static int fly(struct gw_calls *calls, struct gw_call *call)
 {
     struct gw_flight *f = NULL;
+    struct gw_flight *old;
     struct gw_flight **b;
     int rc;
 
@@ -335,15 +336,12 @@ static int fly(struct gw_calls *calls, struct gw_call *call)
     add_waiter(calls, f, call);
     /* A forced read replaces an older flight in the table: later readers join the fresher. */
     b = bucket(calls, f->contact_id);
-    {
-        struct gw_flight *old;
-        for (old = *b; old != NULL; old = old->next) {
-            if (old->contact_id == f->contact_id)
-                break;
-        }
-        if (old != NULL)
-            unlist(calls, old);
+    for (old = *b; old != NULL; old = old->next) {
+        if (old->contact_id == f->contact_id)
+            break;
     }
+    if (old != NULL)
+        unlist(calls, old);
     f->next = *b;
     *b = f;
     f->listed = true;

@@ -100,6 +100,10 @@ CONF = {
     # 429s) are part of the mix without starving the load.
     "quota": {"requests_per_minute": 600000, "burst": 500, "max_wait_ms": 300,
               "cooldown_ms": 100},
+    # The contact cache and single flight are on, with a short ttl so that entries come and go
+    # (and a small bound so that the LRU evicts): hits, shared reads whose callers hang up,
+    # writes and deletes that refresh or drop entries are part of the mix.
+    "cache": {"ttl_ms": 2000, "max_entries": 64, "max_bytes": 1048576},
 }
 
 
@@ -519,6 +523,8 @@ def run():
             "lost": len(lost), "access_lines": len(lines),
             "statuses": dict(sorted(collections.Counter(
                 st for st in stats.sent.values() if isinstance(st, int)).items())),
+            "cache": dict(sorted(collections.Counter(
+                o["cache"] for o in lines if "cache" in o).items())),
             "slowloris_cuts": stats.slow_cuts, "junk_partial": stats.junk_partial,
             "foreign_access_lines": {"408": foreign_408, "499": foreign_499,
                                      "other": len(foreign) - foreign_408 - foreign_499},
