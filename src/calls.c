@@ -524,14 +524,59 @@ static uint64_t batch_deadline(const struct gw_batch *b)
     return d;
 }
 
+/*
+ * The body of the batch's call: the one member's own, or the merge of all of theirs. Returns 0
+ * or a negative gw_err (then the call's body is unchanged).
+ */
+static int batch_body(struct gw_batch *b)
+{
+    const char **bodies = NULL;
+    size_t *lens = NULL;
+    char *merged = NULL;
+    size_t merged_len = 0;
+    size_t i = 0;
+    int rc = 0;
+
+    if (b->nmembers == 1) {
+        b->call.body = b->members->body;
+        b->call.body_len = b->members->body_len;
+        goto out;
+    }
+    rc = GW_ERR_NOMEM;
+    bodies = calloc(b->nmembers, sizeof(*bodies));
+    lens = calloc(b->nmembers, sizeof(*lens));
+    if (bodies == NULL || lens == NULL)
+        goto out;
+    for (const struct gw_call *m = b->members; m != NULL; m = m->wnext, i++) {
+        bodies[i] = m->body;
+        lens[i] = m->body_len;
+    }
+    rc = gw_coalesce_merge(bodies, lens, b->nmembers, &merged, &merged_len);
+    if (rc != 0)
+        goto out;
+    free(b->body);
+    b->body = merged;
+    b->call.body = merged;
+    b->call.body_len = merged_len;
+out:
+    free(bodies);
+    free(lens);
+    return rc;
+}
+
+static bool members_retryable(const struct gw_batch *b)
+{
+    bool retryable = true;
+
+    for (const struct gw_call *m = b->members; m != NULL; m = m->wnext)
+        retryable = retryable && m->retryable;
+    return retryable;
+}
+
 /* Send the head of a lane: one call for all its members. Returns 0 or a negative gw_err. */
 static int batch_send(struct gw_calls *calls, struct gw_batch *b)
 {
     struct gw_call *first = b->members;
-    const char **bodies = NULL;
-    size_t *lens = NULL;
-    size_t i = 0;
-    bool retryable = true;
     int rc;
 
     gw_timer_stop(calls->loop, &b->deadline);
@@ -543,29 +588,11 @@ static int batch_send(struct gw_calls *calls, struct gw_batch *b)
     if (b->url == NULL)
         goto out;
     b->call.url = b->url;
-    b->call.body = first->body;
-    b->call.body_len = first->body_len;
-    if (b->nmembers > 1) {
-        bodies = calloc(b->nmembers, sizeof(*bodies));
-        lens = calloc(b->nmembers, sizeof(*lens));
-        rc = GW_ERR_NOMEM;
-        if (bodies == NULL || lens == NULL)
-            goto out;
-        for (const struct gw_call *m = first; m != NULL; m = m->wnext, i++) {
-            bodies[i] = m->body;
-            lens[i] = m->body_len;
-        }
-        free(b->body);
-        b->body = NULL;
-        rc = gw_coalesce_merge(bodies, lens, b->nmembers, &b->body, &b->call.body_len);
-        if (rc != 0)
-            goto out;
-        b->call.body = b->body;
-    }
-    for (const struct gw_call *m = first; m != NULL; m = m->wnext)
-        retryable = retryable && m->retryable;
+    rc = batch_body(b);
+    if (rc != 0)
+        goto out;
     snprintf(b->request_id, sizeof(b->request_id), "%s", first->request_id);
-    b->call.retryable = retryable;
+    b->call.retryable = members_retryable(b);
     b->call.request_id = b->request_id;
     b->call.deadline_ms = batch_deadline(b);
     b->call.done = batch_done;
@@ -584,8 +611,6 @@ out:
         memset(&b->call.out, 0, sizeof(b->call.out));
         b->call.out.failure = rc;
     }
-    free(bodies);
-    free(lens);
     return rc;
 }
 
@@ -693,12 +718,15 @@ static void batch_due(struct gw_timer *t)
     gw_timer_start(calls->loop, &b->deadline, batch_deadline(b) - now);
 }
 
-/* Whether @p call may join the waiting batch @p b. */
+/*
+ * Whether @p call may join the batch @p b, the last in its lane: one that waits for the write
+ * ahead of it, or one at the transport still waiting for the quota slot of its first attempt.
+ */
 static bool may_join(const struct gw_calls *calls, const struct gw_batch *b,
                      const struct gw_call *call)
 {
-    return calls->cfg->coalesce.tags && call->merge != GW_MERGE_NONE && b != NULL && !b->sent &&
-           !b->alone && b->merge == call->merge && call->merge_tags > 0 &&
+    return calls->cfg->coalesce.tags && call->merge != GW_MERGE_NONE && b != NULL &&
+           (!b->sent || gw_upstream_unsent(&b->call)) && !b->alone && b->merge == call->merge && call->merge_tags > 0 &&
            b->ntags + call->merge_tags <= GW_MAX_TAGS;
 }
 
@@ -720,11 +748,20 @@ static int line_up(struct gw_calls *calls, struct gw_call *call)
     if (call->merge_tags < 0)
         call->merge_tags = 0;
     if (lane != NULL && may_join(calls, lane->tail, call)) {
-        batch_add(calls, lane->tail, call);
-        if (call->deadline_ms < lane->tail->deadline.due_ms || lane->tail->deadline.slot == 0)
-            gw_timer_start(calls->loop, &lane->tail->deadline,
-                           call->deadline_ms > now ? call->deadline_ms - now : 0);
-        return 0;
+        b = lane->tail;
+        batch_add(calls, b, call);
+        if (!b->sent) {
+            if (call->deadline_ms < b->deadline.due_ms || b->deadline.slot == 0)
+                gw_timer_start(calls->loop, &b->deadline,
+                               call->deadline_ms > now ? call->deadline_ms - now : 0);
+            return 0;
+        }
+        /* At the transport, nothing sent yet: the call carries the new member's tags too. */
+        if (batch_body(b) == 0) {
+            b->call.retryable = members_retryable(b);
+            return 0;
+        }
+        batch_remove(calls, call);
     }
     if (lane == NULL) {
         lane = calloc(1, sizeof(*lane));
@@ -853,8 +890,11 @@ void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err e
     if (b != NULL) {
         /* A write leaves its line; its batch goes on for the others, or ends without them. */
         member_fail(calls, call, err);
-        if (b->nmembers > 0)
+        if (b->nmembers > 0) {
+            if (b->sent && gw_upstream_unsent(&b->call) && batch_body(b) == 0)
+                b->call.retryable = members_retryable(b);
             return;
+        }
         if (b->sent) {
             gw_upstream_cancel(calls->up, &b->call, err);
         } else {

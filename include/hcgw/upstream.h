@@ -209,6 +209,13 @@ void gw_upstream_cancel(struct gw_upstream *up, struct gw_call *call, enum gw_er
 /** End every call in flight now with @p err (each done callback runs once). */
 void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err);
 
+/**
+ * True while @p call, in flight, waits for the quota slot of its first attempt: nothing of it
+ * has been sent, and its body (body, body_len) and retryable may still be replaced; they are
+ * read when the attempt goes.
+ */
+bool gw_upstream_unsent(const struct gw_call *call);
+
 /** Calls in flight (submitted and not yet done). */
 size_t gw_upstream_in_flight(const struct gw_upstream *up);
 

@@ -267,7 +267,9 @@ class CoalesceTest(LineCase):
         self.assertInFlightZero()
 
 
-class ReloadAndDeadlineTest(unittest.TestCase):
+class OwnGatewayTest(unittest.TestCase):
+    """Tests that need an hcgw of their own: a quota, a reload."""
+
     def reload(self, gw, sim, **groups):
         with open(gw.conf_path, "w") as f:
             f.write(full_conf(sim.base_url, **groups))
@@ -305,6 +307,37 @@ class ReloadAndDeadlineTest(unittest.TestCase):
             self.assertEqual([r.status for r in rs], [200] * 3)
             self.assertEqual([l["coalesced"] for l in lines], [1, 1, 1])
         self.run_with(body, {"coalesce": {"tags": True}})
+
+    def test_tag_writes_join_one_that_waits_for_its_quota_slot(self):
+        def body(sim, gw):
+            case = LineCase()
+            case.sim, case.gw = sim, gw
+            other = case.new_contact()
+            cid = case.new_contact()
+            base = "/contacts/%d/tags" % cid
+            # The one slot of the bucket goes to another contact's write; the first tag write
+            # of this contact then waits about a second for its slot, with nothing ahead of it.
+            self.assertEqual(gw.request("PUT", "/contacts/%d/tags/x" % other).status, 200)
+            mark = gw.proc.mark()
+            rids = [uuid.uuid4().hex for _ in range(3)]
+            results = {}
+
+            def one(i):
+                results[i] = gw.request("PUT", base + "/t%d" % i, None, {"X-Request-Id": rids[i]})
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+                time.sleep(0.1)
+            for t in threads:
+                t.join(30)
+            self.assertEqual([results[i].status for i in range(3)], [200] * 3)
+            self.assertEqual([case.names(c) for c in case.calls_to(cid)], [["t0", "t1", "t2"]],
+                             "the writes that came while the first waited for its slot joined it")
+            lines = [wait_access(gw, rid, mark) for rid in rids]
+            self.assertEqual([l["coalesced"] for l in lines], [3, 3, 3])
+        self.run_with(body, {"quota": {"requests_per_minute": 60, "burst": 1,
+                                       "max_wait_ms": 5000}})
 
     def test_a_write_in_line_keeps_its_deadline(self):
         def body(sim, gw):
