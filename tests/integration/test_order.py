@@ -339,6 +339,38 @@ class OwnGatewayTest(unittest.TestCase):
         self.run_with(body, {"quota": {"requests_per_minute": 60, "burst": 1,
                                        "max_wait_ms": 5000}})
 
+    def test_a_caller_who_leaves_a_waiting_merged_call_takes_its_tags_out(self):
+        def body(sim, gw):
+            case = LineCase()
+            case.sim, case.gw = sim, gw
+            other = case.new_contact()
+            cid = case.new_contact()
+            base = "/contacts/%d/tags" % cid
+            self.assertEqual(gw.request("PUT", "/contacts/%d/tags/x" % other).status, 200)
+            mark = gw.proc.mark()
+            results = {}
+            t0 = threading.Thread(target=lambda: results.update(t0=gw.request("PUT", base + "/t0")))
+            t0.start()
+            time.sleep(0.1)
+            rid = uuid.uuid4().hex
+            sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            sock.sendall(("PUT %s/gone HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\n"
+                          "Content-Length: 0\r\n\r\n" % (base, rid)).encode())
+            time.sleep(0.1)
+            t2 = threading.Thread(target=lambda: results.update(t2=gw.request("PUT", base + "/t2")))
+            t2.start()
+            time.sleep(0.1)
+            sock.close()
+            self.assertEqual(wait_access(gw, rid, mark)["status"], 499)
+            t0.join(30)
+            t2.join(30)
+            self.assertEqual(results["t0"].status, 200)
+            self.assertEqual(results["t2"].status, 200)
+            self.assertEqual([case.names(c) for c in case.calls_to(cid)], [["t0", "t2"]])
+            self.assertNotIn("gone", [t["name"] for t in results["t2"].json()["tags"]])
+        self.run_with(body, {"quota": {"requests_per_minute": 60, "burst": 1,
+                                       "max_wait_ms": 5000}})
+
     def test_a_write_in_line_keeps_its_deadline(self):
         def body(sim, gw):
             case = LineCase()
