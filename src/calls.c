@@ -15,11 +15,13 @@
 
 #include "hcgw/body.h"
 #include "hcgw/cache.h"
+#include "hcgw/coalesce.h"
 #include "hcgw/config.h"
 #include "hcgw/governor.h"
 #include "hcgw/json.h"
 #include "hcgw/limits.h"
 #include "hcgw/loop.h"
+#include "hcgw/metrics.h"
 
 /*
  * One upstream read of a contact that callers on this worker share (single flight). It owns its
@@ -36,14 +38,45 @@ struct gw_flight {
     char request_id[GW_MAX_REQUEST_ID + 1];
 };
 
+/*
+ * Writes of one contact, in one line (ordering): a batch is one upstream call made for one or
+ * more callers (coalescing). Only the head of a lane is ever sent; the others wait for it.
+ */
+struct gw_batch {
+    struct gw_call call;             /* the upstream call, once sent */
+    struct gw_lane *lane;
+    enum gw_call_merge merge;
+    bool sent;
+    bool alone;                      /* split after a 400/422: nobody joins it */
+    int ntags;                       /* tags its members carry */
+    size_t nmembers;
+    struct gw_call *members;         /* in arrival order (wnext) */
+    struct gw_batch *next;           /* the next in its lane */
+    struct gw_timer deadline;        /* while queued: the earliest deadline of its members */
+    char *body;                      /* the merged body of several members */
+    char *url;                       /* its own copy: the first member may leave */
+    char request_id[GW_MAX_REQUEST_ID + 1];
+};
+
+struct gw_lane {
+    uint64_t contact_id;
+    struct gw_batch *head, *tail;
+    struct gw_lane *next;            /* bucket chain */
+};
+
 struct gw_calls {
     struct gw_loop *loop;
     const struct gw_config *cfg;
     struct gw_calls_shared *shared;
+    struct gw_metrics *metrics;
     struct gw_upstream *up;
     struct gw_flight *flights[GW_FLIGHT_BUCKETS];
     size_t nflights;                 /* flights in flight, listed or not */
     size_t nwaiting;                 /* callers waiting on them */
+    struct gw_lane *lanes[GW_LANE_BUCKETS];
+    size_t nsent;                    /* batches sent and not yet done */
+    size_t nmembers;                 /* callers in batches, sent or queued */
+    bool stopping;                   /* cancel_all: no queued batch is sent any more */
 };
 
 /* ---- the gate ---- */
@@ -115,10 +148,9 @@ static uint64_t created_id(const struct gw_outcome *o)
     return id > 0 ? (uint64_t)id : 0;
 }
 
-/* The call ended: bring the cache in step with it, then tell the caller. */
-static void call_done(struct gw_call *call)
+/* A call ended: bring the cache in step with it. */
+static void keep_cache(struct gw_calls *calls, struct gw_call *call)
 {
-    struct gw_calls *calls = call->calls;
     struct gw_cache *cache = calls->shared->cache;
     uint64_t now = gw_loop_now(calls->loop);
     const struct gw_outcome *o = &call->out;
@@ -148,6 +180,12 @@ static void call_done(struct gw_call *call)
     default:
         break;
     }
+}
+
+/* The call ended: bring the cache in step with it, then tell the caller. */
+static void call_done(struct gw_call *call)
+{
+    keep_cache(call->calls, call);
     call->done = call->caller_done;
     call->done(call);
 }
@@ -348,6 +386,423 @@ static int fly(struct gw_calls *calls, struct gw_call *call)
     return 0;
 }
 
+/* ---- one contact, one line: ordering and coalescing of writes ---- */
+
+/*
+ * Writes of one contact go to HelpCrunch one at a time, in the order they arrived on this
+ * worker: each takes its place at the tail of the contact's lane, and only the lane's head is
+ * sent. A tag write that finds the tail of its lane still waiting, of the same kind (additions
+ * with additions, removals with removals) and with room for its tags, joins it instead: the
+ * waiting batch goes as one call for all of them. Only the tail is ever joined, so nothing
+ * moves past a write that arrived before it, and a write with nothing ahead of it is sent at
+ * once (merging never adds a wait).
+ */
+
+static struct gw_lane **lane_bucket(struct gw_calls *calls, uint64_t id)
+{
+    return &calls->lanes[(id ^ (id >> 17)) % GW_LANE_BUCKETS];
+}
+
+static struct gw_lane *lane_find(struct gw_calls *calls, uint64_t id)
+{
+    struct gw_lane *l;
+
+    for (l = *lane_bucket(calls, id); l != NULL; l = l->next) {
+        if (l->contact_id == id)
+            break;
+    }
+    return l;
+}
+
+static void lane_free_if_empty(struct gw_calls *calls, struct gw_lane *lane)
+{
+    struct gw_lane **p = lane_bucket(calls, lane->contact_id);
+
+    if (lane->head != NULL)
+        return;
+    while (*p != lane)
+        p = &(*p)->next;
+    *p = lane->next;
+    free(lane);
+}
+
+static void batch_add(struct gw_calls *calls, struct gw_batch *b, struct gw_call *call)
+{
+    struct gw_call **p = &b->members;
+
+    while (*p != NULL)
+        p = &(*p)->wnext;
+    call->wnext = NULL;
+    *p = call;
+    call->batch = b;
+    b->nmembers++;
+    b->ntags += call->merge_tags;
+    calls->nmembers++;
+}
+
+static void batch_remove(struct gw_calls *calls, struct gw_call *call)
+{
+    struct gw_batch *b = call->batch;
+    struct gw_call **p = &b->members;
+
+    while (*p != call)
+        p = &(*p)->wnext;
+    *p = call->wnext;
+    call->wnext = NULL;
+    call->batch = NULL;
+    b->nmembers--;
+    b->ntags -= call->merge_tags;
+    calls->nmembers--;
+}
+
+static void batch_free(struct gw_batch *b)
+{
+    gw_call_release(&b->call);
+    free(b->body);
+    free(b->url);
+    free(b);
+}
+
+/* Take a batch that is not sent out of its lane (the lane may be freed). */
+static void batch_unlink(struct gw_calls *calls, struct gw_batch *b)
+{
+    struct gw_lane *lane = b->lane;
+    struct gw_batch **p = &lane->head;
+    struct gw_batch *prev = NULL;
+
+    gw_timer_stop(calls->loop, &b->deadline);
+    while (*p != b) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    *p = b->next;
+    if (lane->tail == b)
+        lane->tail = prev;
+    lane_free_if_empty(calls, lane);
+}
+
+/* End @p call, a member that leaves its batch, now with @p err. */
+static void member_fail(struct gw_calls *calls, struct gw_call *call, enum gw_err err)
+{
+    batch_remove(calls, call);
+    memset(&call->out, 0, sizeof(call->out));
+    call->out.failure = err;
+    call->coalesced = 0;
+    call->done = call->caller_done;
+    call->done(call);
+}
+
+/* End every member of a batch that was not sent with the outcome @p o (a local refusal). */
+static void members_settle(struct gw_calls *calls, struct gw_batch *b, bool shared)
+{
+    struct gw_call *m;
+    bool first = true;
+    int n = (int)b->nmembers;
+
+    for (m = b->members; m != NULL; m = b->members) {
+        batch_remove(calls, m);
+        settle_waiter(&b->call, m, first);
+        m->coalesced = shared ? n : 0;
+        first = false;
+        m->done = m->caller_done;
+        m->done(m);
+    }
+}
+
+static void batch_done(struct gw_call *fc);
+static void batch_due(struct gw_timer *t);
+
+/* The earliest deadline of the members of @p b. */
+static uint64_t batch_deadline(const struct gw_batch *b)
+{
+    uint64_t d = UINT64_MAX;
+
+    for (const struct gw_call *m = b->members; m != NULL; m = m->wnext) {
+        if (m->deadline_ms < d)
+            d = m->deadline_ms;
+    }
+    return d;
+}
+
+/*
+ * The body of the batch's call: the one member's own, or the merge of all of theirs. Returns 0
+ * or a negative gw_err (then the call's body is unchanged).
+ */
+static int batch_body(struct gw_batch *b)
+{
+    const char **bodies = NULL;
+    size_t *lens = NULL;
+    char *merged = NULL;
+    size_t merged_len = 0;
+    size_t i = 0;
+    int rc = 0;
+
+    if (b->nmembers == 1) {
+        b->call.body = b->members->body;
+        b->call.body_len = b->members->body_len;
+        goto out;
+    }
+    rc = GW_ERR_NOMEM;
+    bodies = calloc(b->nmembers, sizeof(*bodies));
+    lens = calloc(b->nmembers, sizeof(*lens));
+    if (bodies == NULL || lens == NULL)
+        goto out;
+    for (const struct gw_call *m = b->members; m != NULL; m = m->wnext, i++) {
+        bodies[i] = m->body;
+        lens[i] = m->body_len;
+    }
+    rc = gw_coalesce_merge(bodies, lens, b->nmembers, &merged, &merged_len);
+    if (rc != 0)
+        goto out;
+    free(b->body);
+    b->body = merged;
+    b->call.body = merged;
+    b->call.body_len = merged_len;
+out:
+    free(bodies);
+    free(lens);
+    return rc;
+}
+
+static bool members_retryable(const struct gw_batch *b)
+{
+    bool retryable = true;
+
+    for (const struct gw_call *m = b->members; m != NULL; m = m->wnext)
+        retryable = retryable && m->retryable;
+    return retryable;
+}
+
+/* Send the head of a lane: one call for all its members. Returns 0 or a negative gw_err. */
+static int batch_send(struct gw_calls *calls, struct gw_batch *b)
+{
+    struct gw_call *first = b->members;
+    int rc;
+
+    gw_timer_stop(calls->loop, &b->deadline);
+    memset(&b->call, 0, sizeof(b->call));
+    b->call.method = first->method;
+    free(b->url);
+    b->url = strdup(first->url);
+    rc = GW_ERR_NOMEM;
+    if (b->url == NULL)
+        goto out;
+    b->call.url = b->url;
+    rc = batch_body(b);
+    if (rc != 0)
+        goto out;
+    snprintf(b->request_id, sizeof(b->request_id), "%s", first->request_id);
+    b->call.retryable = members_retryable(b);
+    b->call.request_id = b->request_id;
+    b->call.deadline_ms = batch_deadline(b);
+    b->call.done = batch_done;
+    b->call.data = b;
+    b->call.calls = calls;
+    b->call.cache_role = first->cache_role;
+    b->call.contact_id = first->contact_id;
+    b->call.cache_gen = gw_cache_generation(calls->shared->cache, first->contact_id);
+    rc = gw_upstream_submit(calls->up, &b->call);
+    if (rc == 0) {
+        b->sent = true;
+        calls->nsent++;
+    }
+out:
+    if (rc != 0 && b->call.out.failure == GW_OK) {
+        memset(&b->call.out, 0, sizeof(b->call.out));
+        b->call.out.failure = rc;
+    }
+    return rc;
+}
+
+/* The head of @p lane ended: send the next batch, if any (each refused one ends at once). */
+static void lane_advance(struct gw_calls *calls, struct gw_lane *lane)
+{
+    uint64_t id = lane->contact_id;
+    struct gw_batch *b;
+
+    while (lane != NULL && lane->head != NULL && !lane->head->sent && !calls->stopping) {
+        b = lane->head;
+        if (batch_send(calls, b) == 0)
+            return;
+        /* Refused before it went (a local 429, or out of memory): its callers hear it now. */
+        batch_unlink(calls, b);
+        members_settle(calls, b, false);
+        batch_free(b);
+        lane = lane_find(calls, id);
+    }
+}
+
+/*
+ * The sent head of a lane ended: the cache first, then every member gets the outcome; a merged
+ * call that HelpCrunch refused with 400 or 422 (which one item may cause) is split instead, and
+ * its members go one by one, so that each caller gets its own answer.
+ */
+static void batch_done(struct gw_call *fc)
+{
+    struct gw_batch *b = fc->data;
+    struct gw_calls *calls = fc->calls;
+    struct gw_lane *lane = b->lane;
+    struct gw_batch *single;
+    struct gw_batch *after;
+    struct gw_batch **at;
+    struct gw_batch *last;
+    struct gw_call *m;
+    uint64_t now = gw_loop_now(calls->loop);
+    bool refused = fc->out.failure == GW_OK && (fc->out.status == 400 || fc->out.status == 422);
+
+    calls->nsent--;
+    b->sent = false;
+    lane->head = b->next;
+    if (lane->tail == b)
+        lane->tail = NULL;
+    if (refused && b->nmembers > 1 && !calls->stopping) {
+        /* Nothing changed upstream: the members take the batch's place, each alone. */
+        after = lane->head;
+        at = &lane->head;
+        last = NULL;
+        for (m = b->members; m != NULL; m = b->members) {
+            single = calloc(1, sizeof(*single));
+            if (single == NULL) {
+                member_fail(calls, m, GW_ERR_NOMEM);
+                continue;
+            }
+            batch_remove(calls, m);
+            single->lane = lane;
+            single->merge = b->merge;
+            single->alone = true;
+            gw_timer_init(&single->deadline, batch_due, single);
+            batch_add(calls, single, m);
+            gw_timer_start(calls->loop, &single->deadline,
+                           m->deadline_ms > now ? m->deadline_ms - now : 0);
+            *at = single;
+            at = &single->next;
+            last = single;
+        }
+        *at = after;
+        if (after == NULL)
+            lane->tail = last;
+    } else {
+        keep_cache(calls, fc);
+        if (b->nmembers > 1 && fc->attempts > 0) {
+            for (size_t i = 1; i < b->nmembers; i++)
+                gw_metrics_inc(&calls->metrics->calls_saved[GW_SAVED_COALESCED]);
+        }
+        members_settle(calls, b, true);
+    }
+    batch_free(b);
+    if (lane->head == NULL)
+        lane_free_if_empty(calls, lane);
+    else
+        lane_advance(calls, lane);
+}
+
+/* A queued batch's earliest deadline passed: its members that are due end as timed out. */
+static void batch_due(struct gw_timer *t)
+{
+    struct gw_batch *b = t->data;
+    struct gw_calls *calls = b->members->calls;
+    uint64_t now = gw_loop_now(calls->loop);
+    struct gw_call *m;
+    struct gw_call *next;
+
+    for (m = b->members; m != NULL; m = next) {
+        next = m->wnext;
+        if (m->deadline_ms <= now)
+            member_fail(calls, m, GW_ERR_UPSTREAM_TIMEOUT);
+    }
+    if (b->nmembers == 0) {
+        batch_unlink(calls, b);
+        batch_free(b);
+        return;
+    }
+    gw_timer_start(calls->loop, &b->deadline, batch_deadline(b) - now);
+}
+
+/*
+ * Whether @p call may join the batch @p b, the last in its lane: one that waits for the write
+ * ahead of it, or one at the transport still waiting for the quota slot of its first attempt.
+ */
+static bool may_join(const struct gw_calls *calls, const struct gw_batch *b,
+                     const struct gw_call *call)
+{
+    return calls->cfg->coalesce.tags && call->merge != GW_MERGE_NONE && b != NULL &&
+           (!b->sent || gw_upstream_unsent(&b->call)) && !b->alone && b->merge == call->merge && call->merge_tags > 0 &&
+           b->ntags + call->merge_tags <= GW_MAX_TAGS;
+}
+
+/*
+ * A write of a contact takes its place in the contact's lane (the section's opening comment).
+ * Returns as gw_calls_submit does.
+ */
+static int line_up(struct gw_calls *calls, struct gw_call *call)
+{
+    struct gw_lane *lane = lane_find(calls, call->contact_id);
+    struct gw_batch *b;
+    uint64_t now = gw_loop_now(calls->loop);
+    int rc;
+
+    call->calls = calls;
+    call->caller_done = call->done;
+    call->merge_tags = call->merge != GW_MERGE_NONE ? gw_coalesce_count(call->body, call->body_len)
+                                                    : 0;
+    if (call->merge_tags < 0)
+        call->merge_tags = 0;
+    if (lane != NULL && may_join(calls, lane->tail, call)) {
+        b = lane->tail;
+        batch_add(calls, b, call);
+        if (!b->sent) {
+            if (call->deadline_ms < b->deadline.due_ms || b->deadline.slot == 0)
+                gw_timer_start(calls->loop, &b->deadline,
+                               call->deadline_ms > now ? call->deadline_ms - now : 0);
+            return 0;
+        }
+        /* At the transport, nothing sent yet: the call carries the new member's tags too. */
+        if (batch_body(b) == 0) {
+            b->call.retryable = members_retryable(b);
+            return 0;
+        }
+        batch_remove(calls, call);
+    }
+    if (lane == NULL) {
+        lane = calloc(1, sizeof(*lane));
+        if (lane == NULL)
+            return GW_ERR_NOMEM;
+        lane->contact_id = call->contact_id;
+        lane->next = *lane_bucket(calls, call->contact_id);
+        *lane_bucket(calls, call->contact_id) = lane;
+    }
+    b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        lane_free_if_empty(calls, lane);
+        return GW_ERR_NOMEM;
+    }
+    b->lane = lane;
+    b->merge = call->merge;
+    gw_timer_init(&b->deadline, batch_due, b);
+    batch_add(calls, b, call);
+    if (lane->tail != NULL)
+        lane->tail->next = b;
+    else
+        lane->head = b;
+    lane->tail = b;
+    if (lane->head != b) {
+        gw_timer_start(calls->loop, &b->deadline,
+                       call->deadline_ms > now ? call->deadline_ms - now : 0);
+        return 0;
+    }
+    /* Nothing ahead of it: it goes now. */
+    rc = batch_send(calls, b);
+    if (rc != 0) {
+        batch_remove(calls, call);
+        call->out = b->call.out;
+        memset(&b->call.out, 0, sizeof(b->call.out));
+        call->done = call->caller_done;
+        batch_unlink(calls, b);
+        batch_free(b);
+    }
+    return rc;
+}
+
 /* ---- the interface ---- */
 
 struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
@@ -367,6 +822,7 @@ struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
     calls->loop = loop;
     calls->cfg = cfg;
     calls->shared = shared;
+    calls->metrics = metrics;
     gate.ctx = calls;
     calls->up = gw_upstream_new(loop, cfg, secret, metrics, &gate, log);
     if (calls->up == NULL) {
@@ -402,12 +858,17 @@ int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
     call->cache = GW_CACHE_UNUSED;
     call->cache_stored = false;
     call->flight = NULL;
+    call->batch = NULL;
+    call->coalesced = 0;
     if (call->cache_role == GW_CACHE_READ && cache_on) {
         if (serve_cached(calls, call))
             return GW_CALLS_SERVED;
         call->cache = call->max_age_ms == 0 ? GW_CACHE_BYPASS : GW_CACHE_MISS;
         return fly(calls, call);
     }
+    if ((call->cache_role == GW_CACHE_WRITE || call->cache_role == GW_CACHE_DELETE) &&
+        call->contact_id != 0)
+        return line_up(calls, call);
     if (call->cache_role != GW_CACHE_NONE && call->cache_role != GW_CACHE_CREATE)
         call->cache_gen = gw_cache_generation(calls->shared->cache, call->contact_id);
     call->calls = calls;
@@ -424,7 +885,24 @@ int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
 void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err err)
 {
     struct gw_flight *f = call->flight;
+    struct gw_batch *b = call->batch;
 
+    if (b != NULL) {
+        /* A write leaves its line; its batch goes on for the others, or ends without them. */
+        member_fail(calls, call, err);
+        if (b->nmembers > 0) {
+            if (b->sent && gw_upstream_unsent(&b->call) && batch_body(b) == 0)
+                b->call.retryable = members_retryable(b);
+            return;
+        }
+        if (b->sent) {
+            gw_upstream_cancel(calls->up, &b->call, err);
+        } else {
+            batch_unlink(calls, b);
+            batch_free(b);
+        }
+        return;
+    }
     if (f == NULL) {
         gw_upstream_cancel(calls->up, call, err);
         return;
@@ -441,13 +919,36 @@ void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err e
 
 void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err)
 {
+    struct gw_lane *l;
+    struct gw_lane *next_lane;
+    struct gw_batch *b;
+    struct gw_batch *next_batch;
+
+    /* The writes still in line first, so that none is sent when the one ahead of it ends. */
+    calls->stopping = true;
+    for (size_t i = 0; i < GW_LANE_BUCKETS; i++) {
+        for (l = calls->lanes[i]; l != NULL; l = next_lane) {
+            next_lane = l->next;
+            for (b = l->head; b != NULL; b = next_batch) {
+                next_batch = b->next;
+                if (b->sent)
+                    continue;
+                while (b->members != NULL)
+                    member_fail(calls, b->members, err);
+                batch_unlink(calls, b);
+                batch_free(b);
+            }
+        }
+    }
     gw_upstream_cancel_all(calls->up, err);
+    calls->stopping = false;
 }
 
 size_t gw_calls_in_flight(const struct gw_calls *calls)
 {
-    /* Each flight is one upstream call and stands for the callers waiting on it. */
-    return gw_upstream_in_flight(calls->up) - calls->nflights + calls->nwaiting;
+    /* Each flight and each sent batch is one upstream call and stands for its callers. */
+    return gw_upstream_in_flight(calls->up) - calls->nflights - calls->nsent + calls->nwaiting +
+           calls->nmembers;
 }
 
 bool gw_calls_key_refused(const struct gw_calls *calls)

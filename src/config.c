@@ -168,6 +168,8 @@ static const struct key keys[] = {
     LONG_KEY("cache.max_entries", cache.max_entries, 1, 10000000, 10000),
     LONG_KEY("cache.max_bytes", cache.max_bytes, 4096, 4294967296L, 33554432),
 
+    {.name = "coalesce.tags", .type = KEY_BOOL, .def = 1, .offset = FIELD_OF(coalesce.tags)},
+
     /* An enum, not a string field: its setter parses the name. */
     {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
 

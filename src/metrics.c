@@ -33,7 +33,7 @@ static const char *const failure_names[GW_UPFAIL__COUNT] = {
 static const char *const lookup_names[GW_LOOKUP__COUNT] = {"hit", "miss", "bypass",
                                                            "revalidated"};
 static const char *const saved_names[GW_SAVED__COUNT] = {"cache", "not_modified",
-                                                         "collapsed"};
+                                                         "collapsed", "coalesced"};
 
 /* One server's blocks, written before its threads start and only read after that. */
 struct gw_metrics_registry {

@@ -419,6 +419,21 @@ static enum gw_cache_role cache_role_of(const struct gw_route *r)
     }
 }
 
+/* What this route's write may be merged with (calls.h, coalescing). */
+static enum gw_call_merge merge_of(const struct gw_route *r)
+{
+    switch (r->id) {
+    case GW_ROUTE_TAG_PUT:
+    case GW_ROUTE_TAGS_ADD:
+        return GW_MERGE_TAGS_ADD;
+    case GW_ROUTE_TAG_DELETE:
+    case GW_ROUTE_TAGS_REMOVE:
+        return GW_MERGE_TAGS_REMOVE;
+    default:
+        return GW_MERGE_NONE;
+    }
+}
+
 static enum MHD_Result fold_cache_control(void *cls, enum MHD_ValueKind kind, const char *key,
                                           const char *value)
 {
@@ -434,6 +449,7 @@ static void set_cache_role(struct gw_request *req)
     struct gw_call *c = &req->call;
 
     c->cache_role = cache_role_of(req->route);
+    c->merge = merge_of(req->route);
     c->contact_id = req->match.id[0] ? strtoull(req->match.id, NULL, 10) : 0;
     c->max_age_ms = GW_CACHECTL_ANY_AGE;
     if (c->cache_role == GW_CACHE_READ)
@@ -846,6 +862,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
             gw_log_str(&l, "cache", "collapsed");
         else if (lookup >= 0)
             gw_log_str(&l, "cache", lookup_words[lookup]);
+        if (req->call.coalesced > 0)
+            gw_log_int(&l, "coalesced", req->call.coalesced);
         /* A write route's access line waits for its audit line: one write for both. */
         if (!audit)
             gw_log_end(&l);

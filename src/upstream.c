@@ -914,6 +914,11 @@ void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err)
         finish(up, up->calls, err);
 }
 
+bool gw_upstream_unsent(const struct gw_call *call)
+{
+    return call->waiting_token && call->attempts == 0;
+}
+
 size_t gw_upstream_in_flight(const struct gw_upstream *up)
 {
     return up->n_calls;

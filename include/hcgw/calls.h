@@ -4,8 +4,8 @@
  * admits every attempt the transport makes (the upstream gate, upstream.h). Today it holds the
  * quota governor (shared by all workers), HelpCrunch's cooldown after a 429, the key's health
  * after a 401/403, the contact cache (shared by all workers, cache.h) and single flight of
- * reads (per worker); per-contact ordering and coalescing of writes go here too, in front of
- * gw_upstream_submit.
+ * reads (per worker), and the line of writes of each contact (per worker): ordering and the
+ * coalescing of tag writes, in front of gw_upstream_submit.
  *
  * One struct gw_calls per worker loop; all functions run on that loop's thread, except where a
  * contract says otherwise.
@@ -81,6 +81,15 @@ void gw_calls_free(struct gw_calls *calls);
  * write stores the customer it answers (a create under its new id); a write that fails, and a
  * delete, drop the contact's entry. Every store happens before done runs, so that an answer
  * given after a write never shows the state before it.
+ *
+ * One contact, one line (per worker): a GW_CACHE_WRITE or GW_CACHE_DELETE call goes upstream
+ * only when every earlier write of its contact has ended. While it waits (for them, or for the
+ * quota slot of its first attempt), a later call with the same call->merge (not
+ * GW_MERGE_NONE) joins it when coalesce.tags is on and the tags fit in GW_MAX_TAGS: one
+ * upstream call with the merged body (coalesce.h); each caller gets its own copy of the
+ * outcome and call->coalesced, the callers who shared it. A merged call answered 400 or 422
+ * goes again item by item. A call that waits in line ends GW_ERR_UPSTREAM_TIMEOUT at its
+ * deadline without being sent; gw_calls_cancel takes it out of the line.
  */
 int gw_calls_submit(struct gw_calls *calls, struct gw_call *call);
 

@@ -82,6 +82,9 @@ struct gw_config {
         long max_bytes;              /* cache.max_bytes; default 32 MiB */
     } cache;
     struct {
+        bool tags;                   /* coalesce.tags: merge waiting tag writes; default true */
+    } coalesce;
+    struct {
         enum gw_log_level level;     /* log.level "debug" | "info" | "warn" | "error"; default info */
     } log;
     struct {

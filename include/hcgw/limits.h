@@ -63,6 +63,8 @@
 #define GW_CACHE_MAX_BUCKETS (1 << 20)
 /** Buckets of a worker's table of reads in flight (single flight, calls.c). */
 #define GW_FLIGHT_BUCKETS 256
+/** Buckets of a worker's table of contacts with writes in line (ordering, calls.c). */
+#define GW_LANE_BUCKETS 256
 /** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
 #define GW_ETAG_BYTES 35
 

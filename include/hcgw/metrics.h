@@ -46,6 +46,7 @@ enum gw_saved_reason {
     GW_SAVED_CACHE,                  /* answered from the cache */
     GW_SAVED_NOT_MODIFIED,           /* answered 304 from the cache */
     GW_SAVED_COLLAPSED,              /* shared another caller's call (single flight) */
+    GW_SAVED_COALESCED,              /* merged into another caller's tag write */
     GW_SAVED__COUNT
 };
 

@@ -29,6 +29,7 @@ struct gw_upstream;
 struct gw_call;
 struct gw_calls;
 struct gw_flight;
+struct gw_batch;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -101,6 +102,13 @@ enum gw_cache_result {
     GW_CACHE_COLLAPSED               /* joined another caller's call in flight (single flight) */
 };
 
+/** What a write may be merged with (calls.h, coalescing). */
+enum gw_call_merge {
+    GW_MERGE_NONE = 0,               /* never merged */
+    GW_MERGE_TAGS_ADD,               /* adds the tags of its body {"tags":[…]} */
+    GW_MERGE_TAGS_REMOVE             /* removes the tags of its body {"tags":[…]} */
+};
+
 /**
  * One upstream call. The caller embeds it (in its request), fills the "in" fields, and
  * submits. The "out" fields are valid in the done callback and until gw_call_release.
@@ -119,6 +127,7 @@ struct gw_call {
     enum gw_cache_role cache_role;   /* GW_CACHE_NONE unless the call layer's cache applies */
     uint64_t contact_id;             /* the contact of a cache role other than CREATE */
     uint64_t max_age_ms;             /* a read: oldest entry accepted (0: call upstream) */
+    enum gw_call_merge merge;        /* a write of a contact: what it may be merged with */
 
     /* out */
     struct gw_outcome out;           /* valid once done runs (or submit refused the call) */
@@ -130,13 +139,17 @@ struct gw_call {
     bool cache_stored;               /* its answer was stored in the cache */
     uint64_t cache_age_ms;           /* a hit: the entry's age */
     uint64_t cache_ttl_left_ms;      /* a hit: how long it stays fresh */
+    int coalesced;                   /* a write of a contact: callers who shared its upstream
+                                        call (1: alone), 0 when none was made for it */
 
     /* private to calls.c */
     gw_call_done_cb *caller_done;
     struct gw_calls *calls;
     uint64_t cache_gen;              /* the contact's write generation when the call began */
     struct gw_flight *flight;        /* a read: the shared call it waits on, or NULL */
-    struct gw_call *wnext;           /* the next of the flight's waiters */
+    struct gw_call *wnext;           /* the next of the flight's waiters (or batch's members) */
+    struct gw_batch *batch;          /* a write of a contact: its place in the contact's line */
+    int merge_tags;                  /* the tags its body carries, when it may be merged */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;
@@ -195,6 +208,13 @@ void gw_upstream_cancel(struct gw_upstream *up, struct gw_call *call, enum gw_er
 
 /** End every call in flight now with @p err (each done callback runs once). */
 void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err);
+
+/**
+ * True while @p call, in flight, waits for the quota slot of its first attempt: nothing of it
+ * has been sent, and its body (body, body_len) and retryable may still be replaced; they are
+ * read when the attempt goes.
+ */
+bool gw_upstream_unsent(const struct gw_call *call);
 
 /** Calls in flight (submitted and not yet done). */
 size_t gw_upstream_in_flight(const struct gw_upstream *up);
