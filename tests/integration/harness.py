@@ -315,6 +315,24 @@ def assert_clean_stderr(testcase, proc, key=None):
         testcase.assertNotIn(key, text, "the API key appeared in %s's logs" % proc.argv[0])
 
 
+class SimCase(unittest.TestCase):
+    """One simulator for the whole class, reset before each test; it must stop cleanly at the
+    end. For tests that start their own hcgw (or none)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Sim()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.sim.stop()
+        assert_clean_stderr(unittest.TestCase(), cls.sim.proc)
+        assert rc == 0, "hcgw-sim exit status %r" % rc
+
+    def setUp(self):
+        self.sim.reset()
+
+
 class GatewayCase(unittest.TestCase):
     """One simulator and one hcgw for the whole class; both must stop cleanly at the end."""
 

@@ -18,7 +18,7 @@ import time
 import unittest
 from datetime import datetime, timezone
 
-from harness import Gateway, Response, Sim, assert_clean_stderr, full_conf, http_request
+from harness import Gateway, Response, SimCase, assert_clean_stderr, full_conf, http_request
 
 C = "/contacts/1568834"
 DRAIN_MARGIN_S = 0.25
@@ -70,20 +70,7 @@ def read_to_end(sock):
     return data
 
 
-class DrainBoundTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = Sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.sim.stop()
-        assert_clean_stderr(unittest.TestCase(), cls.sim.proc)
-        assert rc == 0, "hcgw-sim exit status %r" % rc
-
-    def setUp(self):
-        self.sim.reset()
-
+class DrainBoundTest(SimCase):
     def start(self, drain_ms):
         return Gateway(self.sim, conf=full_conf(self.sim.base_url,
                                                 server={"drain_timeout_ms": drain_ms},

@@ -16,7 +16,7 @@ import unittest
 import uuid
 
 from harness import (FROM_START, HCGW_BIN, START_TIMEOUT, ConfCase, Gateway, Proc, Sim,
-                     assert_clean_stderr, full_conf, http_request, listening_port, wait_access)
+                     SimCase, assert_clean_stderr, full_conf, http_request, listening_port, wait_access)
 
 CUSTOMER = 1568834  # seeded by hcgw-sim
 C = "/contacts/%d" % CUSTOMER
@@ -210,21 +210,8 @@ class KeepAliveTest(ConfCase):
         self.assertLessEqual(self.sim.stats()["connections"] - before - 1, 1)
 
 
-class DrainTest(unittest.TestCase):
+class DrainTest(SimCase):
     """SIGTERM: stop accepting, let in-flight requests finish (bounded by drain_timeout_ms)."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = Sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.sim.stop()
-        assert_clean_stderr(unittest.TestCase(), cls.sim.proc)
-        assert rc == 0, "hcgw-sim exit status %r" % rc
-
-    def setUp(self):
-        self.sim.reset()
 
     def start(self, drain_ms):
         return Gateway(self.sim, conf=full_conf(self.sim.base_url,

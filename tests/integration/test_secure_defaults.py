@@ -80,18 +80,8 @@ class ConfDir:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class StartupTest(unittest.TestCase):
+class StartupTest(harness.SimCase):
     """Start-up refusals and warnings: hcgw is started (and --check-config run) directly."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = Sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.sim.stop()
-        harness.assert_clean_stderr(unittest.TestCase(), cls.sim.proc)
-        assert rc == 0
 
     def setUp(self):
         self.files = ConfDir()
