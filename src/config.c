@@ -922,7 +922,7 @@ static int check_address(char *value, char *why, size_t whysz)
  * The base URL is joined with a route's path and query by upstream.c, so it must be a plain
  * http(s) origin with an optional path: no query, no fragment, no credentials (the key goes
  * in a header, never in the URL), and short enough that base plus path stays within
- * GW_MAX_UPSTREAM_URL. One trailing slash is stripped since every route path starts with one.
+ * GW_MAX_UPSTREAM_URL. Trailing slashes are stripped since every route path starts with one.
  */
 static int check_base_url(char *value, char *why, size_t whysz)
 {
@@ -995,8 +995,9 @@ static int check_base_url(char *value, char *why, size_t whysz)
         if (port < 1 || port > 65535)
             goto bad_port;
     }
-    if (value[len - 1] == '/')
-        value[len - 1] = '\0';
+    /* "http://host//" too: every route path brings its own slash. */
+    while (len > (size_t)(end - value) && value[len - 1] == '/')
+        value[--len] = '\0';
     rc = 0;
     goto out;
 bad_port:

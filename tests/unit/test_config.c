@@ -352,6 +352,34 @@ static void test_big_integers_not_truncated(void **state)
     gw_config_free(cfg);
 }
 
+/* Every trailing slash goes, however many (the config fuzzer found "http://host//" kept one,
+ * so that every upstream URL would have held "//"); the root of the origin stays bare. */
+static void test_base_url_trailing_slashes(void **state)
+{
+    static const struct {
+        const char *url;
+        const char *kept;
+    } rows[] = {
+        {"http://127.0.0.1:9000/", "http://127.0.0.1:9000"},
+        {"http://api.example//", "http://api.example"},
+        {"https://api.example/v1///", "https://api.example/v1"},
+        {"https://[::1]:8090/v1", "https://[::1]:8090/v1"},
+    };
+    char text[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct gw_config *cfg;
+
+        snprintf(text, sizeof text,
+                 "upstream = { base_url = \"%s\"; allow_insecure_http = true; };\n",
+                 rows[i].url);
+        cfg = load_ok(text);
+        assert_string_equal(cfg->upstream.base_url, rows[i].kept);
+        gw_config_free(cfg);
+    }
+}
+
 static void test_base_url_refused(void **state)
 {
     static const struct {
@@ -438,7 +466,7 @@ static void test_base_url_accepted(void **state)
         {"HTTPS://Example.COM/V1/", "HTTPS://Example.COM/V1"},
         {"http://[::1]:65535/v1/", "http://[::1]:65535/v1"},
         {"http://[::1]/", "http://[::1]"},
-        {"https://h//", "https://h/"}, /* only one slash is stripped */
+        {"https://h//", "https://h"}, /* all of them: "//" once made "//customers" */
         {"https://h/a%20b", "https://h/a%20b"},
     };
     char text[512];
@@ -711,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_out_of_bounds),
         cmocka_unit_test(test_big_integers_not_truncated),
+        cmocka_unit_test(test_base_url_trailing_slashes),
         cmocka_unit_test(test_base_url_refused),
         cmocka_unit_test(test_base_url_length),
         cmocka_unit_test(test_base_url_accepted),
