@@ -18,13 +18,15 @@
 #include "hcgw/coalesce.h"
 #include "hcgw/config.h"
 #include "hcgw/governor.h"
+#include "hcgw/homes.h"
 #include "hcgw/json.h"
 #include "hcgw/limits.h"
 #include "hcgw/loop.h"
 #include "hcgw/metrics.h"
 
 /*
- * One upstream read of a contact that callers on this worker share (single flight). It owns its
+ * One upstream read of a contact that its callers share (single flight, on the contact's home
+ * worker: callers on other workers wait through homes.c). It owns its
  * call, so that it goes on when the caller who started it hangs up while others still wait.
  */
 struct gw_flight {
@@ -65,6 +67,7 @@ struct gw_lane {
 };
 
 struct gw_calls {
+    int index;                       /* the worker's, in shared->homes */
     struct gw_loop *loop;
     const struct gw_config *cfg;
     struct gw_calls_shared *shared;
@@ -389,9 +392,9 @@ static int fly(struct gw_calls *calls, struct gw_call *call)
 /* ---- one contact, one line: ordering and coalescing of writes ---- */
 
 /*
- * Writes of one contact go to HelpCrunch one at a time, in the order they arrived on this
- * worker: each takes its place at the tail of the contact's lane, and only the lane's head is
- * sent. A tag write that finds the tail of its lane still waiting, of the same kind (additions
+ * Writes of one contact go to HelpCrunch one at a time, in the order they reached its home
+ * worker (homes.h): each takes its place at the tail of the contact's lane, and only the lane's
+ * head is sent. A tag write that finds the tail of its lane still waiting, of the same kind (additions
  * with additions, removals with removals) and with room for its tags, joins it instead: the
  * waiting batch goes as one call for all of them. Only the tail is ever joined, so nothing
  * moves past a write that arrived before it, and a write with nothing ahead of it is sent at
@@ -726,7 +729,8 @@ static bool may_join(const struct gw_calls *calls, const struct gw_batch *b,
                      const struct gw_call *call)
 {
     return calls->cfg->coalesce.tags && call->merge != GW_MERGE_NONE && b != NULL &&
-           (!b->sent || gw_upstream_unsent(&b->call)) && !b->alone && b->merge == call->merge && call->merge_tags > 0 &&
+           (!b->sent || gw_upstream_unsent(&b->call)) && !b->alone && b->merge == call->merge &&
+           call->merge_tags > 0 &&
            b->ntags + call->merge_tags <= GW_MAX_TAGS;
 }
 
@@ -805,7 +809,7 @@ static int line_up(struct gw_calls *calls, struct gw_call *call)
 
 /* ---- the interface ---- */
 
-struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
+struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_config *cfg,
                               const struct gw_secret *secret, struct gw_metrics *metrics,
                               struct gw_calls_shared *shared, struct gw_log *log)
 {
@@ -819,6 +823,7 @@ struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
 
     if (calls == NULL)
         return NULL;
+    calls->index = index;
     calls->loop = loop;
     calls->cfg = cfg;
     calls->shared = shared;
@@ -850,6 +855,29 @@ void gw_calls_free(struct gw_calls *calls)
     free(calls);
 }
 
+/*
+ * Hand @p call to its contact's home worker when that is another worker. Returns 1 when it
+ * stays here (one worker, this is its home, or its home is stopping), else as gw_calls_submit.
+ */
+static int hand_off(struct gw_calls *calls, struct gw_call *call)
+{
+    struct gw_homes *homes = calls->shared->homes;
+    int home;
+    int rc;
+
+    if (homes == NULL)
+        return 1;
+    home = gw_homes_home_of(homes, call->contact_id);
+    if (home == calls->index)
+        return 1;
+    rc = gw_homes_send(homes, calls->index, home, call);
+    if (rc < 0) {
+        memset(&call->out, 0, sizeof(call->out));
+        call->out.failure = rc;
+    }
+    return rc;
+}
+
 int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
 {
     bool cache_on = calls->cfg->cache.ttl_ms > 0;
@@ -859,16 +887,24 @@ int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
     call->cache_stored = false;
     call->flight = NULL;
     call->batch = NULL;
+    call->hop = NULL;
     call->coalesced = 0;
     if (call->cache_role == GW_CACHE_READ && cache_on) {
         if (serve_cached(calls, call))
             return GW_CALLS_SERVED;
+        rc = hand_off(calls, call);
+        if (rc != 1)
+            return rc;
         call->cache = call->max_age_ms == 0 ? GW_CACHE_BYPASS : GW_CACHE_MISS;
         return fly(calls, call);
     }
     if ((call->cache_role == GW_CACHE_WRITE || call->cache_role == GW_CACHE_DELETE) &&
-        call->contact_id != 0)
+        call->contact_id != 0) {
+        rc = hand_off(calls, call);
+        if (rc != 1)
+            return rc;
         return line_up(calls, call);
+    }
     if (call->cache_role != GW_CACHE_NONE && call->cache_role != GW_CACHE_CREATE)
         call->cache_gen = gw_cache_generation(calls->shared->cache, call->contact_id);
     call->calls = calls;
@@ -887,6 +923,10 @@ void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err e
     struct gw_flight *f = call->flight;
     struct gw_batch *b = call->batch;
 
+    if (call->hop != NULL) {
+        gw_homes_cancel(calls->shared->homes, call, err);
+        return;
+    }
     if (b != NULL) {
         /* A write leaves its line; its batch goes on for the others, or ends without them. */
         member_fail(calls, call, err);
@@ -924,7 +964,10 @@ void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err)
     struct gw_batch *b;
     struct gw_batch *next_batch;
 
-    /* The writes still in line first, so that none is sent when the one ahead of it ends. */
+    /* The calls handed to other workers first: their answers would come back to nobody. */
+    if (calls->shared->homes != NULL)
+        gw_homes_cancel_all(calls->shared->homes, calls->index, err);
+    /* The writes still in line next, so that none is sent when the one ahead of it ends. */
     calls->stopping = true;
     for (size_t i = 0; i < GW_LANE_BUCKETS; i++) {
         for (l = calls->lanes[i]; l != NULL; l = next_lane) {
@@ -947,8 +990,12 @@ void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err)
 size_t gw_calls_in_flight(const struct gw_calls *calls)
 {
     /* Each flight and each sent batch is one upstream call and stands for its callers. */
+    size_t handed = calls->shared->homes != NULL
+                        ? gw_homes_sent(calls->shared->homes, calls->index)
+                        : 0;
+
     return gw_upstream_in_flight(calls->up) - calls->nflights - calls->nsent + calls->nwaiting +
-           calls->nmembers;
+           calls->nmembers + handed;
 }
 
 bool gw_calls_key_refused(const struct gw_calls *calls)

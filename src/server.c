@@ -29,6 +29,7 @@
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
 #include "hcgw/governor.h"
+#include "hcgw/homes.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
@@ -178,6 +179,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
     w->stopping = &srv->stopping;
     w->log = srv->log;
     w->registry = srv->registry;
+    w->homes = srv->shared.homes;
     w->listen_fd = listen_fd;
     if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
         w->rng[0] = 0x9E3779B97F4A7C15ULL + (uint64_t)index;
@@ -191,9 +193,12 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         goto fail_loop;
     if (gw_request_worker_init(w) != 0)
         goto fail_request;
-    w->calls = gw_calls_new(w->loop, cfg, srv->secret, w->metrics, &srv->shared, srv->log);
+    w->calls = gw_calls_new(index, w->loop, cfg, srv->secret, w->metrics, &srv->shared,
+                            srv->log);
     if (w->calls == NULL)
         goto fail_calls;
+    if (srv->shared.homes != NULL)
+        gw_homes_attach(srv->shared.homes, index, w->loop, w->calls);
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         gw_request_access, w,
@@ -299,7 +304,8 @@ static void *worker_main(void *arg)
         }
         if (w->draining) {
             uint64_t now = gw_loop_now(w->loop);
-            if (w->active == 0)
+            /* Done when its own requests are, and no other worker's call runs here. */
+            if (w->active == 0 && (w->homes == NULL || gw_homes_close(w->homes, w->index, false)))
                 break;
             if (flush_deadline == 0 && now >= drain_deadline) {
                 gw_logf(w->log, GW_LOG_WARN, "drain timeout: answering %zu requests still "
@@ -326,7 +332,10 @@ static void *worker_main(void *arg)
         if (gw_loop_run_once(w->loop, wait) < 0 && errno != EINTR)
             break;
     }
-    /* Nothing may stay suspended or in flight when MHD stops. */
+    /* Nothing may stay suspended or in flight when MHD stops. Calls of other workers still
+     * waiting here go back to run there. */
+    if (w->homes != NULL)
+        gw_homes_close(w->homes, w->index, true);
     gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
     run_mhd(w);
     return NULL;
@@ -338,7 +347,8 @@ static struct gw_server *server_of(struct gw_worker *w)
 }
 
 /*
- * Runs on the worker's thread after gw_loop_wake: take a posted configuration and key. The
+ * Runs on the worker's thread after gw_loop_wake: run the calls other workers handed to it and
+ * end its own whose answers came back (homes.h), then take a posted configuration and key. The
  * loop iteration itself re-reads the stopping flag, so a stop needs nothing here.
  */
 static void on_wake(void *data)
@@ -346,6 +356,8 @@ static void on_wake(void *data)
     struct gw_worker *w = data;
     struct gw_server *srv = server_of(w);
 
+    if (w->homes != NULL)
+        gw_homes_run(w->homes, w->index);
     pthread_mutex_lock(&srv->reload_mu);
     if (srv->applied_gen[w->index] != srv->reload_gen) {
         srv->applied_gen[w->index] = srv->reload_gen;
@@ -449,6 +461,14 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         n = ncpu < 1 ? 1 : ncpu > GW_MAX_WORKERS ? GW_MAX_WORKERS : (int)ncpu;
     }
+    /* With one worker every contact's home is that worker: nothing to hand off. */
+    if (n > 1) {
+        srv->shared.homes = gw_homes_new(n);
+        if (srv->shared.homes == NULL) {
+            errorf(error, "out of memory");
+            goto fail;
+        }
+    }
     for (i = 0; i < GW_MAX_WORKERS; i++)
         srv->workers[i].listen_fd = -1;
     srv->port = cfg->listen.port;
@@ -524,6 +544,7 @@ void gw_server_free(struct gw_server *srv)
     for (i = 0; i < srv->n_workers; i++)
         worker_fini(&srv->workers[i]);
     gw_metrics_registry_free(srv->registry);
+    gw_homes_free(srv->shared.homes);
     gw_governor_free(srv->shared.governor);
     gw_cache_free(srv->shared.cache);
     pthread_cond_destroy(&srv->reload_cv);

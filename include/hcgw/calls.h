@@ -3,9 +3,10 @@
  * submitted here; this layer decides what becomes of it before the transport sees it, and
  * admits every attempt the transport makes (the upstream gate, upstream.h). Today it holds the
  * quota governor (shared by all workers), HelpCrunch's cooldown after a 429, the key's health
- * after a 401/403, the contact cache (shared by all workers, cache.h) and single flight of
- * reads (per worker), and the line of writes of each contact (per worker): ordering and the
- * coalescing of tag writes, in front of gw_upstream_submit.
+ * after a 401/403, the contact cache (shared by all workers, cache.h), single flight of reads
+ * and the line of writes of each contact: ordering and the coalescing of tag writes, in front
+ * of gw_upstream_submit. Single flight and the line hold across workers because a contact's
+ * reads that miss the cache and all its writes run on its home worker (homes.h).
  *
  * One struct gw_calls per worker loop; all functions run on that loop's thread, except where a
  * contract says otherwise.
@@ -23,29 +24,33 @@
 struct gw_cache;
 struct gw_config;
 struct gw_governor;
+struct gw_homes;
 struct gw_log;
 struct gw_loop;
 struct gw_metrics;
 struct gw_secret;
 
 /**
- * What every worker's call layer shares: the quota governor, the contact cache and the time
- * HelpCrunch last refused the key. Owned by the server; lives as long as it.
+ * What every worker's call layer shares: the quota governor, the contact cache, the contacts'
+ * homes and the time HelpCrunch last refused the key. Owned by the server; lives as long as
+ * it.
  */
 struct gw_calls_shared {
     struct gw_governor *governor;
     struct gw_cache *cache;          /* configured by the server, at start and on reload */
+    struct gw_homes *homes;          /* NULL: every call runs on its caller's worker */
     uint64_t auth_failed_ms;         /* monotonic ms of the last 401/403, 0: never; atomic */
 };
 
 struct gw_calls;
 
 /**
- * Create the call layer of one worker and the transport under it (gw_upstream_new with the
- * same arguments and this layer's gate). @p cfg, @p metrics, @p shared and @p log must outlive
- * it (@p cfg, or be replaced with gw_calls_reconfigure). Returns NULL on failure.
+ * Create the call layer of worker @p index (its box in shared->homes) and the transport under
+ * it (gw_upstream_new with the same arguments and this layer's gate). @p cfg, @p metrics,
+ * @p shared and @p log must outlive it (@p cfg, or be replaced with gw_calls_reconfigure).
+ * Returns NULL on failure.
  */
-struct gw_calls *gw_calls_new(struct gw_loop *loop, const struct gw_config *cfg,
+struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_config *cfg,
                               const struct gw_secret *secret, struct gw_metrics *metrics,
                               struct gw_calls_shared *shared, struct gw_log *log);
 
@@ -72,8 +77,12 @@ void gw_calls_free(struct gw_calls *calls);
  *
  * The cache: a GW_CACHE_READ call whose max_age_ms is not 0 is looked up first; a read that
  * goes upstream stores a 2xx customer it gets unless a write to the contact ended meanwhile.
- * Single flight (while the cache is on, per worker): a read the cache did not answer joins this
- * worker's read of the same contact in flight, when no write to it ended since that read began
+ * A contact's home (homes.h): a read the cache did not answer (while the cache is on) and a
+ * write or delete of a contact whose home is another worker are handed to that worker, whose
+ * call layer runs them as below; done runs here when the answer is back.
+ *
+ * Single flight (while the cache is on): a read the cache did not answer joins the read of the
+ * same contact in flight, when no write to it ended since that read began
  * and the caller did not ask for fresh (max_age_ms 0), and gets its own copy of the shared
  * outcome (call->cache GW_CACHE_COLLAPSED); otherwise it starts one that later reads may join.
  * The shared call belongs to the layer: when its caller is cancelled (hangs up) it goes on for
@@ -82,7 +91,7 @@ void gw_calls_free(struct gw_calls *calls);
  * delete, drop the contact's entry. Every store happens before done runs, so that an answer
  * given after a write never shows the state before it.
  *
- * One contact, one line (per worker): a GW_CACHE_WRITE or GW_CACHE_DELETE call goes upstream
+ * One contact, one line: a GW_CACHE_WRITE or GW_CACHE_DELETE call goes upstream
  * only when every earlier write of its contact has ended. While it waits (for them, or for the
  * quota slot of its first attempt), a later call with the same call->merge (not
  * GW_MERGE_NONE) joins it when coalesce.tags is on and the tags fit in GW_MAX_TAGS: one

@@ -65,6 +65,13 @@
 #define GW_FLIGHT_BUCKETS 256
 /** Buckets of a worker's table of contacts with writes in line (ordering, calls.c). */
 #define GW_LANE_BUCKETS 256
+/**
+ * A call handed to its contact's home worker (homes.c) whose answer has not come back this
+ * long after its deadline ends as timed out on its caller's worker. The home enforces the
+ * deadline itself; this only bounds the wait when the home cannot answer (it is stopping).
+ * The calls waiting in a home's inbox are bounded by the requests in flight: one each.
+ */
+#define GW_HANDOFF_GRACE_MS 250
 /** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
 #define GW_ETAG_BYTES 35
 

@@ -30,6 +30,7 @@ struct gw_call;
 struct gw_calls;
 struct gw_flight;
 struct gw_batch;
+struct gw_hop;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -142,7 +143,7 @@ struct gw_call {
     int coalesced;                   /* a write of a contact: callers who shared its upstream
                                         call (1: alone), 0 when none was made for it */
 
-    /* private to calls.c */
+    /* private to calls.c (and homes.c: hop) */
     gw_call_done_cb *caller_done;
     struct gw_calls *calls;
     uint64_t cache_gen;              /* the contact's write generation when the call began */
@@ -150,6 +151,7 @@ struct gw_call {
     struct gw_call *wnext;           /* the next of the flight's waiters (or batch's members) */
     struct gw_batch *batch;          /* a write of a contact: its place in the contact's line */
     int merge_tags;                  /* the tags its body carries, when it may be merged */
+    struct gw_hop *hop;              /* handed to its contact's home worker, or NULL */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;
