@@ -84,11 +84,13 @@ struct gw_calls {
 
 /* ---- the gate ---- */
 
-static enum gw_gate_verdict gate_admit(void *ctx, uint64_t now_ms, uint64_t deadline_ms,
-                                       uint64_t *wait_ms, long *retry_after_s)
+static enum gw_gate_verdict gate_admit(void *ctx, struct gw_call *call, uint64_t now_ms,
+                                       uint64_t deadline_ms, uint64_t *wait_ms,
+                                       long *retry_after_s)
 {
     struct gw_calls *calls = ctx;
 
+    (void)call;
     switch (gw_governor_acquire(calls->shared->governor, now_ms, deadline_ms, wait_ms,
                                 retry_after_s)) {
     case GW_GOV_GO:

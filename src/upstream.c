@@ -464,6 +464,11 @@ static void finish(struct gw_upstream *up, struct gw_call *call, enum gw_err fai
     settle(up, call, failure);
     gw_timer_stop(up->loop, &call->backoff);
     gw_timer_stop(up->loop, &call->deadline);
+    if (call->asking) {
+        call->asking = false;
+        if (up->gate.forget != NULL)
+            up->gate.forget(up->gate.ctx, call);
+    }
     stop_waiting(up, call);
     end_transfer(up, call);
     list_remove(up, call);
@@ -561,11 +566,20 @@ static void on_token_due(struct gw_timer *t)
         finish(up, call, rc);
 }
 
+/* Wait @p wait_ms for the slot the gate reserved, then send. */
+static void wait_slot(struct gw_upstream *up, struct gw_call *call, uint64_t wait)
+{
+    call->waiting_token = true;
+    call->wait_start_ms = gw_loop_now(up->loop);
+    gw_timer_set_cb(&call->backoff, on_token_due);
+    gw_timer_start(up->loop, &call->backoff, wait);
+}
+
 /*
  * Every attempt, first or retry, leaves from here: the gate decides whether it goes now, waits
- * for its slot (on the call's timer), or is refused. Returns 0 when the attempt was sent or is
- * waiting; GW_ERR_RATE_LIMITED (with call->retry_after_s) when the gate refused it; another
- * error when it could not be sent.
+ * for its slot (on the call's timer), is refused, or is decided later (gw_upstream_admit).
+ * Returns 0 when the attempt was sent or is waiting; GW_ERR_RATE_LIMITED (with
+ * call->retry_after_s) when the gate refused it; another error when it could not be sent.
  */
 static int start_attempt(struct gw_upstream *up, struct gw_call *call)
 {
@@ -575,14 +589,14 @@ static int start_attempt(struct gw_upstream *up, struct gw_call *call)
 
     if (now >= call->deadline_ms)
         return GW_ERR_UPSTREAM_TIMEOUT;
-    switch (up->gate.admit(up->gate.ctx, now, call->deadline_ms, &wait, &retry_after)) {
+    switch (up->gate.admit(up->gate.ctx, call, now, call->deadline_ms, &wait, &retry_after)) {
     case GW_GATE_GO:
         return send_attempt(up, call);
     case GW_GATE_WAIT:
-        call->waiting_token = true;
-        call->wait_start_ms = now;
-        gw_timer_set_cb(&call->backoff, on_token_due);
-        gw_timer_start(up->loop, &call->backoff, wait);
+        wait_slot(up, call, wait);
+        return 0;
+    case GW_GATE_ASK:
+        call->asking = true;
         return 0;
     case GW_GATE_REFUSE:
     default:
@@ -617,24 +631,60 @@ static void on_deadline(struct gw_timer *t)
     finish(up, call, GW_ERR_UPSTREAM_TIMEOUT);
 }
 
+/*
+ * A retry could not go (the quota refused it with @p rc, or the deadline came): the caller
+ * gets the last answer HelpCrunch actually gave, mapped as usual.
+ */
+static void retry_refused(struct gw_upstream *up, struct gw_call *call, int rc)
+{
+    call->status = call->last_status;
+    call->retry_after_s = rc == GW_ERR_RATE_LIMITED && call->last_status == 429 &&
+                                  call->last_retry_after_s == 0
+                              ? call->retry_after_s
+                              : call->last_retry_after_s;
+    finish(up, call, call->last_failure);
+}
+
 static void on_backoff_due(struct gw_timer *t)
 {
     struct gw_call *call = t->data;
     struct gw_upstream *up = call->up;
-    enum gw_err last = call->failure;
-    long last_status = call->status;
-    long last_retry_after = call->retry_after_s;
-    int rc = start_attempt(up, call);
+    int rc;
 
+    call->last_failure = call->failure;
+    call->last_status = call->status;
+    call->last_retry_after_s = call->retry_after_s;
+    rc = start_attempt(up, call);
+    if (rc != 0)
+        retry_refused(up, call, rc);
+}
+
+void gw_upstream_admit(struct gw_upstream *up, struct gw_call *call, enum gw_gate_verdict v,
+                       uint64_t wait_ms, long retry_after_s)
+{
+    int rc = 0;
+
+    call->asking = false;
+    switch (v) {
+    case GW_GATE_GO:
+        rc = send_attempt(up, call);
+        break;
+    case GW_GATE_WAIT:
+        wait_slot(up, call, wait_ms);
+        break;
+    case GW_GATE_ASK:
+    case GW_GATE_REFUSE:
+    default:
+        call->retry_after_s = retry_after_s;
+        rc = GW_ERR_RATE_LIMITED;
+        break;
+    }
     if (rc == 0)
         return;
-    /* The retry could not go (the quota refused it, or the deadline came): the caller gets
-     * the last answer HelpCrunch actually gave, mapped as usual. */
-    call->status = last_status;
-    call->retry_after_s = rc == GW_ERR_RATE_LIMITED && last_status == 429 && last_retry_after == 0
-                              ? call->retry_after_s
-                              : last_retry_after;
-    finish(up, call, last);
+    if (call->attempts > 0)
+        retry_refused(up, call, rc);
+    else
+        finish(up, call, rc);
 }
 
 /* What a finished transfer means: GW_OK with an HTTP status, or a failure, and whether the
@@ -883,6 +933,7 @@ int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
     call->easy = NULL;
     call->headers = NULL;
     call->waiting_token = false;
+    call->asking = false;
     call->prev = call->next = NULL;
     gw_timer_init(&call->backoff, on_backoff_due, call);
     gw_timer_init(&call->deadline, on_deadline, call);
@@ -916,7 +967,7 @@ void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err)
 
 bool gw_upstream_unsent(const struct gw_call *call)
 {
-    return call->waiting_token && call->attempts == 0;
+    return (call->waiting_token || call->asking) && call->attempts == 0;
 }
 
 size_t gw_upstream_in_flight(const struct gw_upstream *up)

@@ -37,7 +37,8 @@ struct up_headers;
 enum gw_gate_verdict {
     GW_GATE_GO = 0,      /* send now */
     GW_GATE_WAIT = 1,    /* a slot is reserved: send after *wait_ms */
-    GW_GATE_REFUSE = 2   /* not within the deadline: the call ends GW_ERR_RATE_LIMITED */
+    GW_GATE_REFUSE = 2,  /* not within the deadline: the call ends GW_ERR_RATE_LIMITED */
+    GW_GATE_ASK = 3      /* the verdict comes later, through gw_upstream_admit */
 };
 
 /**
@@ -46,12 +47,17 @@ enum gw_gate_verdict {
  */
 struct gw_upstream_gate {
     /**
-     * Before every attempt, first or retry, that would end by @p deadline_ms. GW_GATE_WAIT sets
-     * *wait_ms (the attempt goes then, and done_waiting is called when it stops waiting);
-     * GW_GATE_REFUSE sets *retry_after_s (0: unknown).
+     * Before every attempt of @p call, first or retry, that would end by @p deadline_ms.
+     * GW_GATE_WAIT sets *wait_ms (the attempt goes then, and done_waiting is called when it
+     * stops waiting); GW_GATE_REFUSE sets *retry_after_s (0: unknown). GW_GATE_ASK: the gate
+     * answers later with gw_upstream_admit (never from inside admit), or is told with forget
+     * that the call ended first; meanwhile the call waits as for a slot (unsent, its deadline
+     * running).
      */
-    enum gw_gate_verdict (*admit)(void *ctx, uint64_t now_ms, uint64_t deadline_ms,
-                                  uint64_t *wait_ms, long *retry_after_s);
+    enum gw_gate_verdict (*admit)(void *ctx, struct gw_call *call, uint64_t now_ms,
+                                  uint64_t deadline_ms, uint64_t *wait_ms, long *retry_after_s);
+    /** A call the gate answered GW_GATE_ASK ended before its verdict: drop it. May be NULL. */
+    void (*forget)(void *ctx, struct gw_call *call);
     /** An attempt that got GW_GATE_WAIT stopped waiting after @p waited_ms (sent, or not). */
     void (*done_waiting)(void *ctx, uint64_t waited_ms);
     /** HelpCrunch answered an attempt with @p status and Retry-After @p retry_after_s (0: none). */
@@ -158,11 +164,15 @@ struct gw_call {
     enum gw_err failure;
     long status;
     long retry_after_s;              /* Retry-After of the last answer, 0 when none */
+    enum gw_err last_failure;        /* a retry waiting for the gate: the answer before it */
+    long last_status;
+    long last_retry_after_s;
     struct gw_buf resp;              /* answer body (NUL-terminated); settle() takes it */
     void *easy;
     unsigned easy_gen;               /* the configuration generation `easy` was set up for */
     struct up_headers *headers;      /* the key generation this attempt was sent with */
     bool waiting_token;              /* the gate reserved a slot; waiting for it */
+    bool asking;                     /* the gate answered GW_GATE_ASK; waiting for its verdict */
     uint64_t wait_start_ms;
     bool too_big;
     uint64_t attempt_start_ms;
@@ -210,6 +220,14 @@ void gw_upstream_cancel(struct gw_upstream *up, struct gw_call *call, enum gw_er
 
 /** End every call in flight now with @p err (each done callback runs once). */
 void gw_upstream_cancel_all(struct gw_upstream *up, enum gw_err err);
+
+/**
+ * The verdict on @p call's attempt that the gate deferred (GW_GATE_ASK), with @p wait_ms for
+ * GW_GATE_WAIT and @p retry_after_s for GW_GATE_REFUSE, as admit would have set them. The
+ * attempt goes, waits, or the call ends (its done may run before this returns). Loop thread.
+ */
+void gw_upstream_admit(struct gw_upstream *up, struct gw_call *call, enum gw_gate_verdict v,
+                       uint64_t wait_ms, long retry_after_s);
 
 /**
  * True while @p call, in flight, waits for the quota slot of its first attempt: nothing of it
