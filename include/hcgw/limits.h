@@ -72,8 +72,10 @@
 
 /** redis.url: at most this many bytes. */
 #define GW_MAX_REDIS_URL_BYTES 512
-/** The host of redis.url (a DNS name is at most 253 bytes; an IPv6 literal fits too). */
-#define GW_MAX_REDIS_HOST_BYTES 253
+/** A host name hcgw looks up (resolve.c): a DNS name is at most 253 bytes. */
+#define GW_MAX_HOSTNAME_BYTES 253
+/** The host of redis.url: a name, or an IP literal (which is shorter). */
+#define GW_MAX_REDIS_HOST_BYTES GW_MAX_HOSTNAME_BYTES
 /** The database number of redis.url: 0 to this. */
 #define GW_MAX_REDIS_DB 65535
 /** redis.username: 1 to this many bytes of visible ASCII. */
