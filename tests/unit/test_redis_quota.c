@@ -307,7 +307,11 @@ static void test_rate_two_replicas(void **state)
     gw_loop_free(loop);
 }
 
-/* A wait within max_wait reserves the slot; a refusal reserves none; the deadline bounds it. */
+/*
+ * A wait within max_wait reserves the slot; a refusal reserves none; the deadline bounds it.
+ * Slots are fixed on Redis's clock, so each wait is its slot less the time since the first
+ * call: the bounds leave half a second for a slow machine between the asks.
+ */
 static void test_wait_reservation(void **state)
 {
     struct gw_loop *loop = gw_loop_new();
@@ -328,17 +332,17 @@ static void test_wait_reservation(void **state)
     assert_int_equal(v.verdict, GW_GOV_GO);
     v = ask(loop, &a, 10000);
     assert_int_equal(v.verdict, GW_GOV_WAIT);
-    assert_true(v.wait_ms > 800 && v.wait_ms <= 1000);
+    assert_true(v.wait_ms > 500 && v.wait_ms <= 1000);
     /* The other replica queues behind both. */
     v = ask(loop, &b, 10000);
     assert_int_equal(v.verdict, GW_GOV_WAIT);
-    assert_true(v.wait_ms > 1800 && v.wait_ms <= 2000);
+    assert_true(v.wait_ms > 1500 && v.wait_ms <= 2000);
     /* Past max_wait: refused, with the Retry-After of the next slot, and nothing taken. */
     gw_redis_quota_reconfigure(a.quota, short_wait, a.key);
     v = ask(loop, &a, 10000);
     assert_true(v.shared);
     assert_int_equal(v.verdict, GW_GOV_REJECT);
-    assert_int_equal(v.retry_after_s, 3);
+    assert_true(v.retry_after_s >= 2 && v.retry_after_s <= 3);
     assert_int_equal(v.wait_ms, 0);
     /* The deadline bounds the wait too: 3 s away is refused for a call that ends in 2. */
     gw_redis_quota_reconfigure(a.quota, cfg, a.key);
@@ -346,7 +350,7 @@ static void test_wait_reservation(void **state)
     assert_int_equal(v.verdict, GW_GOV_REJECT);
     v = ask(loop, &b, 10000);
     assert_int_equal(v.verdict, GW_GOV_WAIT);
-    assert_true(v.wait_ms > 2800 && v.wait_ms <= 3000);
+    assert_true(v.wait_ms > 2500 && v.wait_ms <= 3000);
     gw_redis_quota_stats(a.quota, &st);
     assert_int_equal(st.decided, 4);
     assert_int_equal(st.go, 1);
@@ -411,7 +415,7 @@ static void test_cooldown_shared(void **state)
     gw_redis_quota_reconfigure(b.quota, patient, b.key);
     v = ask(loop, &b, 10000);
     assert_int_equal(v.verdict, GW_GOV_WAIT);
-    assert_true(v.wait_ms > 1500 && v.wait_ms <= 2000);
+    assert_true(v.wait_ms > 1000 && v.wait_ms <= 2000);
 
     /* A shorter cooldown does not shorten the one in force. */
     assert_int_equal(gw_redis_quota_on_429(b.quota, gw_loop_now(loop), 1), 0);
