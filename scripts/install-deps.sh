@@ -8,8 +8,12 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git ca-certificates
   libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev libssl-dev
-  curl python3 procps
+  libhiredis-dev curl python3 procps
 )
+# The Redis unit tests (tests/unit/test_redis*.c) start a real redis-server of their own on a
+# free loopback port; without it they are skipped. Where systemd runs, the server the package
+# starts (on port 6379) is stopped and not started again at boot, as for prometheus below.
+packages+=(redis-server)
 
 # Tools of the deploy tests (tests/deploy/, ctest label "deploy"): a YAML linter and YAML for
 # Python. The image's build stage needs none of them: `install-deps.sh --build-only` skips them.
@@ -57,4 +61,7 @@ DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-insta
 # (on port 9090) is stopped and not started again at boot.
 if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
   "${as_root[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+if [[ " ${missing[*]} " == *" redis-server "* && -d /run/systemd/system ]]; then
+  "${as_root[@]}" systemctl disable --now redis-server.service >/dev/null 2>&1 || true
 fi

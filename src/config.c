@@ -14,6 +14,7 @@
 #include "hcgw/auth.h"
 #include "hcgw/buf.h"
 #include "hcgw/err.h"
+#include "hcgw/secret.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -100,6 +101,9 @@ static int set_level(struct gw_config *cfg, const char *value, char *why, size_t
 static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int set_auth_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int check_header_name(char *value, char *why, size_t whysz);
+static int check_redis_url(char *value, char *why, size_t whysz);
+static int check_redis_username(char *value, char *why, size_t whysz);
+static int check_redis_prefix(char *value, char *why, size_t whysz);
 
 /* The callers section at the end of this file: top-level keys and the clients list. */
 struct load;
@@ -107,6 +111,9 @@ static const struct key *top_key(const char *name);
 static void load_clients(struct load *ld, const config_setting_t *list);
 static void check_clients(struct load *ld, const config_setting_t *root);
 static void free_clients(struct gw_config *cfg);
+
+/* The Redis section at the end of this file: the checks that involve the whole group. */
+static void check_redis(struct load *ld, const config_setting_t *root);
 
 /* Table rows: a key's dotted name, the field it fills, then its bounds and default. */
 #define FIELD_OF(field) offsetof(struct gw_config, field)
@@ -163,6 +170,18 @@ static const struct key keys[] = {
     INT_KEY("quota.burst", quota.burst, 1, 100000, 10),
     LONG_KEY("quota.max_wait_ms", quota.max_wait_ms, 0, 600000, 5000),
     LONG_KEY("quota.cooldown_ms", quota.cooldown_ms, 1, 3600000, 10000),
+    /* The default, 0 here, is not a value: check_redis derives it from requests_per_minute
+     * and redis.expected_replicas once both are known. */
+    INT_KEY("quota.fallback_requests_per_minute", quota.fallback_requests_per_minute, 1,
+            1000000, 0),
+
+    /* No url, no Redis: every other redis key is then refused (check_redis). */
+    STRING_KEY("redis.url", redis.url, NULL, check_redis_url),
+    STRING_KEY("redis.username", redis.username, NULL, check_redis_username),
+    STRING_KEY("redis.password_file", redis.password_file, NULL, check_path),
+    LONG_KEY("redis.timeout_ms", redis.timeout_ms, 1, GW_MAX_REDIS_TIMEOUT_MS, 50),
+    STRING_KEY("redis.key_prefix", redis.key_prefix, "hcgw:", check_redis_prefix),
+    INT_KEY("redis.expected_replicas", redis.expected_replicas, 1, GW_MAX_REPLICAS, 1),
 
     LONG_KEY("cache.ttl_ms", cache.ttl_ms, 0, 3600000, 10000),
     LONG_KEY("cache.max_entries", cache.max_entries, 1, 10000000, 10000),
@@ -821,6 +840,7 @@ struct gw_config *gw_config_load(const char *path, char **errors)
     walk(ld, config_root_setting(&lc));
     cross_check(ld);
     check_clients(ld, config_root_setting(&lc));
+    check_redis(ld, config_root_setting(&lc));
     goto out;
 
 fail_nomem:
@@ -869,6 +889,7 @@ void gw_config_free(struct gw_config *cfg)
             store_string(cfg, &keys[i], NULL);
     }
     free_clients(cfg);
+    gw_secret_free(cfg->redis.password);
     free(cfg->path);
     free(cfg);
 }
@@ -1560,4 +1581,239 @@ static void free_clients(struct gw_config *cfg)
     free(cfg->auth.clients);
     cfg->auth.clients = NULL;
     cfg->auth.nclients = 0;
+}
+
+/* ---- redis: url, username, password_file, key_prefix; quota.fallback_requests_per_minute ---- */
+
+/* The default port of redis:// (Redis's own). */
+#define REDIS_DEFAULT_PORT 6379
+
+/* Room for a decimal number of up to 5 digits and its NUL. */
+#define REDIS_NUMBER_BYTES 6
+
+/*
+ * A decimal number of 1 to 5 digits in [@p lo, @p hi], the whole of @p len bytes at @p s.
+ * Returns it, or -1.
+ */
+static long small_number(const char *s, size_t len, long lo, long hi)
+{
+    long v = 0;
+
+    if (len == 0 || len >= REDIS_NUMBER_BYTES)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v < lo || v > hi ? -1 : v;
+}
+
+/*
+ * redis.url: redis://host[:port][/db], nothing more. The host is a name, an IPv4 literal or
+ * an IPv6 literal in brackets; the port defaults to 6379 and the database to 0. Credentials
+ * in the URL are refused: the password would sit in the configuration, be shown by every tool
+ * that prints the URL, and miss the care the password file gets. rediss:// (TLS) is refused
+ * too, since hcgw's Redis client does not speak TLS. Fills @p host (GW_MAX_REDIS_HOST_BYTES + 1
+ * bytes), *port and *db; returns 0, or -1 with a reason.
+ */
+static int parse_redis_url(const char *value, char *host, int *port, int *db, char *why,
+                           size_t whysz)
+{
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789.-_";
+    struct in6_addr v6;
+    size_t len = strlen(value);
+    const char *auth, *end, *h, *h_end, *after;
+    size_t hlen;
+    long n;
+    int rc = -1;
+
+    if (len > GW_MAX_REDIS_URL_BYTES) {
+        snprintf(why, whysz, "must be at most %d bytes", GW_MAX_REDIS_URL_BYTES);
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if (c < 0x21 || c > 0x7e) {
+            snprintf(why, whysz, "must not contain spaces, control characters or non-ASCII "
+                                 "bytes (byte %zu)", i + 1);
+            goto out;
+        }
+    }
+    if (strncasecmp(value, "rediss://", 9) == 0) {
+        snprintf(why, whysz, "rediss:// (TLS) is not supported: use redis:// to a Redis on "
+                             "a private network or on this machine");
+        goto out;
+    }
+    if (strncasecmp(value, "redis://", 8) != 0) {
+        snprintf(why, whysz, "must start with redis:// (redis://host:6379/0)");
+        goto out;
+    }
+    if (strpbrk(value, "?#")) {
+        snprintf(why, whysz, "must not have a query ('?') or a fragment ('#')");
+        goto out;
+    }
+    auth = value + 8;
+    end = auth + strcspn(auth, "/");
+    if (memchr(auth, '@', (size_t)(end - auth))) {
+        snprintf(why, whysz, "must not hold credentials (user:password@): give "
+                             "redis.username and redis.password_file");
+        goto out;
+    }
+    if (*auth == '[') {
+        h = auth + 1;
+        h_end = memchr(h, ']', (size_t)(end - h));
+        hlen = h_end ? (size_t)(h_end - h) : 0;
+        if (hlen == 0 || hlen > GW_MAX_REDIS_HOST_BYTES) {
+            snprintf(why, whysz, "has a malformed IPv6 host (expected [address])");
+            goto out;
+        }
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, &v6) != 1) {
+            snprintf(why, whysz, "has a malformed IPv6 host (expected [address])");
+            goto out;
+        }
+        after = h_end + 1;
+    } else {
+        h = auth;
+        h_end = h + strcspn(h, ":/");
+        hlen = (size_t)(h_end - h);
+        if (hlen == 0) {
+            snprintf(why, whysz, "must name a host");
+            goto out;
+        }
+        if (hlen > GW_MAX_REDIS_HOST_BYTES) {
+            snprintf(why, whysz, "has a host longer than %d bytes", GW_MAX_REDIS_HOST_BYTES);
+            goto out;
+        }
+        for (size_t i = 0; i < hlen; i++) {
+            if (!strchr(name_chars, h[i])) {
+                snprintf(why, whysz, "has a host that is not a name or an address (byte %zu)",
+                         (size_t)(h - value) + i + 1);
+                goto out;
+            }
+        }
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        after = h_end;
+    }
+    *port = REDIS_DEFAULT_PORT;
+    if (after < end) {
+        n = *after == ':' ? small_number(after + 1, (size_t)(end - after - 1), 1, 65535) : -1;
+        if (n < 0) {
+            snprintf(why, whysz, "has a bad port (expected :1 to :65535 after the host)");
+            goto out;
+        }
+        *port = (int)n;
+    }
+    *db = 0;
+    if (*end == '/' && end[1] != '\0') {
+        n = small_number(end + 1, strlen(end + 1), 0, GW_MAX_REDIS_DB);
+        if (n < 0) {
+            snprintf(why, whysz, "has a bad database (expected /0 to /%d after the host)",
+                     GW_MAX_REDIS_DB);
+            goto out;
+        }
+        *db = (int)n;
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int check_redis_url(char *value, char *why, size_t whysz)
+{
+    char host[GW_MAX_REDIS_HOST_BYTES + 1];
+    int port, db;
+
+    return parse_redis_url(value, host, &port, &db, why, whysz);
+}
+
+/* An ACL user name goes into AUTH as one argument: any visible ASCII, bounded. */
+static int check_redis_username(char *value, char *why, size_t whysz)
+{
+    size_t len = strlen(value);
+
+    if (len == 0 || len > GW_MAX_REDIS_USERNAME_BYTES) {
+        snprintf(why, whysz, "must be 1 to %d bytes", GW_MAX_REDIS_USERNAME_BYTES);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)value[i] < 0x21 || (unsigned char)value[i] > 0x7e) {
+            snprintf(why, whysz, "must be visible ASCII, without spaces (byte %zu)", i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Every key hcgw writes starts with the prefix, so that an ACL can confine its user to them
+ * (~hcgw:*). Braces are left out: hcgw puts a hash tag of its own after the prefix.
+ */
+static int check_redis_prefix(char *value, char *why, size_t whysz)
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789:._-";
+    size_t len = strlen(value);
+
+    if (len == 0 || len > GW_MAX_REDIS_PREFIX_BYTES || strspn(value, allowed) != len) {
+        snprintf(why, whysz, "must be 1 to %d characters of A-Z a-z 0-9 : . _ -",
+                 GW_MAX_REDIS_PREFIX_BYTES);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Once the whole file is read: a redis group needs a url; a username needs a password; the
+ * password file is read (so that --check-config and a reload find a missing or empty one);
+ * the fallback rate is derived when not given, and may not exceed the shared rate.
+ */
+static void check_redis(struct load *ld, const config_setting_t *root)
+{
+    struct problems *p = &ld->problems;
+    struct gw_config *cfg = ld->cfg;
+    const config_setting_t *group = config_setting_get_member(root, "redis");
+    size_t url = key_index("redis.url"), user = key_index("redis.username");
+    size_t pwf = key_index("redis.password_file");
+    size_t fallback = key_index("quota.fallback_requests_per_minute");
+    size_t rpm = key_index("quota.requests_per_minute");
+    char why[CONFIG_REASON_BYTES];
+    char *error = NULL;
+
+    if (cfg->redis.url != NULL &&
+        parse_redis_url(cfg->redis.url, cfg->redis.host, &cfg->redis.port, &cfg->redis.db, why,
+                        sizeof why) != 0)
+        problem(p, ld->seen[url], "redis", "url", "%s", why); /* checked once already */
+    if (group != NULL && config_setting_is_group(group) && cfg->redis.url == NULL &&
+        !ld->bad[url])
+        problem(p, group, NULL, "redis",
+                "has no url: give redis.url, or remove the group to keep the quota local");
+    if (ld->seen[user] && !ld->bad[user] && !ld->seen[pwf])
+        problem(p, ld->seen[user], "redis", "username",
+                "needs redis.password_file: an ACL user signs in with a password");
+    if (cfg->redis.password_file != NULL && !ld->bad[pwf]) {
+        cfg->redis.password = gw_secret_load_password(cfg->redis.password_file,
+                                                      cfg->redis.password_file,
+                                                      cfg->upstream.key_file_mode, NULL, &error);
+        if (cfg->redis.password == NULL)
+            problem(p, ld->seen[pwf], "redis", "password_file", "%s",
+                    error ? error : "out of memory");
+        free(error);
+    }
+    if (!ld->seen[fallback]) {
+        int share = cfg->quota.requests_per_minute / cfg->redis.expected_replicas;
+
+        cfg->quota.fallback_requests_per_minute =
+            cfg->quota.requests_per_minute == 0 ? 0 : (share < 1 ? 1 : share);
+    } else if (!ld->bad[fallback] && !ld->bad[rpm] && cfg->quota.requests_per_minute > 0 &&
+               cfg->quota.fallback_requests_per_minute > cfg->quota.requests_per_minute) {
+        problem(p, ld->seen[fallback], "quota", "fallback_requests_per_minute",
+                "must be at most quota.requests_per_minute (%d)",
+                cfg->quota.requests_per_minute);
+    }
 }

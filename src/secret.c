@@ -29,12 +29,23 @@
 
 /* A key file holds the longest key plus one CRLF; more than that is not just a key. */
 #define KEY_FILE_MAX_BYTES (GW_MAX_API_KEY_BYTES + 2)
+_Static_assert(GW_MAX_REDIS_PASSWORD_BYTES <= GW_MAX_API_KEY_BYTES,
+               "a password file is read into the buffer of a key file");
 
 /* Room for one strerror_r text. */
 #define ERRNO_TEXT_BYTES 128
 
 #define ENV_KEY "HCGW_API_KEY"
 #define ENV_KEY_FILE "HCGW_API_KEY_FILE"
+
+/* What a secret is, for the reasons given when it cannot be loaded. */
+struct kind {
+    const char *noun;   /* "the HelpCrunch API key" */
+    const char *word;   /* "key" */
+    size_t max;         /* the longest value, in bytes (at most GW_MAX_API_KEY_BYTES) */
+};
+
+static const struct kind api_key = {"the HelpCrunch API key", "key", GW_MAX_API_KEY_BYTES};
 
 struct gw_secret {
     char *key;    /* len bytes and a NUL; locked in RAM when the system allows */
@@ -112,18 +123,18 @@ void gw_secret_wipe(void *p, size_t len)
  * ("HCGW_API_KEY", "key file /x (from HCGW_API_KEY_FILE)"); @p source is the label that
  * gw_secret_source returns. Returns the secret, or NULL with *error set.
  */
-static struct gw_secret *make(const char *key, size_t len, const char *where,
-                              const char *source, char **error)
+static struct gw_secret *make(const struct kind *kind, const char *key, size_t len,
+                              const char *where, const char *source, char **error)
 {
     struct gw_secret *s = NULL, *ret = NULL;
 
     if (len == 0) {
-        fail(error, "%s is empty: it must hold the HelpCrunch API key", where);
+        fail(error, "%s is empty: it must hold %s", where, kind->noun);
         goto out;
     }
-    if (len > GW_MAX_API_KEY_BYTES) {
-        fail(error, "%s: the key is longer than %d bytes; it must hold only the key", where,
-             GW_MAX_API_KEY_BYTES);
+    if (len > kind->max) {
+        fail(error, "%s: the %s is longer than %zu bytes; it must hold only the %s", where,
+             kind->word, kind->max, kind->word);
         goto out;
     }
     /* The key goes into an HTTP header: a space, control byte or non-ASCII byte breaks it. */
@@ -132,9 +143,9 @@ static struct gw_secret *make(const char *key, size_t len, const char *where,
 
         if (c < 0x21 || c > 0x7e) {
             fail(error,
-                 "%s: the key contains a character that is not visible ASCII at byte %zu; "
-                 "give the key alone, without spaces, quotes or extra line breaks",
-                 where, i + 1);
+                 "%s: the %s contains a character that is not visible ASCII at byte %zu; "
+                 "give the %s alone, without spaces, quotes or extra line breaks",
+                 where, kind->word, i + 1, kind->word);
             goto out;
         }
     }
@@ -166,7 +177,7 @@ out:
 static struct gw_secret *from_value(const char *value, const char *where, const char *source,
                                     char **error)
 {
-    return make(value, strlen(value), where, source, error);
+    return make(&api_key, value, strlen(value), where, source, error);
 }
 
 /*
@@ -203,7 +214,7 @@ static int check_file_mode(const struct stat *st, const char *where, enum gw_key
  * The key in the file at @p path, @p where naming it for a reason. Symbolic links are
  * followed: a Kubernetes secret volume is made of them, and the mode checked is the target's.
  */
-static struct gw_secret *from_file(const char *path, const char *where,
+static struct gw_secret *from_file(const struct kind *kind, const char *path, const char *where,
                                    enum gw_key_file_mode mode, const struct gw_log *log,
                                    char **error)
 {
@@ -226,8 +237,8 @@ static struct gw_secret *from_file(const char *path, const char *where,
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        fail(error, "%s is not a regular file: it must be a file that holds only the key",
-             where);
+        fail(error, "%s is not a regular file: it must be a file that holds only the %s",
+             where, kind->word);
         goto out;
     }
     if (check_file_mode(&st, where, mode, log, error) != 0)
@@ -245,9 +256,9 @@ static struct gw_secret *from_file(const char *path, const char *where,
             break;
         n += (size_t)r;
     }
-    if (n > KEY_FILE_MAX_BYTES) {
-        fail(error, "%s is too large (more than %d bytes): a key file holds only the key and one "
-             "line break", where, KEY_FILE_MAX_BYTES);
+    if (n > kind->max + 2) {
+        fail(error, "%s is too large (more than %zu bytes): a %s file holds only the %s and one "
+             "line break", where, kind->max + 2, kind->word, kind->word);
         goto out;
     }
     /* Editors and `echo key > file` end the line; strip that one line break, nothing else. */
@@ -260,7 +271,7 @@ static struct gw_secret *from_file(const char *path, const char *where,
         fail(error, "%s: out of memory", where);
         goto out;
     }
-    ret = make(buf, n, where, source, error);
+    ret = make(kind, buf, n, where, source, error);
 out:
     gw_secret_wipe(buf, sizeof buf);
     free(source);
@@ -309,8 +320,8 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, const struct gw_lo
         where = describe_file(env_file, ENV_KEY_FILE);
         if (!where)
             goto fail_nomem;
-        ret = from_file(env_file, where, cfg ? cfg->upstream.key_file_mode : GW_KEY_FILE_WARN,
-                        log, error);
+        ret = from_file(&api_key, env_file, where,
+                        cfg ? cfg->upstream.key_file_mode : GW_KEY_FILE_WARN, log, error);
     } else if (cfg && cfg->upstream.api_key) {
         where = format("upstream.api_key in %s", cfg_path);
         if (!where)
@@ -323,8 +334,8 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, const struct gw_lo
         free(from);
         if (!where)
             goto fail_nomem;
-        ret = from_file(cfg->upstream.api_key_file, where, cfg->upstream.key_file_mode, log,
-                        error);
+        ret = from_file(&api_key, cfg->upstream.api_key_file, where,
+                        cfg->upstream.key_file_mode, log, error);
     } else {
         fail(error,
              "no HelpCrunch API key: set " ENV_KEY " or " ENV_KEY_FILE
@@ -337,6 +348,18 @@ fail_nomem:
 out:
     free(where);
     return ret;
+}
+
+struct gw_secret *gw_secret_load_password(const char *path, const char *where,
+                                          enum gw_key_file_mode mode,
+                                          const struct gw_log *log, char **error)
+{
+    static const struct kind password = {"the password", "password",
+                                         GW_MAX_REDIS_PASSWORD_BYTES};
+
+    if (error)
+        *error = NULL;
+    return from_file(&password, path, where, mode, log, error);
 }
 
 const char *gw_secret_value(const struct gw_secret *s)

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hcgw/limits.h"
+
+struct gw_secret;
+
 /** Default configuration path when -c is not given. */
 #define GW_CONFIG_DEFAULT_PATH "/etc/hcgw/hcgw.conf"
 
@@ -75,7 +79,27 @@ struct gw_config {
         int burst;                   /* quota.burst, calls that may go at once; default 10 */
         long max_wait_ms;            /* quota.max_wait_ms, longest wait for a slot; default 5000 */
         long cooldown_ms;            /* quota.cooldown_ms, pause after a 429 without Retry-After; default 10000 */
+        /* quota.fallback_requests_per_minute: this replica's own rate while Redis is away;
+         * default requests_per_minute / redis.expected_replicas, at least 1 (0 when
+         * requests_per_minute is 0) */
+        int fallback_requests_per_minute;
     } quota;
+    struct {
+        /* redis.url, redis://host[:port][/db]; NULL: no redis group, every replica counts
+         * alone (the quota is local). The three fields below are parsed from it. */
+        char *url;
+        char host[GW_MAX_REDIS_HOST_BYTES + 1]; /* a name or an IP literal, without brackets */
+        int port;                    /* default 6379 */
+        int db;                      /* 0..GW_MAX_REDIS_DB, default 0 */
+        char *username;              /* redis.username (an ACL user), or NULL: the default user */
+        char *password_file;         /* redis.password_file, or NULL: no AUTH */
+        /* The password read from password_file when the file was loaded (NULL without one);
+         * wiped when this config is freed, so a reload that replaces it wipes the old one. */
+        struct gw_secret *password;
+        long timeout_ms;             /* redis.timeout_ms, each command's deadline; default 50 */
+        char *key_prefix;            /* redis.key_prefix, default "hcgw:" */
+        int expected_replicas;       /* redis.expected_replicas, 1..GW_MAX_REPLICAS; default 1 */
+    } redis;
     struct {
         long ttl_ms;                 /* cache.ttl_ms, 0 = off; default 10000 */
         long max_entries;            /* cache.max_entries; default 10000 */

@@ -75,4 +75,40 @@
 /** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
 #define GW_ETAG_BYTES 35
 
+/* ---- Redis: the connection (redis.c) and the shared quota (sharedquota.c) ---- */
+
+/** redis.url: at most this many bytes. */
+#define GW_MAX_REDIS_URL_BYTES 512
+/** A host name hcgw looks up (resolve.c): a DNS name is at most 253 bytes. */
+#define GW_MAX_HOSTNAME_BYTES 253
+/** The host of redis.url: a name, or an IP literal (which is shorter). */
+#define GW_MAX_REDIS_HOST_BYTES GW_MAX_HOSTNAME_BYTES
+/** The database number of redis.url: 0 to this. */
+#define GW_MAX_REDIS_DB 65535
+/** redis.username: 1 to this many bytes of visible ASCII. */
+#define GW_MAX_REDIS_USERNAME_BYTES 128
+/** The password in redis.password_file: 1 to this many bytes of visible ASCII. */
+#define GW_MAX_REDIS_PASSWORD_BYTES 512
+/** redis.key_prefix: 1 to this many bytes of [A-Za-z0-9:._-]. */
+#define GW_MAX_REDIS_PREFIX_BYTES 64
+/** redis.timeout_ms: 1 to this. */
+#define GW_MAX_REDIS_TIMEOUT_MS 10000
+/** redis.expected_replicas: 1 to this many hcgw processes share one HelpCrunch account. */
+#define GW_MAX_REPLICAS 1024
+/** Commands sent on one Redis connection and not yet answered; past it a command is refused. */
+#define GW_REDIS_MAX_PENDING 1024
+/** Bytes of Redis answers read and not yet parsed; past it the connection is dropped. */
+#define GW_REDIS_MAX_REPLY_BYTES 65536
+/**
+ * Resolving the host, connecting, AUTH and SELECT must end within this, or within
+ * redis.timeout_ms when that is longer; then the attempt failed.
+ */
+#define GW_REDIS_CONNECT_TIMEOUT_MS 1000
+/** The first wait before connecting again after a failure; it doubles after each failure... */
+#define GW_REDIS_BACKOFF_MIN_MS 100
+/** ...up to this (each wait is drawn between half of it and all of it). */
+#define GW_REDIS_BACKOFF_MAX_MS 5000
+/** The last connection error kept for gw_redis_last_error and log lines, NUL included. */
+#define GW_REDIS_ERROR_BYTES 256
+
 #endif

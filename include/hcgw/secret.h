@@ -1,12 +1,15 @@
 /*
  * The HelpCrunch API key: where it comes from (environment, key file, config), how it is held
- * (one heap copy, wiped when freed) and how it is kept out of logs and answers.
+ * (one heap copy, wiped when freed) and how it is kept out of logs and answers. Redis's
+ * password (redis.password_file) is read and held by the same rules.
  */
 #ifndef HCGW_SECRET_H
 #define HCGW_SECRET_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "hcgw/config.h"
 
 struct gw_config;
 struct gw_log;
@@ -23,6 +26,19 @@ struct gw_secret;
  */
 struct gw_secret *gw_secret_load(const struct gw_config *cfg, const struct gw_log *log,
                                  char **error);
+
+/**
+ * Load a password (Redis's, redis.password_file) from the file at @p path by the rules of a key
+ * file: a regular file, one trailing line break stripped, 1..GW_MAX_REDIS_PASSWORD_BYTES bytes
+ * of visible ASCII, held like the key (one buffer, locked in RAM when allowed, wiped when
+ * freed). @p where names the file in a reason ("redis.password_file /run/x"). A file readable
+ * by group or other is refused with @p mode GW_KEY_FILE_REFUSE, else warned about in @p log
+ * (NULL: not). Returns a new secret, or NULL with a malloc'd one-line reason in *error that
+ * never contains the password (the caller frees it). Any thread.
+ */
+struct gw_secret *gw_secret_load_password(const char *path, const char *where,
+                                          enum gw_key_file_mode mode,
+                                          const struct gw_log *log, char **error);
 
 /** The key bytes (NUL-terminated) owned by @p s; valid until gw_secret_free. */
 const char *gw_secret_value(const struct gw_secret *s);
