@@ -1,9 +1,11 @@
 /*
  * The call layer (calls.h). It answers reads of a contact from the contact cache when it can,
  * keeps the cache in step with every call that reads or changes a contact, passes the rest to
- * the transport, and is the transport's gate: the quota governor admits each attempt, and each
- * answer feeds the governor's cooldown (a 429) and the key's health (a 401 or 403), for all
- * workers at once.
+ * the transport, and is the transport's gate: the quota admits each attempt, and each answer
+ * feeds the quota's cooldown (a 429) and the key's health (a 401 or 403), for all workers at
+ * once. The quota is the process's governor, or, with a redis group, the account's bucket in
+ * Redis shared by every replica (redis_quota.h), asked without blocking (GW_GATE_ASK), with
+ * the governor at the replica's fallback rate whenever Redis cannot answer.
  */
 #include "hcgw/calls.h"
 
@@ -23,6 +25,8 @@
 #include "hcgw/limits.h"
 #include "hcgw/loop.h"
 #include "hcgw/metrics.h"
+#include "hcgw/redis.h"
+#include "hcgw/redis_quota.h"
 
 /*
  * One upstream read of a contact that its callers share (single flight, on the contact's home
@@ -73,6 +77,8 @@ struct gw_calls {
     struct gw_calls_shared *shared;
     struct gw_metrics *metrics;
     struct gw_upstream *up;
+    struct gw_redis *redis;          /* with a redis group: this worker's connection */
+    struct gw_redis_quota *rquota;   /* ...and the account's shared bucket on it */
     struct gw_flight *flights[GW_FLIGHT_BUCKETS];
     size_t nflights;                 /* flights in flight, listed or not */
     size_t nwaiting;                 /* callers waiting on them */
@@ -84,15 +90,9 @@ struct gw_calls {
 
 /* ---- the gate ---- */
 
-static enum gw_gate_verdict gate_admit(void *ctx, struct gw_call *call, uint64_t now_ms,
-                                       uint64_t deadline_ms, uint64_t *wait_ms,
-                                       long *retry_after_s)
+static enum gw_gate_verdict gate_of(enum gw_gov_verdict v)
 {
-    struct gw_calls *calls = ctx;
-
-    (void)call;
-    switch (gw_governor_acquire(calls->shared->governor, now_ms, deadline_ms, wait_ms,
-                                retry_after_s)) {
+    switch (v) {
     case GW_GOV_GO:
         return GW_GATE_GO;
     case GW_GOV_WAIT:
@@ -103,29 +103,79 @@ static enum gw_gate_verdict gate_admit(void *ctx, struct gw_call *call, uint64_t
     }
 }
 
-static void gate_done_waiting(void *ctx, uint64_t waited_ms)
+/* The shared bucket answered @p call's attempt, or could not (then the local bucket decides). */
+static void quota_answered(void *data, const struct gw_redis_quota_answer *a)
+{
+    struct gw_call *call = data;
+    struct gw_calls *calls = call->calls;
+    enum gw_gov_verdict v = a->verdict;
+    uint64_t wait = a->wait_ms;
+    long retry_after = a->retry_after_s;
+
+    call->quota_ask = NULL;
+    call->shared_wait = a->shared && v == GW_GOV_WAIT;
+    if (!a->shared)
+        v = gw_governor_acquire(calls->shared->governor, gw_loop_now(calls->loop),
+                                call->deadline_ms, &wait, &retry_after);
+    gw_upstream_admit(calls->up, call, gate_of(v), wait, retry_after);
+}
+
+static enum gw_gate_verdict gate_admit(void *ctx, struct gw_call *call, uint64_t now_ms,
+                                       uint64_t deadline_ms, uint64_t *wait_ms,
+                                       long *retry_after_s)
 {
     struct gw_calls *calls = ctx;
 
-    gw_governor_done_waiting(calls->shared->governor, waited_ms);
+    call->shared_wait = false;
+    if (calls->rquota != NULL && gw_redis_quota_usable(calls->rquota) &&
+        gw_redis_quota_admit(calls->rquota, now_ms, deadline_ms, quota_answered, call,
+                             &call->quota_ask) == 0)
+        return GW_GATE_ASK;
+    return gate_of(gw_governor_acquire(calls->shared->governor, now_ms, deadline_ms, wait_ms,
+                                       retry_after_s));
+}
+
+static void gate_forget(void *ctx, struct gw_call *call)
+{
+    (void)ctx;
+    gw_redis_quota_cancel(call->quota_ask);
+    call->quota_ask = NULL;
+}
+
+static void gate_done_waiting(void *ctx, struct gw_call *call, uint64_t waited_ms)
+{
+    struct gw_calls *calls = ctx;
+
+    if (call->shared_wait)
+        gw_redis_quota_done_waiting(calls->rquota, waited_ms);
+    else
+        gw_governor_done_waiting(calls->shared->governor, waited_ms);
+    call->shared_wait = false;
 }
 
 static void gate_answered(void *ctx, uint64_t now_ms, long status, long retry_after_s)
 {
     struct gw_calls *calls = ctx;
 
-    if (status == 429)
+    if (status == 429) {
+        /* Every replica pauses (when Redis hears it), and this one in any case. */
         gw_governor_on_429(calls->shared->governor, now_ms, retry_after_s);
+        if (calls->rquota != NULL)
+            (void)gw_redis_quota_on_429(calls->rquota, now_ms, retry_after_s);
+    }
     if (status == 401 || status == 403)
         __atomic_store_n(&calls->shared->auth_failed_ms, now_ms, __ATOMIC_RELAXED);
 }
 
-/* A 429 without HelpCrunch's word: the process-wide cooldown still to run, if any. */
+/* A 429 without HelpCrunch's word: the cooldown still to run, if any, the longer one. */
 static long gate_retry_after_s(void *ctx, uint64_t now_ms)
 {
     struct gw_calls *calls = ctx;
+    long local = gw_governor_cooldown_left_s(calls->shared->governor, now_ms);
+    long shared = calls->rquota != NULL ? gw_redis_quota_cooldown_left_s(calls->rquota, now_ms)
+                                        : 0;
 
-    return gw_governor_cooldown_left_s(calls->shared->governor, now_ms);
+    return shared > local ? shared : local;
 }
 
 /* ---- the cache ---- */
@@ -818,6 +868,7 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
     struct gw_calls *calls = calloc(1, sizeof(*calls));
     struct gw_upstream_gate gate = {
         .admit = gate_admit,
+        .forget = gate_forget,
         .done_waiting = gate_done_waiting,
         .answered = gate_answered,
         .retry_after_s = gate_retry_after_s,
@@ -832,11 +883,22 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
     calls->metrics = metrics;
     gate.ctx = calls;
     calls->up = gw_upstream_new(loop, cfg, secret, metrics, &gate, log);
-    if (calls->up == NULL) {
-        free(calls);
-        return NULL;
+    if (calls->up == NULL)
+        goto fail;
+    if (cfg->redis.url != NULL) {
+        /* Worker 0's connection logs for the process: a line when it comes up, one for each
+         * new reason it is down. */
+        calls->redis = gw_redis_new(loop, cfg, index == 0 ? log : NULL, NULL, NULL);
+        if (calls->redis == NULL)
+            goto fail;
+        calls->rquota = gw_redis_quota_new(calls->redis, cfg, secret);
+        if (calls->rquota == NULL)
+            goto fail;
     }
     return calls;
+fail:
+    gw_calls_free(calls);
+    return NULL;
 }
 
 int gw_calls_reconfigure(struct gw_calls *calls, const struct gw_config *cfg,
@@ -844,9 +906,15 @@ int gw_calls_reconfigure(struct gw_calls *calls, const struct gw_config *cfg,
 {
     int rc = gw_upstream_reconfigure(calls->up, cfg, secret);
 
-    if (rc == 0)
-        calls->cfg = cfg;
-    return rc;
+    if (rc != 0)
+        return rc;
+    calls->cfg = cfg;
+    /* A redis group that comes or goes takes a restart (main.c refuses such a reload). */
+    if (calls->redis != NULL && cfg->redis.url != NULL) {
+        gw_redis_reconfigure(calls->redis, cfg);
+        gw_redis_quota_reconfigure(calls->rquota, cfg, secret);
+    }
+    return 0;
 }
 
 void gw_calls_free(struct gw_calls *calls)
@@ -854,6 +922,8 @@ void gw_calls_free(struct gw_calls *calls)
     if (calls == NULL)
         return;
     gw_upstream_free(calls->up);
+    gw_redis_quota_free(calls->rquota);
+    gw_redis_free(calls->redis);
     free(calls);
 }
 
@@ -987,6 +1057,12 @@ void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err)
     }
     gw_upstream_cancel_all(calls->up, err);
     calls->stopping = false;
+}
+
+void gw_calls_register_metrics(const struct gw_calls *calls, struct gw_metrics_registry *reg)
+{
+    if (calls->redis != NULL)
+        gw_metrics_add_redis(reg, calls->redis, calls->rquota);
 }
 
 size_t gw_calls_in_flight(const struct gw_calls *calls)

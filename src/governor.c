@@ -28,11 +28,15 @@ struct gw_governor {
 
 static void set_from(struct gw_governor *g, const struct gw_config *cfg)
 {
-    bool on = cfg->quota.requests_per_minute > 0;
+    /* With a redis group the account's bucket is in Redis, and this one is the replica's own
+     * while Redis is away: its share of the account. */
+    int rate = cfg->redis.url != NULL ? cfg->quota.fallback_requests_per_minute
+                                      : cfg->quota.requests_per_minute;
+    bool on = cfg->quota.requests_per_minute > 0 && rate > 0;
 
     /* The rates first, the switch last: a reader that sees "on" sees a usable interval. */
     if (on) {
-        g->interval_ms = 60000.0 / (double)cfg->quota.requests_per_minute;
+        g->interval_ms = 60000.0 / (double)rate;
         g->burst = (double)cfg->quota.burst;
         g->tau_ms = (g->burst - 1.0) * g->interval_ms;
     }

@@ -187,6 +187,15 @@ static void reload(struct running *r, bool whole)
             gw_log_end(&l);
             goto out;
         }
+        /* Each worker's Redis connection lives as long as the process. */
+        if ((cfg->redis.url == NULL) != (r->cfg->redis.url == NULL)) {
+            struct gw_logline l;
+            gw_log_begin(r->log, &l, GW_LOG_ERROR,
+                         "reload refused: the configuration has problems; the running one stays");
+            gw_log_str(&l, "problem", "redis: a redis group added or removed takes a restart");
+            gw_log_end(&l);
+            goto out;
+        }
         warn_insecure(r->log, cfg);
     }
     secret = gw_secret_load(cfg, r->log, &errors);

@@ -16,6 +16,8 @@
 #include "hcgw/buf.h"
 #include "hcgw/cache.h"
 #include "hcgw/governor.h"
+#include "hcgw/redis.h"
+#include "hcgw/redis_quota.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
 
@@ -41,6 +43,9 @@ struct gw_metrics_registry {
     size_t n_blocks;
     struct gw_governor *governor;
     struct gw_cache *cache;
+    const struct gw_redis *redis[GW_MAX_WORKERS];
+    const struct gw_redis_quota *rquota[GW_MAX_WORKERS];
+    size_t n_redis;
 };
 
 struct gw_metrics_registry *gw_metrics_registry_new(void)
@@ -59,6 +64,16 @@ void gw_metrics_registry_free(struct gw_metrics_registry *reg)
 void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor *g)
 {
     reg->governor = g;
+}
+
+void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis *r,
+                          const struct gw_redis_quota *q)
+{
+    if (reg->n_redis >= GW_MAX_WORKERS)
+        return;
+    reg->redis[reg->n_redis] = r;
+    reg->rquota[reg->n_redis] = q;
+    reg->n_redis++;
 }
 
 void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c)
@@ -204,6 +219,70 @@ static uint64_t sum_field(const struct gw_metrics_registry *reg, size_t offset)
     return s;
 }
 
+/*
+ * The Redis connections of the workers and the account's shared bucket on them (only with a
+ * redis group): up and shared only while every worker's is.
+ */
+static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
+{
+    struct gw_redis_stats r;
+    struct gw_redis_stats sum;
+    struct gw_redis_quota_stats q;
+    struct gw_redis_quota_stats qsum;
+    bool up = true;
+    bool shared = true;
+    uint64_t cum = 0;
+    size_t i;
+    int k;
+
+    if (reg->n_redis == 0)
+        return;
+    memset(&sum, 0, sizeof(sum));
+    memset(&qsum, 0, sizeof(qsum));
+    for (i = 0; i < reg->n_redis; i++) {
+        gw_redis_stats(reg->redis[i], &r);
+        up = up && r.up != 0;
+        for (k = 0; k < GW_REDIS_ERR__COUNT; k++)
+            sum.errors[k] += r.errors[k];
+        for (k = 0; k <= GW_REDIS_DURATION_BUCKETS; k++)
+            sum.duration_buckets[k] += r.duration_buckets[k];
+        sum.duration_sum_us += r.duration_sum_us;
+        sum.answers += r.answers;
+        gw_redis_quota_stats(reg->rquota[i], &q);
+        shared = shared && gw_redis_quota_usable(reg->rquota[i]);
+        qsum.decided += q.decided;
+        qsum.fallbacks += q.fallbacks;
+    }
+    add(t, "# HELP hcgw_redis_up Whether every worker's Redis connection is up.\n"
+           "# TYPE hcgw_redis_up gauge\nhcgw_redis_up %d\n", up ? 1 : 0);
+    add(t, "# HELP hcgw_redis_duration_seconds Redis commands, from sending to the answer.\n"
+           "# TYPE hcgw_redis_duration_seconds histogram\n");
+    for (k = 0; k < GW_REDIS_DURATION_BUCKETS; k++) {
+        cum += sum.duration_buckets[k];
+        add(t, "hcgw_redis_duration_seconds_bucket{le=\"%g\"} %llu\n",
+            gw_redis_duration_bounds_s[k], (unsigned long long)cum);
+    }
+    cum += sum.duration_buckets[GW_REDIS_DURATION_BUCKETS];
+    add(t, "hcgw_redis_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    add(t, "hcgw_redis_duration_seconds_sum %.6f\nhcgw_redis_duration_seconds_count %llu\n",
+        (double)sum.duration_sum_us / 1e6, (unsigned long long)cum);
+    add(t, "# HELP hcgw_redis_errors_total Redis failures, by kind.\n"
+           "# TYPE hcgw_redis_errors_total counter\n");
+    for (k = 0; k < GW_REDIS_ERR__COUNT; k++)
+        add(t, "hcgw_redis_errors_total{kind=\"%s\"} %llu\n",
+            gw_redis_error_name((enum gw_redis_error)k), (unsigned long long)sum.errors[k]);
+    add(t, "# HELP hcgw_quota_shared Whether the quota is the account's, shared in Redis (1), "
+           "or this replica's fallback bucket (0).\n"
+           "# TYPE hcgw_quota_shared gauge\nhcgw_quota_shared %d\n", shared ? 1 : 0);
+    add(t, "# HELP hcgw_quota_shared_decisions_total Attempts the shared bucket admitted.\n"
+           "# TYPE hcgw_quota_shared_decisions_total counter\n"
+           "hcgw_quota_shared_decisions_total %llu\n", (unsigned long long)qsum.decided);
+    add(t, "# HELP hcgw_quota_fallbacks_total Attempts the fallback bucket admitted because "
+           "Redis could not answer in time.\n"
+           "# TYPE hcgw_quota_fallbacks_total counter\n"
+           "hcgw_quota_fallbacks_total %llu\n", (unsigned long long)qsum.fallbacks);
+}
+
 char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
 {
     struct text t = {.failed = 0};
@@ -315,6 +394,7 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
         add(&t, "# HELP hcgw_cache_bytes Bytes the cache holds now.\n"
                 "# TYPE hcgw_cache_bytes gauge\nhcgw_cache_bytes %zu\n", cs.bytes);
     }
+    render_redis(reg, &t);
     if (t.failed) {
         gw_buf_free(&t.buf);
         return NULL;

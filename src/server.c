@@ -199,6 +199,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         goto fail_calls;
     if (srv->shared.homes != NULL)
         gw_homes_attach(srv->shared.homes, index, w->loop, w->calls);
+    gw_calls_register_metrics(w->calls, srv->registry);
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         gw_request_access, w,

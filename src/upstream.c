@@ -417,7 +417,7 @@ static void stop_waiting(struct gw_upstream *up, struct gw_call *call)
     if (!call->waiting_token)
         return;
     call->waiting_token = false;
-    up->gate.done_waiting(up->gate.ctx, gw_loop_now(up->loop) - call->wait_start_ms);
+    up->gate.done_waiting(up->gate.ctx, call, gw_loop_now(up->loop) - call->wait_start_ms);
 }
 
 static void end_transfer(struct gw_upstream *up, struct gw_call *call)

@@ -28,6 +28,7 @@ struct gw_homes;
 struct gw_log;
 struct gw_loop;
 struct gw_metrics;
+struct gw_metrics_registry;
 struct gw_secret;
 
 /**
@@ -46,9 +47,11 @@ struct gw_calls;
 
 /**
  * Create the call layer of worker @p index (its box in shared->homes) and the transport under
- * it (gw_upstream_new with the same arguments and this layer's gate). @p cfg, @p metrics,
- * @p shared and @p log must outlive it (@p cfg, or be replaced with gw_calls_reconfigure).
- * Returns NULL on failure.
+ * it (gw_upstream_new with the same arguments and this layer's gate), and, with a redis group
+ * in @p cfg, this worker's Redis connection and the account's shared bucket on it (worker 0's
+ * logs its changes of state to @p log). @p cfg, @p metrics, @p shared and @p log must
+ * outlive it (@p cfg, or be replaced with gw_calls_reconfigure; a reload may not add or remove
+ * the redis group). Returns NULL on failure.
  */
 struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_config *cfg,
                               const struct gw_secret *secret, struct gw_metrics *metrics,
@@ -110,6 +113,12 @@ void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err e
 
 /** End every call in flight now with @p err (each done callback runs once). */
 void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err);
+
+/**
+ * Show this layer's Redis connection and shared quota (when it has them) on @p reg's
+ * /metrics. Before threads start.
+ */
+void gw_calls_register_metrics(const struct gw_calls *calls, struct gw_metrics_registry *reg);
 
 /** Calls in flight (submitted and not yet done; each caller of a shared read counts). */
 size_t gw_calls_in_flight(const struct gw_calls *calls);

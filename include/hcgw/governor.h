@@ -38,7 +38,11 @@ struct gw_governor_stats {
     uint64_t wait_ms_total;        /* sum of waits */
 };
 
-/** Create from cfg->quota. Returns NULL when out of memory. */
+/**
+ * Create from cfg->quota: a bucket of quota.requests_per_minute, or, with a redis group (whose
+ * shared bucket is the account's, redis_quota.h), of quota.fallback_requests_per_minute, the
+ * replica's own while Redis is away. Returns NULL when out of memory.
+ */
 struct gw_governor *gw_governor_new(const struct gw_config *cfg);
 
 /** Take new settings from cfg->quota (a reload); the bucket's state carries over. */

@@ -31,6 +31,7 @@ struct gw_calls;
 struct gw_flight;
 struct gw_batch;
 struct gw_hop;
+struct gw_redis_quota_ask;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -58,8 +59,8 @@ struct gw_upstream_gate {
                                   uint64_t deadline_ms, uint64_t *wait_ms, long *retry_after_s);
     /** A call the gate answered GW_GATE_ASK ended before its verdict: drop it. May be NULL. */
     void (*forget)(void *ctx, struct gw_call *call);
-    /** An attempt that got GW_GATE_WAIT stopped waiting after @p waited_ms (sent, or not). */
-    void (*done_waiting)(void *ctx, uint64_t waited_ms);
+    /** An attempt of @p call that got GW_GATE_WAIT stopped waiting after @p waited_ms. */
+    void (*done_waiting)(void *ctx, struct gw_call *call, uint64_t waited_ms);
     /** HelpCrunch answered an attempt with @p status and Retry-After @p retry_after_s (0: none). */
     void (*answered)(void *ctx, uint64_t now_ms, long status, long retry_after_s);
     /** Seconds a caller refused with 429 should wait when HelpCrunch said nothing (0: unknown). */
@@ -158,6 +159,8 @@ struct gw_call {
     struct gw_batch *batch;          /* a write of a contact: its place in the contact's line */
     int merge_tags;                  /* the tags its body carries, when it may be merged */
     struct gw_hop *hop;              /* handed to its contact's home worker, or NULL */
+    struct gw_redis_quota_ask *quota_ask; /* the shared bucket's verdict it waits for */
+    bool shared_wait;                /* its slot wait was reserved in the shared bucket */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;
