@@ -22,6 +22,8 @@ static void add_common_headers(const struct gw_answer *a, struct MHD_Response *r
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     if (a->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (a->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
 }
 
 /* The contact cache's word on a success answer: its ETag, where it came from, how old. */

@@ -189,6 +189,10 @@ static const struct key keys[] = {
 
     {.name = "coalesce.tags", .type = KEY_BOOL, .def = 1, .offset = FIELD_OF(coalesce.tags)},
 
+    LONG_KEY("idempotency.ttl_s", idempotency.ttl_s, 0, 604800, 86400),
+    LONG_KEY("idempotency.max_entries", idempotency.max_entries, 1, 10000000, 10000),
+    LONG_KEY("idempotency.max_bytes", idempotency.max_bytes, 4096, 4294967296L, 16777216),
+
     /* An enum, not a string field: its setter parses the name. */
     {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
 

@@ -116,6 +116,17 @@ static const struct gw_err_info err_table[] = {
     [-GW_ERR_KEY_REFUSED] = {
         .status = 503, .code = "upstream_auth_failed",
         .message = "HelpCrunch refused the gateway's API key" },
+    /* Idempotency-Key on POST /contacts (idem.h): none of them reaches HelpCrunch. */
+    [-GW_ERR_INVALID_IDEMPOTENCY_KEY] = {
+        .status = 400, .code = "invalid_idempotency_key",
+        .message = "Idempotency-Key must be sent once, as 1 to 255 printable ASCII characters "
+                   "without spaces (bare, or as a quoted string)" },
+    [-GW_ERR_IDEMPOTENCY_KEY_REUSED] = {
+        .status = 422, .code = "idempotency_key_reused",
+        .message = "This Idempotency-Key was already used with a different request body" },
+    [-GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS] = {
+        .status = 409, .code = "idempotency_key_in_progress",
+        .message = "A request with this Idempotency-Key is still in progress; retry later" },
 };
 
 /*

@@ -387,6 +387,10 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
             (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, calls_saved) +
                                                (size_t)s * sizeof(uint64_t)));
     }
+    add(&t, "# HELP hcgw_idempotency_replays_total Creates answered again from the record of "
+            "their Idempotency-Key, without an upstream call.\n"
+            "# TYPE hcgw_idempotency_replays_total counter\nhcgw_idempotency_replays_total %llu\n",
+        (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, idempotency_replays)));
     if (reg->cache != NULL) {
         struct gw_cache_stats cs = gw_cache_stats(reg->cache);
         add(&t, "# HELP hcgw_cache_entries Contacts held in the cache now.\n"

@@ -6,7 +6,10 @@
  *                      (auth.c), early 4xx answers
  *   body calls       → bounded accumulation
  *   last access call → a local answer, or the body validated, the upstream call built, the
- *                      connection suspended and the call handed to the call layer (calls.c)
+ *                      connection suspended and the call handed to the call layer (calls.c);
+ *                      a create with an Idempotency-Key asks the store first (idem.h): a
+ *                      replay or a refusal is answered here, an unknown outcome is searched
+ *                      for before the create goes
  *   caller hangs up  → (while suspended; conn.c watches) the call is cancelled, logged as 499
  *   call done        → its one outcome (upstream.h) becomes the answer: the route's reply
  *                      (reply.c) or the envelope with its headers (answer.c), queued, resumed
@@ -34,6 +37,7 @@
 #include "hcgw/conn.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
+#include "hcgw/idem.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
@@ -47,6 +51,37 @@
 
 /** First allocation for a request body; it doubles up to limits.max_body_bytes. */
 #define REQ_INITIAL_BODY 1024
+
+/* What an Idempotency-Key did for a create, for the access line (its "idempotency"). */
+enum idem_result {
+    IDEM_NONE = 0,                   /* nothing yet (or the store is off) */
+    IDEM_STORED,                     /* its final answer is kept for the key */
+    IDEM_REPLAYED,                   /* answered from the key's record, no upstream call */
+    IDEM_IN_PROGRESS,                /* 409: another request holds the key */
+    IDEM_REUSED,                     /* 422: the key was used with another body */
+    IDEM_RECOVERED,                  /* an earlier attempt's contact, found by a search */
+    IDEM_UNKNOWN,                    /* ended not knowing whether the contact was created */
+    IDEM_RELEASED,                   /* certainly not created: the key is free again */
+    IDEM__COUNT
+};
+
+static const char *const idem_words[IDEM__COUNT] = {
+    NULL, "stored", "replayed", "in_progress", "reused", "recovered", "unknown", "released"};
+
+/* A create's Idempotency-Key (idem.h), allocated only for a create that sends one. */
+struct req_idem {
+    struct gw_idem_key key;          /* scope: the request's client name */
+    char text[GW_MAX_IDEM_KEY_BYTES + 1];
+    uint64_t token;                  /* the claim while held */
+    bool held;                       /* a claim to end with complete or abandon */
+    bool was_unknown;                /* the claim took a record of unknown outcome */
+    bool searching;                  /* the call in flight is the recovery search */
+    char *search_body;               /* its body and URL (malloc'd) */
+    char *search_url;
+    int search_attempts;             /* its attempts and their time, once the create reused the */
+    double search_ms;                /* call: for the access line */
+    enum idem_result result;
+};
 
 enum req_state {
     REQ_NEW,         /* headers arrived, nothing decided */
@@ -84,6 +119,7 @@ struct gw_request {
     bool revalidated;                 /* a 304 for a fresh cache entry */
     char etag[GW_ETAG_BYTES];         /* "" until a cacheable answer has one */
     char *url;                        /* the call's upstream URL (malloc'd, its own length) */
+    struct req_idem *idem;            /* a create's Idempotency-Key, or NULL */
     /* Sized to the URI at hand (at most GW_MAX_URL_BYTES): a request in flight holds a few
      * hundred bytes of its own, not two 2 KiB buffers (bench/README.md, memory). */
     char uri[];                       /* path, NUL, query */
@@ -181,6 +217,7 @@ static struct gw_answer answer_of(const struct gw_request *req)
         .close = req->w->draining,
         .etag = req->etag,
         .age_s = -1,
+        .replayed = req->idem != NULL && req->idem->result == IDEM_REPLAYED,
     };
 
     return a;
@@ -344,7 +381,10 @@ static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t le
                                    "application/json"));
 }
 
-/* The call's outcome, from HelpCrunch or the cache, becomes the answer. */
+static void idem_searched(struct gw_request *req);
+static void idem_settle(struct gw_request *req, bool usable);
+
+/* The call's outcome, from HelpCrunch, the cache or an idempotency record, becomes the answer. */
 static void answer_call(struct gw_request *req)
 {
     struct gw_outcome *o = &req->call.out;
@@ -352,8 +392,16 @@ static void answer_call(struct gw_request *req)
     size_t out_len = 0;
     int rc;
 
-    req->upstream_status = req->call.cache == GW_CACHE_HIT ? 0 : o->status;
+    if (req->idem != NULL && req->idem->searching) {
+        idem_searched(req);
+        return;
+    }
+    req->upstream_status = req->call.cache == GW_CACHE_HIT ||
+                                   (req->idem != NULL && req->idem->result == IDEM_REPLAYED)
+                               ? 0
+                               : o->status;
     if (o->failure != GW_OK || o->status < 200 || o->status > 299) {
+        idem_settle(req, false);
         answer_outcome(req, o);
         return;
     }
@@ -361,11 +409,13 @@ static void answer_call(struct gw_request *req)
     if (rc != 0) {
         /* HelpCrunch did answer (with a 2xx we cannot use): say which status it was. */
         struct gw_envelope env;
+        idem_settle(req, false);
         gw_envelope_local(&env, rc);
         env.upstream_status = (int)o->status;
         answer_envelope(req, &env);
         return;
     }
+    idem_settle(req, true);
     if (req->route->reply == GW_REPLY_DELETED) {
         answer(req, req->route->success_status, NULL, 0, NULL);
         return;
@@ -457,6 +507,7 @@ static void set_cache_role(struct gw_request *req)
                                   &c->max_age_ms);
 }
 
+/* The route's upstream URL, with this request's id and query, in req->url. */
 static int build_url(struct gw_request *req)
 {
     const struct gw_config *cfg = req->w->cfg;
@@ -483,13 +534,298 @@ static int build_url(struct gw_request *req)
     req->url = strdup(url);
     if (req->url == NULL)
         return GW_ERR_NOMEM;
-    req->call.url = req->url;
+    return 0;
+}
+
+/*
+ * Fill the call's "in" fields for one upstream call of this request (calls.h): the route's,
+ * or a recovery search. The call is free: never submitted, or done and released.
+ */
+static void prepare_call(struct gw_request *req, const char *method, const char *url,
+                         const char *body, size_t body_len, bool retryable)
+{
+    struct gw_worker *w = req->w;
+
+    memset(&req->call, 0, sizeof(req->call));
+    req->call.method = method;
+    req->call.url = url;
+    req->call.body = body;
+    req->call.body_len = body_len;
+    req->call.retryable = retryable;
+    req->call.request_id = req->request_id;
+    req->call.deadline_ms = gw_loop_now(w->loop) + (uint64_t)w->cfg->upstream.timeout_ms;
+    req->call.done = on_call_done;
+    req->call.data = req;
+}
+
+/* The route's own upstream call. */
+static void prepare_route_call(struct gw_request *req)
+{
+    const struct gw_route *r = req->route;
+
+    prepare_call(req, r->up_method, req->url, req->up_body, req->up_body_len, r->retryable);
+    set_cache_role(req);
+}
+
+/*
+ * Hand the prepared call to the call layer, the connection suspended until its answer. The
+ * answer of a call the layer served or refused at once is given here.
+ */
+static void submit(struct gw_request *req)
+{
+    struct gw_worker *w = req->w;
+    int rc;
+
+    if (req->state != REQ_UPSTREAM) {
+        MHD_suspend_connection(req->conn);
+        req->state = REQ_UPSTREAM;
+    }
+    rc = gw_calls_submit(w->calls, &req->call);
+    if (rc != 0) {
+        /* Served from the cache, or refused before it went (the callback will not run): answer
+         * the settled outcome here, which resumes the connection. A 429 from the quota spent
+         * no upstream call and says when to come back. */
+        answer_call(req);
+        return;
+    }
+    req->call_live = true;
+    w->in_flight++;
+    gw_metrics_add(&w->metrics->in_flight, 1);
+    gw_conn_watch_hangup(gw_conn_of(req->conn));
+}
+
+/* ---- Idempotency-Key (idem.h) ---- */
+
+static uint64_t now_ms(const struct gw_request *req)
+{
+    return gw_loop_now(req->w->loop);
+}
+
+/* End the held claim without a final answer: @p fate GW_IDEM_UNKNOWN or GW_IDEM_FORGET. */
+static void idem_end(struct gw_request *req, enum gw_idem_fate fate)
+{
+    struct req_idem *id = req->idem;
+
+    if (id == NULL || !id->held)
+        return;
+    gw_idem_abandon(req->w->idem, &id->key, id->token, fate == GW_IDEM_UNKNOWN, now_ms(req));
+    id->held = false;
+    id->result = fate == GW_IDEM_UNKNOWN ? IDEM_UNKNOWN : IDEM_RELEASED;
+}
+
+/*
+ * The create's call ended (req->call.out): keep its answer for the key when it is final, or
+ * end the claim as unknown or forgotten (gw_idem_fate). @p usable: a 2xx hcgw answers with.
+ */
+static void idem_settle(struct gw_request *req, bool usable)
+{
+    struct req_idem *id = req->idem;
+    const struct gw_outcome *o = &req->call.out;
+    enum gw_idem_fate fate;
+
+    if (id == NULL || !id->held)
+        return;
+    fate = gw_idem_fate(o->failure, o->status, usable, req->call.attempts > 0, id->was_unknown);
+    if (fate != GW_IDEM_KEEP) {
+        idem_end(req, fate);
+        return;
+    }
+    gw_idem_complete(req->w->idem, &id->key, id->token, o->status, o->body, o->body_len,
+                     now_ms(req));
+    id->held = false;
+    id->result = IDEM_STORED;
+}
+
+/* Prepare the recovery search: HelpCrunch's search for the contact the create would make. */
+static int idem_prepare_search(struct gw_request *req)
+{
+    const struct gw_route *search = gw_router_get(GW_ROUTE_CONTACTS_SEARCH);
+    struct req_idem *id = req->idem;
+    size_t len = 0;
+    size_t n;
+    int rc;
+
+    rc = gw_idem_search_body(req->up_body, req->up_body_len, &id->search_body, &len);
+    if (rc != 0)
+        return rc;
+    n = strlen(req->w->cfg->upstream.base_url) + strlen(search->up_path) + 1;
+    id->search_url = malloc(n);
+    if (id->search_url == NULL)
+        return GW_ERR_NOMEM;
+    snprintf(id->search_url, n, "%s%s", req->w->cfg->upstream.base_url, search->up_path);
+    /* A search changes nothing upstream: it may be sent again after a transient failure. */
+    prepare_call(req, search->up_method, id->search_url, id->search_body, len, true);
+    id->searching = true;
+    return 0;
+}
+
+/*
+ * The recovery search ended. Found: the contact the earlier attempt created is the answer
+ * (201, as the create would have answered), and the key's record. Not found: the earlier
+ * attempt created nothing, and the create goes now. Failed: nothing is known still; the
+ * caller gets the search's failure and may try again with the key.
+ */
+static void idem_searched(struct gw_request *req)
+{
+    struct req_idem *id = req->idem;
+    struct gw_outcome *o = &req->call.out;
+    struct gw_envelope env;
+    char *customer = NULL;
+    size_t len = 0;
+    int rc;
+
+    id->searching = false;
+    req->upstream_status = o->status;
+    if (req->client_gone || o->failure != GW_OK || o->status < 200 || o->status > 299) {
+        idem_end(req, GW_IDEM_UNKNOWN);
+        answer_outcome(req, o);
+        return;
+    }
+    rc = gw_idem_search_pick(o->body, o->body_len, &customer, &len);
+    if (rc < 0) {
+        idem_end(req, GW_IDEM_UNKNOWN);
+        gw_envelope_local(&env, rc);
+        env.upstream_status = (int)o->status;
+        answer_envelope(req, &env);
+        return;
+    }
+    if (rc == 0) {
+        gw_idem_complete(req->w->idem, &id->key, id->token, req->route->success_status,
+                         customer, len, now_ms(req));
+        id->held = false;
+        id->result = IDEM_RECOVERED;
+        answer(req, req->route->success_status, customer, len, "application/json");
+        return;
+    }
+    /* The call is reused for the create: the search's attempts count on the access line. */
+    id->search_attempts = req->call.attempts;
+    id->search_ms = req->call.upstream_ms;
+    gw_call_release(&req->call);
+    prepare_route_call(req);
+    submit(req);
+}
+
+/* The answer kept for the key, given again (Idempotent-Replayed: true). @p rec is taken. */
+static enum MHD_Result answer_replay(struct gw_request *req, struct gw_idem_record *rec)
+{
+    req->idem->result = IDEM_REPLAYED;
+    req->call.out.failure = GW_OK;
+    req->call.out.status = rec->status;
+    req->call.out.body = rec->body;
+    req->call.out.body_len = rec->len;
+    rec->body = NULL;
+    answer_call(req);
+    return MHD_YES;
+}
+
+/* How long a create may hold its key: both its calls' deadlines, and a margin (limits.h). */
+static uint64_t idem_lease_ms(const struct gw_config *cfg)
+{
+    return 2u * (uint64_t)cfg->upstream.timeout_ms + GW_IDEM_LEASE_GRACE_MS;
+}
+
+/*
+ * A create with an Idempotency-Key: what the store says of the key decides. New: the create
+ * goes. Done with this body: its answer again, no upstream call. Held by another request: 409.
+ * Used with another body: 422. Unknown: the earlier attempt's contact is searched for first
+ * (when the body names a userId or an email), and the create goes only when it is not found.
+ */
+static enum MHD_Result idem_start(struct gw_request *req)
+{
+    struct gw_worker *w = req->w;
+    struct req_idem *id = req->idem;
+    struct gw_idem_record rec;
+    int verdict;
+    int rc;
+
+    rc = gw_idem_fingerprint(req->up_body, req->up_body_len, id->key.fingerprint);
+    if (rc != 0)
+        return answer_error(req, rc);
+    verdict = gw_idem_begin(w->idem, &id->key, now_ms(req), idem_lease_ms(w->cfg), &rec,
+                            &id->token);
+    switch (verdict) {
+    case GW_IDEM_NEW:
+        id->held = id->token != 0;
+        prepare_route_call(req);
+        submit(req);
+        return MHD_YES;
+    case GW_IDEM_RECOVER:
+        id->held = true;
+        id->was_unknown = true;
+        rc = idem_prepare_search(req);
+        if (rc == 1) {
+            /* Nothing to search by: the create goes again. */
+            prepare_route_call(req);
+            rc = 0;
+        }
+        if (rc != 0) {
+            idem_end(req, GW_IDEM_UNKNOWN);
+            return answer_error(req, rc);
+        }
+        submit(req);
+        return MHD_YES;
+    case GW_IDEM_REPLAY:
+        return answer_replay(req, &rec);
+    case GW_IDEM_IN_PROGRESS:
+        id->result = IDEM_IN_PROGRESS;
+        return answer_error(req, GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS);
+    case GW_IDEM_MISMATCH:
+        id->result = IDEM_REUSED;
+        return answer_error(req, GW_ERR_IDEMPOTENCY_KEY_REUSED);
+    default:
+        return answer_error(req, verdict < 0 ? verdict : GW_ERR_INTERNAL);
+    }
+}
+
+/* The Idempotency-Key headers of a request: how many, and the first one's value. */
+struct idem_header {
+    const char *value;
+    unsigned count;
+};
+
+static enum MHD_Result collect_idem_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    struct idem_header *h = cls;
+
+    (void)kind;
+    if (strcasecmp(key, "Idempotency-Key") == 0 && h->count++ == 0)
+        h->value = value;
+    return MHD_YES;
+}
+
+/*
+ * A create's Idempotency-Key, when it sends one and the store is on (idempotency.ttl_s): kept
+ * in req->idem, scoped to the request's client. Returns 0 (a key, or none), or
+ * GW_ERR_INVALID_IDEMPOTENCY_KEY, or GW_ERR_NOMEM.
+ */
+static int take_idem_key(struct gw_request *req)
+{
+    struct idem_header h = {NULL, 0};
+    struct req_idem *id;
+    int rc;
+
+    if (req->route->id != GW_ROUTE_CONTACT_CREATE || req->w->cfg->idempotency.ttl_s == 0)
+        return 0;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_idem_header, &h);
+    if (h.count == 0)
+        return 0;
+    id = calloc(1, sizeof(*id));
+    if (id == NULL)
+        return GW_ERR_NOMEM;
+    rc = gw_idem_parse_key(h.value, h.count, id->text);
+    if (rc != 0) {
+        free(id);
+        return rc;
+    }
+    id->key.scope = req->client;
+    id->key.key = id->text;
+    req->idem = id;
     return 0;
 }
 
 static enum MHD_Result start_upstream(struct gw_request *req)
 {
-    struct gw_worker *w = req->w;
     const struct gw_route *r = req->route;
     int rc;
 
@@ -500,32 +836,10 @@ static enum MHD_Result start_upstream(struct gw_request *req)
     rc = build_url(req);
     if (rc != 0)
         return answer_error(req, rc);
-    req->call.method = r->up_method;
-    req->call.body = req->up_body;
-    req->call.body_len = req->up_body_len;
-    req->call.retryable = r->retryable;
-    req->call.request_id = req->request_id;
-    req->call.deadline_ms = gw_loop_now(w->loop) + (uint64_t)w->cfg->upstream.timeout_ms;
-    req->call.done = on_call_done;
-    req->call.data = req;
-    set_cache_role(req);
-    MHD_suspend_connection(req->conn);
-    req->state = REQ_UPSTREAM;
-    rc = gw_calls_submit(w->calls, &req->call);
-    if (rc == GW_CALLS_SERVED) {
-        answer_call(req);
-        return MHD_YES;
-    }
-    if (rc != 0) {
-        /* The callback will not run: answer the settled outcome here (which resumes the
-         * connection). A 429 from the quota spent no upstream call and says when to come back. */
-        answer_outcome(req, &req->call.out);
-        return MHD_YES;
-    }
-    req->call_live = true;
-    w->in_flight++;
-    gw_metrics_add(&w->metrics->in_flight, 1);
-    gw_conn_watch_hangup(gw_conn_of(req->conn));
+    if (req->idem != NULL)
+        return idem_start(req);
+    prepare_route_call(req);
+    submit(req);
     return MHD_YES;
 }
 
@@ -654,6 +968,8 @@ static enum MHD_Result on_headers(struct gw_request *req, const char *method)
     }
     if (req->route->reply != GW_REPLY_LOCAL && w->in_flight >= (size_t)w->cfg->limits.max_in_flight)
         return answer_error(req, GW_ERR_OVERLOADED);
+    /* Like a validation error, a bad key is answered after the body, with no upstream call. */
+    req->pending = take_idem_key(req);
     return MHD_YES;
 }
 
@@ -805,6 +1121,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     int status;
     bool access, audit;
     int lookup;
+    int attempts;
+    double upstream_ms;
 
     if (req == NULL)
         return;
@@ -825,6 +1143,12 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     }
     if (req->state == REQ_NEW && req->request_id[0] == '\0')
         new_request_id(w, req->request_id);
+    /* Every claim on an Idempotency-Key ends at its answer; this is a last line of defence. */
+    if (req->idem != NULL)
+        idem_end(req, req->idem->was_unknown || req->call.attempts > 0 ? GW_IDEM_UNKNOWN
+                                                                        : GW_IDEM_FORGET);
+    attempts = req->call.attempts + (req->idem != NULL ? req->idem->search_attempts : 0);
+    upstream_ms = req->call.upstream_ms + (req->idem != NULL ? req->idem->search_ms : 0);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
                        (uint64_t)(ms * 1000.0));
     lookup = cache_lookup(req);
@@ -837,6 +1161,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         else if (lookup == GW_LOOKUP_REVALIDATED)
             gw_metrics_inc(&w->metrics->calls_saved[GW_SAVED_NOT_MODIFIED]);
     }
+    if (req->idem != NULL && req->idem->result == IDEM_REPLAYED)
+        gw_metrics_inc(&w->metrics->idempotency_replays);
     access = gw_log_enabled(w->log, GW_LOG_INFO);
     audit = gw_auth_route_is_write(req->route);
     if (access) {
@@ -854,16 +1180,18 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
             gw_log_str(&l, "auth", req->auth_refusal);
         if (req->upstream_status > 0)
             gw_log_int(&l, "upstream_status", req->upstream_status);
-        gw_log_int(&l, "attempts", req->call.attempts);
+        gw_log_int(&l, "attempts", attempts);
         gw_log_ms(&l, "duration_ms", ms);
-        if (req->call.attempts > 0)
-            gw_log_ms(&l, "upstream_ms", req->call.upstream_ms);
+        if (attempts > 0)
+            gw_log_ms(&l, "upstream_ms", upstream_ms);
         if (req->call.cache == GW_CACHE_COLLAPSED)
             gw_log_str(&l, "cache", "collapsed");
         else if (lookup >= 0)
             gw_log_str(&l, "cache", lookup_words[lookup]);
         if (req->call.coalesced > 0)
             gw_log_int(&l, "coalesced", req->call.coalesced);
+        if (req->idem != NULL && req->idem->result != IDEM_NONE)
+            gw_log_str(&l, "idempotency", idem_words[req->idem->result]);
         /* A write route's access line waits for its audit line: one write for both. */
         if (!audit)
             gw_log_end(&l);
@@ -880,6 +1208,11 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     gw_buf_free(&req->body);
     free(req->up_body);
     free(req->url);
+    if (req->idem != NULL) {
+        free(req->idem->search_body);
+        free(req->idem->search_url);
+        free(req->idem);
+    }
     if (req->state == REQ_ANSWERED)
         w->answering--;
     free(req);

@@ -30,6 +30,8 @@
 #include "hcgw/conn.h"
 #include "hcgw/governor.h"
 #include "hcgw/homes.h"
+#include "hcgw/idem.h"
+#include "hcgw/idem_local.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
@@ -55,6 +57,7 @@ struct gw_server {
     int port;
     int stopping;                      /* set once by gw_server_stop; atomic access */
     struct gw_calls_shared shared;     /* the governor and the key's health */
+    struct gw_idem_store *idem;        /* the Idempotency-Key records (idem.h) */
     /* A reload's mailbox: the main thread posts, each worker applies on its own thread. */
     pthread_mutex_t reload_mu;
     pthread_cond_t reload_cv;
@@ -180,6 +183,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
     w->log = srv->log;
     w->registry = srv->registry;
     w->homes = srv->shared.homes;
+    w->idem = srv->idem;
     w->listen_fd = listen_fd;
     if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
         w->rng[0] = 0x9E3779B97F4A7C15ULL + (uint64_t)index;
@@ -379,6 +383,13 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* The idempotency group's settings, on the store. Returns as gw_idem_configure. */
+static int configure_idem(struct gw_idem_store *idem, const struct gw_config *cfg)
+{
+    return gw_idem_configure(idem, (uint64_t)cfg->idempotency.ttl_s * 1000u,
+                             cfg->idempotency.max_entries, cfg->idempotency.max_bytes);
+}
+
 int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
                      const struct gw_secret *secret)
 {
@@ -398,6 +409,7 @@ int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
     /* Out of memory for new buckets keeps the old ones: a longer chain, not a failure. */
     (void)gw_cache_configure(srv->shared.cache, cfg->cache.ttl_ms, cfg->cache.max_entries,
                              cfg->cache.max_bytes);
+    (void)configure_idem(srv->idem, cfg);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += SRV_RELOAD_WAIT_S;
     pthread_mutex_lock(&srv->reload_mu);
@@ -457,6 +469,11 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
     }
     gw_metrics_set_governor(srv->registry, srv->shared.governor);
     gw_metrics_set_cache(srv->registry, srv->shared.cache);
+    srv->idem = gw_idem_local_new();
+    if (srv->idem == NULL || configure_idem(srv->idem, cfg) != 0) {
+        errorf(error, "out of memory");
+        goto fail;
+    }
     n = cfg->server.workers;
     if (n == 0) {
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -548,6 +565,7 @@ void gw_server_free(struct gw_server *srv)
     gw_homes_free(srv->shared.homes);
     gw_governor_free(srv->shared.governor);
     gw_cache_free(srv->shared.cache);
+    gw_idem_free(srv->idem);
     pthread_cond_destroy(&srv->reload_cv);
     pthread_mutex_destroy(&srv->reload_mu);
     free(srv);

@@ -31,13 +31,14 @@ struct gw_answer {
     const char *etag;                /* ETag */
     const char *cache_status;        /* Cache-Status (RFC 9211) */
     long age_s;                      /* Age, seconds */
+    bool replayed;                   /* Idempotent-Replayed: true (idem.h) */
 };
 
 /**
  * Queue @p status with @p body of @p len bytes, which libmicrohttpd takes and frees (NULL: no
  * body), as @p content_type (NULL: none), with the common headers (X-Request-Id,
- * Cache-Control: no-store, X-Content-Type-Options: nosniff) and the cache's (ETag,
- * Cache-Status, Age) when @p a has them. Returns what MHD_queue_response
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff, and Idempotent-Replayed when
+ * @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them. Returns what MHD_queue_response
  * returned, or MHD_NO when out of memory (the body is freed).
  */
 enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,

@@ -109,6 +109,11 @@ struct gw_config {
         bool tags;                   /* coalesce.tags: merge waiting tag writes; default true */
     } coalesce;
     struct {
+        long ttl_s;                  /* idempotency.ttl_s, 0 = off; default 86400 */
+        long max_entries;            /* idempotency.max_entries; default 10000 */
+        long max_bytes;              /* idempotency.max_bytes; default 16 MiB */
+    } idempotency;
+    struct {
         enum gw_log_level level;     /* log.level "debug" | "info" | "warn" | "error"; default info */
     } log;
     struct {

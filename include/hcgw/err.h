@@ -33,7 +33,10 @@ enum gw_err {
     GW_ERR_FORBIDDEN = -24,             /* 403 forbidden: the client may not call this route */
     GW_ERR_MALFORMED_REQUEST = -25,     /* 400 malformed_request: ambiguous HTTP framing; closes */
     GW_ERR_KEY_REFUSED = -26,           /* 503 upstream_auth_failed: not ready, key refused */
-    GW_ERR__LAST = -27                  /* not an error: one past the last */
+    GW_ERR_INVALID_IDEMPOTENCY_KEY = -27, /* 400 invalid_idempotency_key: not one valid key */
+    GW_ERR_IDEMPOTENCY_KEY_REUSED = -28,  /* 422 idempotency_key_reused: another body */
+    GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS = -29, /* 409 idempotency_key_in_progress */
+    GW_ERR__LAST = -30                  /* not an error: one past the last */
 };
 
 #endif

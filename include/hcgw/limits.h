@@ -110,5 +110,19 @@
 #define GW_REDIS_BACKOFF_MAX_MS 5000
 /** The last connection error kept for gw_redis_last_error and log lines, NUL included. */
 #define GW_REDIS_ERROR_BYTES 256
+/** An Idempotency-Key: 1 to this many characters (idem.h says which). */
+#define GW_MAX_IDEM_KEY_BYTES 255
+/** The idempotency store's hash buckets: at least this many, at most GW_IDEM_MAX_BUCKETS. */
+#define GW_IDEM_MIN_BUCKETS 64
+#define GW_IDEM_MAX_BUCKETS (1 << 20)
+/**
+ * How long a create holding an Idempotency-Key may keep it, past the deadlines of its upstream
+ * calls (at most two: the search of a recovery, then the create), before another request
+ * with the key may take it over as of unknown outcome. The holder always ends its claim first;
+ * this only bounds a claim nobody ends (a store shared by processes, one of which died).
+ */
+#define GW_IDEM_LEASE_GRACE_MS 5000
+/** Customers a recovery search asks for (HelpCrunch's page limit). */
+#define GW_IDEM_SEARCH_LIMIT 100
 
 #endif

@@ -69,6 +69,7 @@ struct gw_metrics {
     int64_t in_flight;               /* requests waiting on HelpCrunch now */
     uint64_t cache_lookups[GW_LOOKUP__COUNT];
     uint64_t calls_saved[GW_SAVED__COUNT];
+    uint64_t idempotency_replays;    /* creates answered from an Idempotency-Key record */
 };
 
 struct gw_metrics_registry;

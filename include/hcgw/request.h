@@ -23,6 +23,7 @@ struct gw_metrics_registry;
 struct gw_secret;
 struct gw_calls;
 struct gw_homes;
+struct gw_idem_store;
 struct gw_metrics;
 
 /** A worker thread: one loop, one MHD daemon, one curl multi. Fields are for request.c and
@@ -34,6 +35,7 @@ struct gw_worker {
     struct gw_loop *loop;
     struct gw_calls *calls;    /* the call layer, and the transport under it */
     struct gw_homes *homes;    /* the server's contact homes; NULL with one worker */
+    struct gw_idem_store *idem; /* the server's Idempotency-Key records (idem.h) */
     struct gw_metrics *metrics;         /* this worker's block */
     struct gw_metrics_registry *registry; /* the server's, whose blocks /metrics sums */
     struct gw_log *log;                 /* the server's logger */

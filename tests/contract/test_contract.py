@@ -208,6 +208,7 @@ class ContractTest(unittest.TestCase):
         s(gw, "create", "POST", "/contacts",
           {"name": "Grace Hopper", "email": "grace@example.com", "userId": "u_grace"}, status=201)
         s(gw, "delete", "DELETE", "/contacts/" + ADA, status=204)
+        ContractTest.idempotency(rec, gw, sim)
 
         # Local refusals, no upstream call.
         for target in ("/contacts/0", "/contacts/abc", "/contacts/01",
@@ -298,6 +299,55 @@ class ContractTest(unittest.TestCase):
         return gw
 
     @staticmethod
+    def idempotency(rec, gw, sim):
+        """Idempotency-Key on a create: stored, replayed (bare and quoted), another body, bad
+        keys, a HelpCrunch 422 kept and replayed, a key in progress."""
+        s = rec.send
+        body = {"name": "Ida", "email": "ida@example.com"}
+        key = {"Idempotency-Key": "contract-create-1"}
+        s(gw, "create with a key", "POST", "/contacts", body, key, status=201)
+        r = s(gw, "create replayed", "POST", "/contacts", body, key, status=201)
+        rec.tc.assertEqual(r.header("Idempotent-Replayed"), "true")
+        s(gw, "create replayed, quoted key", "POST", "/contacts", body,
+          {"Idempotency-Key": '"contract-create-1"'}, status=201)
+        s(gw, "key with another body", "POST", "/contacts", dict(body, name="Other"), key,
+          status=422, code="idempotency_key_reused")
+        for bad in ("", "a b", "x" * 256, '"unterminated'):
+            s(gw, "bad idempotency key", "POST", "/contacts", body, {"Idempotency-Key": bad},
+              status=400, code="invalid_idempotency_key")
+        key = {"Idempotency-Key": "contract-create-2"}
+        sim.script({"status": 422, "json": HC_ERROR})
+        s(gw, "HelpCrunch 422 kept", "POST", "/contacts", {"name": "Y"}, key, status=422,
+          code="invalid_request")
+        r = s(gw, "HelpCrunch 422 replayed", "POST", "/contacts", {"name": "Y"}, key,
+              status=422, code="invalid_request")
+        rec.tc.assertEqual(r.header("Idempotent-Replayed"), "true")
+        key = {"Idempotency-Key": "contract-create-3"}
+        sim.script({"status": 400, "json": HC_ERROR})
+        s(gw, "HelpCrunch 400 kept", "POST", "/contacts", {"name": "Z"}, key, status=400,
+          code="invalid_request")
+        s(gw, "HelpCrunch 400 replayed", "POST", "/contacts", {"name": "Z"}, key, status=400,
+          code="invalid_request")
+        # A key whose first request still runs.
+        key = {"Idempotency-Key": "contract-create-4"}
+        sim.script({"delay_ms": 1000})
+        before = sim.count()
+        first = []
+        t = threading.Thread(target=lambda: first.append(
+            harness.http_request(gw.port, "POST", "/contacts", json.dumps(body),
+                                 dict(key, **JSON_CT))))
+        t.start()
+        deadline = time.monotonic() + 5
+        while sim.count() <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s(gw, "key in progress", "POST", "/contacts", body, key, status=409,
+          code="idempotency_key_in_progress")
+        t.join(30)
+        rec.keep("key's first request", "POST", "/contacts", dict(key, **JSON_CT),
+                 json.dumps(body).encode(), first[0])
+        rec.expect("key's first request", first[0], 201)
+
+    @staticmethod
     def fast_gateway(rec, sim):
         """Short deadline, no retries, one request in flight: 502 variants, 504, 503 overloaded."""
         gw = Gateway(sim, conf={"upstream": {"timeout_ms": 800, "max_retries": 0},
@@ -338,6 +388,20 @@ class ContractTest(unittest.TestCase):
         t.join(30)
         rec.keep("upstream timeout", "GET", "/contacts/" + JOHN, {}, None, hung[0])
         rec.expect("upstream timeout", hung[0], 504, "upstream_timeout")
+        # A create that timed out after HelpCrunch made the contact, found again by its key.
+        body = {"name": "Late", "email": "late@example.com"}
+        key = {"Idempotency-Key": "contract-late-1"}
+        sim.script({"delay_ms": 1500})
+        s(gw, "create timed out", "POST", "/contacts", body, key, status=504,
+          code="upstream_timeout")
+        search = {"filter": [{"field": "customers.email", "operator": "=",
+                              "value": body["email"]}]}
+        deadline = time.monotonic() + 10
+        auth = {"Authorization": "Bearer " + sim.key}
+        while not harness.http_request(sim.port, "POST", "/v1/customers/search", search,
+                                       auth).json()["data"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s(gw, "create recovered", "POST", "/contacts", body, key, status=201)
         return gw
 
     @staticmethod

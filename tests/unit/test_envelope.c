@@ -74,6 +74,13 @@ static const struct {
      "The request is not well-formed HTTP/1.1 (its framing is ambiguous or it holds bytes HTTP "
      "does not allow)"},
     {GW_ERR_KEY_REFUSED, 503, "upstream_auth_failed", "HelpCrunch refused the gateway's API key"},
+    {GW_ERR_INVALID_IDEMPOTENCY_KEY, 400, "invalid_idempotency_key",
+     "Idempotency-Key must be sent once, as 1 to 255 printable ASCII characters without spaces "
+     "(bare, or as a quoted string)"},
+    {GW_ERR_IDEMPOTENCY_KEY_REUSED, 422, "idempotency_key_reused",
+     "This Idempotency-Key was already used with a different request body"},
+    {GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS, 409, "idempotency_key_in_progress",
+     "A request with this Idempotency-Key is still in progress; retry later"},
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
