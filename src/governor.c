@@ -26,6 +26,18 @@ struct gw_governor {
     struct gw_governor_stats st;
 };
 
+int gw_governor_burst(int requests_per_minute, int burst)
+{
+    return burst < requests_per_minute ? burst : requests_per_minute;
+}
+
+uint64_t gw_governor_interval_us(int requests_per_minute, int burst)
+{
+    int b = gw_governor_burst(requests_per_minute, burst);
+
+    return 60000000u / (uint64_t)(requests_per_minute - b + 1);
+}
+
 static void set_from(struct gw_governor *g, const struct gw_config *cfg)
 {
     /* With a redis group the account's bucket is in Redis, and this one is the replica's own
@@ -36,8 +48,8 @@ static void set_from(struct gw_governor *g, const struct gw_config *cfg)
 
     /* The rates first, the switch last: a reader that sees "on" sees a usable interval. */
     if (on) {
-        g->interval_ms = 60000.0 / (double)rate;
-        g->burst = (double)cfg->quota.burst;
+        g->interval_ms = (double)gw_governor_interval_us(rate, cfg->quota.burst) / 1000.0;
+        g->burst = (double)gw_governor_burst(rate, cfg->quota.burst);
         g->tau_ms = (g->burst - 1.0) * g->interval_ms;
     }
     g->max_wait_ms = cfg->quota.max_wait_ms;

@@ -284,9 +284,12 @@ static int start_ask(struct gw_redis_quota_ask *a)
 
 static uint64_t interval_us(const struct gw_config *cfg)
 {
-    uint64_t v = 60000000u / (uint64_t)cfg->quota.requests_per_minute;
+    return gw_governor_interval_us(cfg->quota.requests_per_minute, cfg->quota.burst);
+}
 
-    return v > 0 ? v : 1;
+static int burst_of(const struct gw_config *cfg)
+{
+    return gw_governor_burst(cfg->quota.requests_per_minute, cfg->quota.burst);
 }
 
 int gw_redis_quota_admit(struct gw_redis_quota *q, uint64_t now_ms, uint64_t deadline_ms,
@@ -314,7 +317,7 @@ int gw_redis_quota_admit(struct gw_redis_quota *q, uint64_t now_ms, uint64_t dea
     if (left_us < limit_us)
         limit_us = left_us;
     snprintf(a->args[0], sizeof a->args[0], "%" PRIu64, interval_us(cfg));
-    snprintf(a->args[1], sizeof a->args[1], "%d", cfg->quota.burst);
+    snprintf(a->args[1], sizeof a->args[1], "%d", burst_of(cfg));
     snprintf(a->args[2], sizeof a->args[2], "%" PRId64, limit_us);
     rc = start_ask(a);
     if (rc != 0) {
@@ -447,7 +450,7 @@ int gw_redis_quota_on_429(struct gw_redis_quota *q, uint64_t now_ms, long retry_
     a->cooldown = true;
     snprintf(a->args[0], sizeof a->args[0], "%" PRIu64, ms);
     snprintf(a->args[1], sizeof a->args[1], "%" PRIu64, interval_us(cfg));
-    snprintf(a->args[2], sizeof a->args[2], "%d", cfg->quota.burst);
+    snprintf(a->args[2], sizeof a->args[2], "%d", burst_of(cfg));
     rc = start_ask(a);
     if (rc == 0)
         count(&q->st.cooldowns);

@@ -39,6 +39,18 @@ struct gw_governor_stats {
 };
 
 /**
+ * The bucket's spacing, in microseconds, for a limit of @p requests_per_minute calls in any
+ * 60 s, a burst of @p burst (at most the limit) included: one call every 60 s / (limit -
+ * burst + 1) once the burst is spent, so that a burst and the steady rate after it together
+ * never pass the limit in any minute. The one definition of the rate, for the local bucket
+ * and the shared one (redis_quota.h). Both arguments > 0.
+ */
+uint64_t gw_governor_interval_us(int requests_per_minute, int burst);
+
+/** The burst a bucket of @p requests_per_minute allows: @p burst, at most the limit. */
+int gw_governor_burst(int requests_per_minute, int burst);
+
+/**
  * Create from cfg->quota: a bucket of quota.requests_per_minute, or, with a redis group (whose
  * shared bucket is the account's, redis_quota.h), of quota.fallback_requests_per_minute, the
  * replica's own while Redis is away. Returns NULL when out of memory.
