@@ -7,9 +7,10 @@
  *   body calls       → bounded accumulation
  *   last access call → a local answer, or the body validated, the upstream call built, the
  *                      connection suspended and the call handed to the call layer (calls.c);
- *                      a create with an Idempotency-Key asks the store first (idem.h): a
- *                      replay or a refusal is answered here, an unknown outcome is searched
- *                      for before the create goes
+ *                      a create with an Idempotency-Key asks the store first (idem.h), the
+ *                      connection suspended while a shared store (Redis) answers: a replay
+ *                      or a refusal is answered here, an unknown outcome is searched for
+ *                      before the create goes, and a final answer is kept before it is given
  *   caller hangs up  → (while suspended; conn.c watches) the call is cancelled, logged as 499
  *   call done        → its one outcome (upstream.h) becomes the answer: the route's reply
  *                      (reply.c) or the envelope with its headers (answer.c), queued, resumed
@@ -68,16 +69,24 @@ enum idem_result {
 static const char *const idem_words[IDEM__COUNT] = {
     NULL, "stored", "replayed", "in_progress", "reused", "recovered", "unknown", "released"};
 
+/* What a create waits for from a store that answers later (idem.h, GW_IDEM_LATER). */
+enum idem_wait {
+    IDEM_WAIT_NONE = 0,
+    IDEM_WAIT_BEGIN,                 /* the key's verdict */
+    IDEM_WAIT_KEPT                   /* its final answer kept, before it is given */
+};
+
 /* A create's Idempotency-Key (idem.h), allocated only for a create that sends one. */
 struct req_idem {
-    struct gw_idem_key key;          /* scope: the request's client name */
+    struct gw_idem_claim claim;      /* with the store: the key (scope: the client), the claim */
     char text[GW_MAX_IDEM_KEY_BYTES + 1];
-    uint64_t token;                  /* the claim while held */
-    bool held;                       /* a claim to end with complete or abandon */
+    enum idem_wait wait;
     bool was_unknown;                /* the claim took a record of unknown outcome */
     bool searching;                  /* the call in flight is the recovery search */
     char *search_body;               /* its body and URL (malloc'd) */
     char *search_url;
+    char *found;                     /* a recovery's customer, given once kept (malloc'd) */
+    size_t found_len;
     int search_attempts;             /* its attempts and their time, once the create reused the */
     double search_ms;                /* call: for the access line */
     enum idem_result result;
@@ -382,7 +391,7 @@ static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t le
 }
 
 static void idem_searched(struct gw_request *req);
-static void idem_settle(struct gw_request *req, bool usable);
+static bool idem_settle(struct gw_request *req, bool usable);
 
 /* The call's outcome, from HelpCrunch, the cache or an idempotency record, becomes the answer. */
 static void answer_call(struct gw_request *req)
@@ -400,22 +409,28 @@ static void answer_call(struct gw_request *req)
                                    (req->idem != NULL && req->idem->result == IDEM_REPLAYED)
                                ? 0
                                : o->status;
+    /* A create's final answer is kept for its Idempotency-Key before it is given; when the
+     * store answers later, this runs again then (idem_done), the claim no longer held. */
     if (o->failure != GW_OK || o->status < 200 || o->status > 299) {
-        idem_settle(req, false);
-        answer_outcome(req, o);
+        if (!idem_settle(req, false))
+            answer_outcome(req, o);
         return;
     }
     rc = gw_reply_build(req->route->reply, o->body, o->body_len, &out, &out_len);
     if (rc != 0) {
         /* HelpCrunch did answer (with a 2xx we cannot use): say which status it was. */
         struct gw_envelope env;
-        idem_settle(req, false);
+        if (idem_settle(req, false))
+            return;
         gw_envelope_local(&env, rc);
         env.upstream_status = (int)o->status;
         answer_envelope(req, &env);
         return;
     }
-    idem_settle(req, true);
+    if (idem_settle(req, true)) {
+        free(out);
+        return;
+    }
     if (req->route->reply == GW_REPLY_DELETED) {
         answer(req, req->route->success_status, NULL, 0, NULL);
         return;
@@ -571,15 +586,20 @@ static void prepare_route_call(struct gw_request *req)
  * Hand the prepared call to the call layer, the connection suspended until its answer. The
  * answer of a call the layer served or refused at once is given here.
  */
+static void suspend(struct gw_request *req)
+{
+    if (req->state != REQ_UPSTREAM) {
+        MHD_suspend_connection(req->conn);
+        req->state = REQ_UPSTREAM;
+    }
+}
+
 static void submit(struct gw_request *req)
 {
     struct gw_worker *w = req->w;
     int rc;
 
-    if (req->state != REQ_UPSTREAM) {
-        MHD_suspend_connection(req->conn);
-        req->state = REQ_UPSTREAM;
-    }
+    suspend(req);
     rc = gw_calls_submit(w->calls, &req->call);
     if (rc != 0) {
         /* Served from the cache, or refused before it went (the callback will not run): answer
@@ -606,34 +626,48 @@ static void idem_end(struct gw_request *req, enum gw_idem_fate fate)
 {
     struct req_idem *id = req->idem;
 
-    if (id == NULL || !id->held)
+    if (id == NULL || !id->claim.held)
         return;
-    gw_idem_abandon(req->w->idem, &id->key, id->token, fate == GW_IDEM_UNKNOWN, now_ms(req));
-    id->held = false;
+    gw_idem_abandon(req->w->idem, &id->claim, fate == GW_IDEM_UNKNOWN, now_ms(req));
     id->result = fate == GW_IDEM_UNKNOWN ? IDEM_UNKNOWN : IDEM_RELEASED;
+}
+
+/*
+ * Keep @p status and @p body (@p len bytes) as the key's final answer, as @p result. Returns
+ * true when the store answers later: the answer waits for idem_done.
+ */
+static bool idem_keep(struct gw_request *req, long status, const char *body, size_t len,
+                      enum idem_result result)
+{
+    struct req_idem *id = req->idem;
+
+    id->result = result;
+    if (gw_idem_complete(req->w->idem, &id->claim, status, body, len, now_ms(req)) !=
+        GW_IDEM_LATER)
+        return false;
+    id->wait = IDEM_WAIT_KEPT;
+    return true;
 }
 
 /*
  * The create's call ended (req->call.out): keep its answer for the key when it is final, or
  * end the claim as unknown or forgotten (gw_idem_fate). @p usable: a 2xx hcgw answers with.
+ * Returns true when the answer must wait for the store (idem_done answers it).
  */
-static void idem_settle(struct gw_request *req, bool usable)
+static bool idem_settle(struct gw_request *req, bool usable)
 {
     struct req_idem *id = req->idem;
     const struct gw_outcome *o = &req->call.out;
     enum gw_idem_fate fate;
 
-    if (id == NULL || !id->held)
-        return;
+    if (id == NULL || !id->claim.held)
+        return false;
     fate = gw_idem_fate(o->failure, o->status, usable, req->call.attempts > 0, id->was_unknown);
     if (fate != GW_IDEM_KEEP) {
         idem_end(req, fate);
-        return;
+        return false;
     }
-    gw_idem_complete(req->w->idem, &id->key, id->token, o->status, o->body, o->body_len,
-                     now_ms(req));
-    id->held = false;
-    id->result = IDEM_STORED;
+    return idem_keep(req, o->status, o->body, o->body_len, IDEM_STORED);
 }
 
 /* Prepare the recovery search: HelpCrunch's search for the contact the create would make. */
@@ -690,10 +724,11 @@ static void idem_searched(struct gw_request *req)
         return;
     }
     if (rc == 0) {
-        gw_idem_complete(req->w->idem, &id->key, id->token, req->route->success_status,
-                         customer, len, now_ms(req));
-        id->held = false;
-        id->result = IDEM_RECOVERED;
+        if (idem_keep(req, req->route->success_status, customer, len, IDEM_RECOVERED)) {
+            id->found = customer;
+            id->found_len = len;
+            return;
+        }
         answer(req, req->route->success_status, customer, len, "application/json");
         return;
     }
@@ -718,39 +753,34 @@ static enum MHD_Result answer_replay(struct gw_request *req, struct gw_idem_reco
     return MHD_YES;
 }
 
-/* How long a create may hold its key: both its calls' deadlines, and a margin (limits.h). */
+/*
+ * How long a create may hold its key: both its calls' deadlines, the wait for a shared store
+ * to keep its answer, and a margin (limits.h).
+ */
 static uint64_t idem_lease_ms(const struct gw_config *cfg)
 {
-    return 2u * (uint64_t)cfg->upstream.timeout_ms + GW_IDEM_LEASE_GRACE_MS;
+    uint64_t redis_ms = cfg->redis.url != NULL ? (uint64_t)cfg->redis.timeout_ms : 0;
+
+    return 2u * (uint64_t)cfg->upstream.timeout_ms + redis_ms + GW_IDEM_LEASE_GRACE_MS;
 }
 
 /*
- * A create with an Idempotency-Key: what the store says of the key decides. New: the create
- * goes. Done with this body: its answer again, no upstream call. Held by another request: 409.
- * Used with another body: 422. Unknown: the earlier attempt's contact is searched for first
- * (when the body names a userId or an email), and the create goes only when it is not found.
+ * What the store says of the key decides. New: the create goes. Done with this body: its
+ * answer again, no upstream call. Held by another request: 409. Used with another body: 422.
+ * Unknown: the earlier attempt's contact is searched for first (when the body names a userId
+ * or an email), and the create goes only when it is not found.
  */
-static enum MHD_Result idem_start(struct gw_request *req)
+static enum MHD_Result idem_begun(struct gw_request *req, int verdict)
 {
-    struct gw_worker *w = req->w;
     struct req_idem *id = req->idem;
-    struct gw_idem_record rec;
-    int verdict;
     int rc;
 
-    rc = gw_idem_fingerprint(req->up_body, req->up_body_len, id->key.fingerprint);
-    if (rc != 0)
-        return answer_error(req, rc);
-    verdict = gw_idem_begin(w->idem, &id->key, now_ms(req), idem_lease_ms(w->cfg), &rec,
-                            &id->token);
     switch (verdict) {
     case GW_IDEM_NEW:
-        id->held = id->token != 0;
         prepare_route_call(req);
         submit(req);
         return MHD_YES;
     case GW_IDEM_RECOVER:
-        id->held = true;
         id->was_unknown = true;
         rc = idem_prepare_search(req);
         if (rc == 1) {
@@ -765,7 +795,7 @@ static enum MHD_Result idem_start(struct gw_request *req)
         submit(req);
         return MHD_YES;
     case GW_IDEM_REPLAY:
-        return answer_replay(req, &rec);
+        return answer_replay(req, &id->claim.rec);
     case GW_IDEM_IN_PROGRESS:
         id->result = IDEM_IN_PROGRESS;
         return answer_error(req, GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS);
@@ -775,6 +805,51 @@ static enum MHD_Result idem_start(struct gw_request *req)
     default:
         return answer_error(req, verdict < 0 ? verdict : GW_ERR_INTERNAL);
     }
+}
+
+/* A store that answered later (GW_IDEM_LATER) has: the key's verdict, or its answer kept. */
+static void idem_done(struct gw_idem_claim *c)
+{
+    struct gw_request *req = c->data;
+    struct req_idem *id = req->idem;
+    enum idem_wait wait = id->wait;
+    char *found = id->found;
+
+    id->wait = IDEM_WAIT_NONE;
+    if (wait == IDEM_WAIT_BEGIN) {
+        (void)idem_begun(req, c->verdict);
+    } else if (found != NULL) {
+        id->found = NULL;
+        answer(req, req->route->success_status, found, id->found_len, "application/json");
+    } else {
+        answer_call(req);
+    }
+}
+
+/*
+ * A create with an Idempotency-Key asks the store about it. The connection waits (suspended)
+ * while a shared store answers, within the create's own deadline.
+ */
+static enum MHD_Result idem_start(struct gw_request *req)
+{
+    struct gw_worker *w = req->w;
+    struct req_idem *id = req->idem;
+    uint64_t now = now_ms(req);
+    int verdict;
+    int rc;
+
+    rc = gw_idem_fingerprint(req->up_body, req->up_body_len, id->claim.key.fingerprint);
+    if (rc != 0)
+        return answer_error(req, rc);
+    id->claim.done = idem_done;
+    id->claim.data = req;
+    verdict = gw_idem_begin(w->idem, &id->claim, now, idem_lease_ms(w->cfg),
+                            now + (uint64_t)w->cfg->upstream.timeout_ms);
+    if (verdict != GW_IDEM_LATER)
+        return idem_begun(req, verdict);
+    id->wait = IDEM_WAIT_BEGIN;
+    suspend(req);
+    return MHD_YES;
 }
 
 /* The Idempotency-Key headers of a request: how many, and the first one's value. */
@@ -818,8 +893,8 @@ static int take_idem_key(struct gw_request *req)
         free(id);
         return rc;
     }
-    id->key.scope = req->client;
-    id->key.key = id->text;
+    id->claim.key.scope = req->client;
+    id->claim.key.key = id->text;
     req->idem = id;
     return 0;
 }
@@ -1143,10 +1218,13 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     }
     if (req->state == REQ_NEW && req->request_id[0] == '\0')
         new_request_id(w, req->request_id);
-    /* Every claim on an Idempotency-Key ends at its answer; this is a last line of defence. */
-    if (req->idem != NULL)
+    /* Every claim on an Idempotency-Key ends at its answer, and nothing waits on the store
+     * any more (a suspended request is not completed); this is a last line of defence. */
+    if (req->idem != NULL) {
+        gw_idem_cancel(w->idem, &req->idem->claim);
         idem_end(req, req->idem->was_unknown || req->call.attempts > 0 ? GW_IDEM_UNKNOWN
                                                                         : GW_IDEM_FORGET);
+    }
     attempts = req->call.attempts + (req->idem != NULL ? req->idem->search_attempts : 0);
     upstream_ms = req->call.upstream_ms + (req->idem != NULL ? req->idem->search_ms : 0);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
@@ -1211,6 +1289,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     if (req->idem != NULL) {
         free(req->idem->search_body);
         free(req->idem->search_url);
+        free(req->idem->found);
+        free(req->idem->claim.rec.body);
         free(req->idem);
     }
     if (req->state == REQ_ANSWERED)
