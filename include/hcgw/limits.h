@@ -75,7 +75,7 @@
 /** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
 #define GW_ETAG_BYTES 35
 
-/* ---- Redis: the connection (redis.c) and the shared quota (sharedquota.c) ---- */
+/* ---- Redis: the connection (redis.c), the shared quota (redis_quota.c), idempotency ---- */
 
 /** redis.url: at most this many bytes. */
 #define GW_MAX_REDIS_URL_BYTES 512
@@ -124,5 +124,12 @@
 #define GW_IDEM_LEASE_GRACE_MS 5000
 /** Customers a recovery search asks for (HelpCrunch's page limit). */
 #define GW_IDEM_SEARCH_LIMIT 100
+/**
+ * The largest final answer an idempotency record keeps in Redis (idem_redis.c): its replay
+ * comes back in one answer, which must stay within GW_REDIS_MAX_REPLY_BYTES with room for the
+ * rest of it. A larger one leaves the record unknown (a later request finds the contact by a
+ * search), as idempotency.max_bytes does.
+ */
+#define GW_IDEM_REDIS_MAX_BODY_BYTES (GW_REDIS_MAX_REPLY_BYTES - 1024)
 
 #endif
