@@ -334,6 +334,8 @@ static void *worker_main(void *arg)
                 gw_logf(w->log, GW_LOG_WARN, "drain timeout: answering %zu requests still "
                                              "waiting on HelpCrunch with shutting_down",
                         w->in_flight);
+                /* Those waiting on the Idempotency-Key store (Redis) are answered too. */
+                gw_idem_stop(w->idem);
                 gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
                 flush_deadline = now + SRV_FLUSH_MS;
                 continue;

@@ -12,6 +12,8 @@ in Redis (the second replica would create the contact again):
 - Redis away: a create with a key still works (the replica's own table decides, and
   hcgw_idempotency_fallbacks_total says so); once Redis is back, what that table kept is
   replayed, and shared with the other replica.
+- A replica stopped (SIGTERM) while a create waits on a frozen Redis: the create is answered
+  503 shutting_down at the drain deadline, nothing is sent upstream, and hcgw exits cleanly.
 """
 import json
 import re
@@ -264,6 +266,50 @@ class RecoveryAcrossReplicasTest(TwoReplicasCase):
                 self.assertEqual(third.header("Idempotent-Replayed"), "true")
                 self.assertEqual(third.json()["id"], applied[0]["id"])
                 self.assertEqual(len(self.creates()), 1)
+
+
+class StopWhileWaitingTest(unittest.TestCase):
+
+    def test_sigterm_while_a_create_waits_on_redis(self):
+        redis = redis_server.Redis()
+        sim = None
+        gw = None
+        try:
+            sim = Sim()
+            # Redis's deadline far beyond the drain's: only the drain ends the wait.
+            gw = Gateway(sim, conf=full_conf(sim.base_url, server={"drain_timeout_ms": 300},
+                                             redis=redis.group(timeout_ms=8000)))
+            deadline = time.monotonic() + UP_WAIT_S
+            while sample(gw.request("GET", "/metrics").body.decode(), "hcgw_redis_up") != 1:
+                self.assertLess(time.monotonic(), deadline, "hcgw never connected to Redis")
+                time.sleep(0.1)
+            redis.pause()
+            results = {}
+
+            def create():
+                results["r"] = gw.request(
+                    "POST", CREATE, json.dumps(person()),
+                    {"Content-Type": "application/json", "Idempotency-Key": key()})
+
+            t = threading.Thread(target=create)
+            t.start()
+            # Let the create reach hcgw and wait on Redis (a late one gets the same 503).
+            time.sleep(1.0)
+            rc = gw.stop()
+            t.join(30)
+            self.assertEqual(rc, 0, gw.proc.stderr_text()[-2000:])
+            assert_clean_stderr(self, gw.proc, sim.key)
+            r = results["r"]
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.json()["error"]["code"], "shutting_down")
+            self.assertEqual(sim.count(), 0, "nothing goes upstream")
+        finally:
+            redis.resume()
+            if gw is not None and gw.proc.proc.poll() is None:
+                gw.stop()
+            if sim is not None:
+                self.assertEqual(sim.stop(), 0)
+            redis.close()
 
 
 if __name__ == "__main__":
