@@ -178,6 +178,12 @@ static long gate_retry_after_s(void *ctx, uint64_t now_ms)
     return shared > local ? shared : local;
 }
 
+/* A cooldown holds attempts back: this process's, or the fleet's as this replica knows it. */
+static bool gate_paused(void *ctx, uint64_t now_ms)
+{
+    return gate_retry_after_s(ctx, now_ms) > 0;
+}
+
 /* ---- the cache ---- */
 
 /* A 2xx answer whose body passed the check of a customer answer (reply.c): a JSON object. */
@@ -871,6 +877,7 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
         .forget = gate_forget,
         .done_waiting = gate_done_waiting,
         .answered = gate_answered,
+        .paused = gate_paused,
         .retry_after_s = gate_retry_after_s,
     };
 

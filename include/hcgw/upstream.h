@@ -65,6 +65,12 @@ struct gw_upstream_gate {
     void (*answered)(void *ctx, uint64_t now_ms, long status, long retry_after_s);
     /** Seconds a caller refused with 429 should wait when HelpCrunch said nothing (0: unknown). */
     long (*retry_after_s)(void *ctx, uint64_t now_ms);
+    /**
+     * True while a cooldown (HelpCrunch's 429) holds every attempt back. An attempt whose
+     * reserved slot comes due then is not sent: it asks admit again, as a new attempt would.
+     * May be NULL (never paused).
+     */
+    bool (*paused)(void *ctx, uint64_t now_ms);
     void *ctx;
 };
 

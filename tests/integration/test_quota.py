@@ -162,6 +162,30 @@ class WaitAndRetryTest(GatewayCase):
         self.assertGreaterEqual(metric(m, "hcgw_quota_upstream_429_total"), 1)
         self.assertGreaterEqual(metric(m, "hcgw_quota_cooldowns_total"), 1)
 
+    def test_a_cooldown_holds_back_calls_already_waiting_for_a_slot(self):
+        # The first call's 429 (Retry-After 3) comes 0.5 s after it left; a second call reserved
+        # the next slot (about 1 s) before that. It must not go when that slot comes due, in
+        # the middle of the cooldown: it waits for the cooldown's end (about 3.5 s).
+        self.sim.script({"status": 429, "count": 1, "delay_ms": 500,
+                         "headers": {"Retry-After": "3"},
+                         "json": {"errors": [{"code": "too_many_requests", "message": "x"}]}})
+        results = {}
+
+        def first():
+            results["first"] = self.gw.request("POST", "/contacts", {"name": "Cooldown"})
+
+        t = threading.Thread(target=first)
+        t.start()
+        time.sleep(0.15)
+        t0 = time.monotonic()
+        second = self.gw.request("GET", C)
+        second_took = time.monotonic() - t0
+        t.join(30)
+        self.assertEnvelope(results["first"], 429, "rate_limited", upstream_status=429)
+        self.assertEqual(second.status, 200, second)
+        self.assertGreater(second_took, 2.5, "the waiting call went during the cooldown")
+        self.assertEqual(self.sim.count(), 2)
+
     def test_upstream_429_without_retry_after_uses_the_configured_cooldown(self):
         self.sim.script({"status": 429, "count": 1, "json": {"errors": []}})
         t0 = time.monotonic()
