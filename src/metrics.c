@@ -17,6 +17,7 @@
 #include "hcgw/cache.h"
 #include "hcgw/governor.h"
 #include "hcgw/redis.h"
+#include "hcgw/redis_cache.h"
 #include "hcgw/redis_quota.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
@@ -45,6 +46,7 @@ struct gw_metrics_registry {
     struct gw_cache *cache;
     const struct gw_redis *redis[GW_MAX_WORKERS];
     const struct gw_redis_quota *rquota[GW_MAX_WORKERS];
+    const struct gw_redis_cache *rcache[GW_MAX_WORKERS];
     size_t n_redis;
 };
 
@@ -67,12 +69,13 @@ void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor
 }
 
 void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis *r,
-                          const struct gw_redis_quota *q)
+                          const struct gw_redis_quota *q, const struct gw_redis_cache *c)
 {
     if (reg->n_redis >= GW_MAX_WORKERS)
         return;
     reg->redis[reg->n_redis] = r;
     reg->rquota[reg->n_redis] = q;
+    reg->rcache[reg->n_redis] = c;
     reg->n_redis++;
 }
 
@@ -229,8 +232,11 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
     struct gw_redis_stats sum;
     struct gw_redis_quota_stats q;
     struct gw_redis_quota_stats qsum;
+    struct gw_redis_cache_stats cs;
+    struct gw_redis_cache_stats csum;
     bool up = true;
     bool shared = true;
+    bool cache_shared = true;
     uint64_t cum = 0;
     size_t i;
     int k;
@@ -239,6 +245,7 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
         return;
     memset(&sum, 0, sizeof(sum));
     memset(&qsum, 0, sizeof(qsum));
+    memset(&csum, 0, sizeof(csum));
     for (i = 0; i < reg->n_redis; i++) {
         gw_redis_stats(reg->redis[i], &r);
         up = up && r.up != 0;
@@ -252,6 +259,14 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
         shared = shared && gw_redis_quota_usable(reg->rquota[i]);
         qsum.decided += q.decided;
         qsum.fallbacks += q.fallbacks;
+        gw_redis_cache_stats(reg->rcache[i], &cs);
+        cache_shared = cache_shared && gw_redis_cache_serving(reg->rcache[i]);
+        csum.hits += cs.hits;
+        csum.misses += cs.misses;
+        csum.unanswered += cs.unanswered;
+        csum.stored += cs.stored;
+        csum.refused += cs.refused;
+        csum.epochs += cs.epochs;
     }
     add(t, "# HELP hcgw_redis_up Whether every worker's Redis connection is up.\n"
            "# TYPE hcgw_redis_up gauge\nhcgw_redis_up %d\n", up ? 1 : 0);
@@ -281,6 +296,24 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
            "Redis could not answer in time.\n"
            "# TYPE hcgw_quota_fallbacks_total counter\n"
            "hcgw_quota_fallbacks_total %llu\n", (unsigned long long)qsum.fallbacks);
+    add(t, "# HELP hcgw_cache_shared Whether the contact cache is the fleet's, in Redis, and "
+           "served (1), or not served at all (0: Redis away, or a write it missed).\n"
+           "# TYPE hcgw_cache_shared gauge\nhcgw_cache_shared %d\n", cache_shared ? 1 : 0);
+    add(t, "# HELP hcgw_cache_shared_operations_total The shared cache's lookups (hit, miss) and "
+           "stores (stored, refused), and those Redis did not answer (unanswered).\n"
+           "# TYPE hcgw_cache_shared_operations_total counter\n"
+           "hcgw_cache_shared_operations_total{result=\"hit\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"miss\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"stored\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"refused\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"unanswered\"} %llu\n",
+        (unsigned long long)csum.hits, (unsigned long long)csum.misses,
+        (unsigned long long)csum.stored, (unsigned long long)csum.refused,
+        (unsigned long long)csum.unanswered);
+    add(t, "# HELP hcgw_cache_shared_epochs_total Times this replica retired every shared entry "
+           "after writes Redis missed.\n"
+           "# TYPE hcgw_cache_shared_epochs_total counter\n"
+           "hcgw_cache_shared_epochs_total %llu\n", (unsigned long long)csum.epochs);
 }
 
 char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)

@@ -110,6 +110,19 @@
 #define GW_REDIS_BACKOFF_MAX_MS 5000
 /** The last connection error kept for gw_redis_last_error and log lines, NUL included. */
 #define GW_REDIS_ERROR_BYTES 256
+/**
+ * The shared cache (redis_cache.h): a contact's write mark lasts this long, so a read that
+ * began longer ago than this is never stored (it cannot tell whether a write ended meanwhile):
+ * longer than the longest call (upstream.timeout_ms is at most 600000).
+ */
+#define GW_REDIS_CACHE_MARK_MS 900000
+/**
+ * Added to how long ago a call began, by this replica's clock, when Redis compares it with a
+ * write mark: covers the loop's clock granularity, so that a doubt refuses a store.
+ */
+#define GW_REDIS_CACHE_SKEW_MS 10
+/** A customer larger than this is not kept in Redis (an answer must fit in GW_REDIS_MAX_REPLY_BYTES). */
+#define GW_REDIS_CACHE_MAX_ENTRY_BYTES 60000
 /** An Idempotency-Key: 1 to this many characters (idem.h says which). */
 #define GW_MAX_IDEM_KEY_BYTES 255
 /** The idempotency store's hash buckets: at least this many, at most GW_IDEM_MAX_BUCKETS. */

@@ -32,6 +32,7 @@ struct gw_flight;
 struct gw_batch;
 struct gw_hop;
 struct gw_redis_quota_ask;
+struct gw_redis_cache_op;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -167,6 +168,11 @@ struct gw_call {
     struct gw_hop *hop;              /* handed to its contact's home worker, or NULL */
     struct gw_redis_quota_ask *quota_ask; /* the shared bucket's verdict it waits for */
     bool shared_wait;                /* its slot wait was reserved in the shared bucket */
+    bool cache_checked;              /* a read the shared cache (Redis) did not answer */
+    struct gw_redis_cache_op *cache_op; /* a read: its shared cache lookup in flight */
+    struct gw_call *lk_prev, *lk_next;  /* ...listed in its call layer while it is */
+    uint64_t began_ms;               /* when the call layer sent it (fresh monotonic ms) */
+    uint64_t session;                /* ...and the Redis connection's session then */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;
