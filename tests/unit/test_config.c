@@ -113,6 +113,17 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->limits.max_connections, 1024);
     assert_int_equal(cfg->limits.connection_timeout_ms, 30000);
     assert_int_equal(cfg->limits.max_in_flight, 4096);
+    assert_int_equal(cfg->quota.requests_per_minute, 120);
+    assert_int_equal(cfg->quota.burst, 10);
+    assert_int_equal(cfg->quota.fallback_requests_per_minute, 120); /* 120 / 1 replica */
+    assert_null(cfg->redis.url);                                     /* no redis: all local */
+    assert_int_equal(cfg->cache.ttl_ms, 10000);
+    assert_int_equal(cfg->cache.max_entries, 10000);
+    assert_int_equal(cfg->cache.max_bytes, 33554432);
+    assert_true(cfg->coalesce.tags);
+    assert_int_equal(cfg->idempotency.ttl_s, 86400);
+    assert_int_equal(cfg->idempotency.max_entries, 10000);
+    assert_int_equal(cfg->idempotency.max_bytes, 16777216);
     assert_int_equal(cfg->log.level, GW_LOG_INFO);
 }
 
