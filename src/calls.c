@@ -24,6 +24,7 @@
 #include "hcgw/homes.h"
 #include "hcgw/json.h"
 #include "hcgw/limits.h"
+#include "hcgw/log.h"
 #include "hcgw/loop.h"
 #include "hcgw/metrics.h"
 #include "hcgw/redis.h"
@@ -80,6 +81,7 @@ struct gw_calls {
     const struct gw_config *cfg;
     struct gw_calls_shared *shared;
     struct gw_metrics *metrics;
+    struct gw_log *log;
     struct gw_upstream *up;
     struct gw_redis *redis;          /* with a redis group: this worker's connection */
     struct gw_redis_quota *rquota;   /* ...and the account's shared bucket on it */
@@ -161,6 +163,32 @@ static void gate_done_waiting(void *ctx, struct gw_call *call, uint64_t waited_m
     call->shared_wait = false;
 }
 
+/*
+ * HelpCrunch answered with @p status: it refused the key (401, 403) or took it. A change is
+ * one log line for the process (whichever worker heard it first) and the gauge
+ * hcgw_upstream_key_refused; readiness stays local (upstream.auth_failure_unready_ms).
+ */
+static void key_heard(struct gw_calls *calls, bool refused, long status)
+{
+    uint32_t was = __atomic_exchange_n(&calls->shared->key_refused, refused ? 1u : 0u,
+                                       __ATOMIC_ACQ_REL);
+    struct gw_logline l;
+
+    if (was == (refused ? 1u : 0u) ||
+        !gw_log_enabled(calls->log, refused ? GW_LOG_ERROR : GW_LOG_INFO))
+        return;
+    if (refused) {
+        gw_log_begin(calls->log, &l, GW_LOG_ERROR,
+                     "HelpCrunch refused the API key: check or rotate upstream.api_key");
+        gw_log_int(&l, "upstream_status", status);
+        gw_log_end(&l);
+    } else {
+        gw_log_begin(calls->log, &l, GW_LOG_INFO, "HelpCrunch accepts the API key again");
+        gw_log_int(&l, "upstream_status", status);
+        gw_log_end(&l);
+    }
+}
+
 static void gate_answered(void *ctx, uint64_t now_ms, long status, long retry_after_s)
 {
     struct gw_calls *calls = ctx;
@@ -173,6 +201,7 @@ static void gate_answered(void *ctx, uint64_t now_ms, long status, long retry_af
     }
     if (status == 401 || status == 403)
         __atomic_store_n(&calls->shared->auth_failed_ms, now_ms, __ATOMIC_RELAXED);
+    key_heard(calls, status == 401 || status == 403, status);
 }
 
 /* A 429 without HelpCrunch's word: the cooldown still to run, if any, the longer one. */
@@ -1006,6 +1035,7 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
     calls->cfg = cfg;
     calls->shared = shared;
     calls->metrics = metrics;
+    calls->log = log;
     gate.ctx = calls;
     calls->up = gw_upstream_new(loop, cfg, secret, metrics, &gate, log);
     if (calls->up == NULL)

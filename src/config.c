@@ -149,7 +149,7 @@ static const struct key keys[] = {
              GW_MAX_RETRY_AFTER_S, 10),
     INT_KEY("upstream.max_connections", upstream.max_connections, 1, 10000, 64),
     LONG_KEY("upstream.auth_failure_unready_ms", upstream.auth_failure_unready_ms, 0, 86400000,
-             60000),
+             0),
     /* Secure defaults: the key leaves in clear only on purpose, TLS trusts a chosen CA. */
     {.name = "upstream.allow_insecure_http", .type = KEY_BOOL, .def = 0,
      .offset = FIELD_OF(upstream.allow_insecure_http)},

@@ -44,6 +44,7 @@ struct gw_metrics_registry {
     size_t n_blocks;
     struct gw_governor *governor;
     struct gw_cache *cache;
+    const uint32_t *key_refused;
     const struct gw_redis *redis[GW_MAX_WORKERS];
     const struct gw_redis_quota *rquota[GW_MAX_WORKERS];
     const struct gw_redis_cache *rcache[GW_MAX_WORKERS];
@@ -82,6 +83,11 @@ void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis
 void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c)
 {
     reg->cache = c;
+}
+
+void gw_metrics_set_key_refused(struct gw_metrics_registry *reg, const uint32_t *flag)
+{
+    reg->key_refused = flag;
 }
 
 struct gw_metrics *gw_metrics_register(struct gw_metrics_registry *reg)
@@ -375,6 +381,11 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
     }
     for (b = 0; b < reg->n_blocks; b++)
         in_flight += __atomic_load_n(&reg->blocks[b]->in_flight, __ATOMIC_RELAXED);
+    if (reg->key_refused != NULL)
+        add(&t, "# HELP hcgw_upstream_key_refused Whether HelpCrunch's last answer to the API "
+                "key was 401 or 403.\n"
+                "# TYPE hcgw_upstream_key_refused gauge\nhcgw_upstream_key_refused %u\n",
+            (unsigned)__atomic_load_n(reg->key_refused, __ATOMIC_RELAXED));
     add(&t, "# HELP hcgw_in_flight Requests waiting on HelpCrunch.\n"
             "# TYPE hcgw_in_flight gauge\nhcgw_in_flight %lld\n", (long long)in_flight);
     if (reg->governor != NULL) {

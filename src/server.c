@@ -469,6 +469,7 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
     }
     gw_metrics_set_governor(srv->registry, srv->shared.governor);
     gw_metrics_set_cache(srv->registry, srv->shared.cache);
+    gw_metrics_set_key_refused(srv->registry, &srv->shared.key_refused);
     srv->idem = gw_idem_local_new();
     if (srv->idem == NULL || configure_idem(srv->idem, cfg) != 0) {
         errorf(error, "out of memory");

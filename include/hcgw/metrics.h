@@ -121,6 +121,12 @@ void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor
 void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c);
 
 /**
+ * The flag behind hcgw_upstream_key_refused (1 while HelpCrunch's last answer to the key was
+ * 401 or 403; read atomically; not owned). Set before threads start.
+ */
+void gw_metrics_set_key_refused(struct gw_metrics_registry *reg, const uint32_t *flag);
+
+/**
  * One worker's Redis connection, shared quota and shared cache, for hcgw_redis_*,
  * hcgw_quota_shared and hcgw_cache_shared* (not owned; they must outlive @p reg's last
  * render). Set before threads start; at most GW_MAX_WORKERS. No redis group: never called,

@@ -223,5 +223,35 @@ class ReadinessAfterAuthFailureTest(GatewayCase):
         self.assertEqual(self.req("GET", "/readyz").status, 200)
 
 
+class KeyRefusedTest(GatewayCase):
+    """By default a refused key does not make the replica unready (every replica would drop out
+    of the Service together); the gauge and one log line per change say it instead."""
+
+    def test_readiness_stays_local_and_the_gauge_tells(self):
+        def gauge():
+            return metric(self.req("GET", "/metrics").body.decode(), "hcgw_upstream_key_refused")
+
+        self.assertEqual(gauge(), 0)
+        mark = self.gw.proc.mark()
+        self.sim.script({"status": 401, "count": 2,
+                         "json": {"errors": [{"code": "unauthorized", "message": "Invalid token"}]}})
+        for _ in range(2):
+            self.assertEnvelope(self.req("GET", C), 502, "upstream_auth_failed",
+                                upstream_status=401)
+        self.assertEqual(self.req("GET", "/readyz").status, 200, "readiness is local")
+        self.assertEqual(gauge(), 1)
+        self.assertEqual(self.req("GET", C).status, 200)
+        self.assertEqual(gauge(), 0)
+        self.gw.proc.wait_line(lambda o: isinstance(o, dict) and
+                               o.get("msg") == "HelpCrunch accepts the API key again",
+                               stream="err", since=mark)
+        refused = [o for o in self.gw.proc.json_lines()
+                   if isinstance(o, dict) and o.get("msg", "").startswith(
+                       "HelpCrunch refused the API key")]
+        self.assertEqual(len(refused), 1, "one line per change, not per answer")
+        self.assertEqual(refused[0]["level"], "error")
+        self.assertEqual(refused[0]["upstream_status"], 401)
+
+
 if __name__ == "__main__":
     unittest.main()
