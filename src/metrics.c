@@ -7,11 +7,16 @@
  */
 #include "hcgw/metrics.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hcgw/buf.h"
 #include "hcgw/cache.h"
@@ -229,6 +234,118 @@ static uint64_t sum_field(const struct gw_metrics_registry *reg, size_t offset)
 }
 
 /*
+ * Read the first GW_PROC_STAT_BYTES - 1 bytes of /proc file @p path into @p out, NUL-terminated.
+ * Returns the bytes read, or -1.
+ */
+static ssize_t read_proc(const char *path, char out[GW_PROC_STAT_BYTES])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    n = read(fd, out, GW_PROC_STAT_BYTES - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return n;
+}
+
+/* The process's open file descriptors, counted in /proc/self/fd (its own one excluded). */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n - 1;
+}
+
+/* The process's start, seconds since the epoch (0: unknown), worked out once (start_once). */
+static double process_started_s;
+static pthread_once_t start_once = PTHREAD_ONCE_INIT;
+
+/*
+ * From /proc/self/stat's starttime (ticks after the boot) and /proc/uptime (seconds since the
+ * boot): once, so that the value does not move between scrapes.
+ */
+static void work_out_start(void)
+{
+    char buf[GW_PROC_STAT_BYTES];
+    unsigned long long start;
+    double uptime;
+    long ticks = sysconf(_SC_CLK_TCK);
+    struct timespec now;
+    const char *p;
+
+    if (ticks <= 0 || read_proc("/proc/self/stat", buf) <= 0 ||
+        (p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                      "%*d %*d %llu", &start) != 1 ||
+        read_proc("/proc/uptime", buf) <= 0 || sscanf(buf, "%lf", &uptime) != 1 ||
+        clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return;
+    process_started_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - uptime +
+                        (double)start / (double)ticks;
+}
+
+/*
+ * The process_* families Prometheus's client libraries expose, from /proc/self/stat (CPU time,
+ * memory), the start worked out once, /proc/self/fd and RLIMIT_NOFILE. A family whose source
+ * cannot be read is left out.
+ */
+static void render_process(struct text *t)
+{
+    char buf[GW_PROC_STAT_BYTES];
+    unsigned long long utime, stime, vsize;
+    long long rss;
+    long ticks = sysconf(_SC_CLK_TCK);
+    long page = sysconf(_SC_PAGESIZE);
+    struct rlimit rl;
+    const char *p;
+    long fds;
+
+    /* Fields 14, 15 (utime, stime), 23 (vsize), 24 (rss) of proc(5)'s stat, counted
+     * after the command name, which ends at the last ')'. */
+    if (read_proc("/proc/self/stat", buf) > 0 && (p = strrchr(buf, ')')) != NULL &&
+        ticks > 0 &&
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+                      "%*d %*d %*u %llu %lld",
+               &utime, &stime, &vsize, &rss) == 4) {
+        add(t, "# HELP process_cpu_seconds_total Total user and system CPU time spent in "
+               "seconds.\n# TYPE process_cpu_seconds_total counter\n"
+               "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / (double)ticks);
+        add(t, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+               "# TYPE process_resident_memory_bytes gauge\n"
+               "process_resident_memory_bytes %lld\n", rss * (long long)page);
+        add(t, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+               "# TYPE process_virtual_memory_bytes gauge\n"
+               "process_virtual_memory_bytes %llu\n", vsize);
+    }
+    (void)pthread_once(&start_once, work_out_start);
+    if (process_started_s > 0)
+        add(t, "# HELP process_start_time_seconds Start time of the process since unix epoch "
+               "in seconds.\n# TYPE process_start_time_seconds gauge\n"
+               "process_start_time_seconds %.2f\n", process_started_s);
+    fds = open_fds();
+    if (fds >= 0)
+        add(t, "# HELP process_open_fds Number of open file descriptors.\n"
+               "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n", fds);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        add(t, "# HELP process_max_fds Maximum number of open file descriptors.\n"
+               "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
+            (unsigned long long)rl.rlim_cur);
+}
+
+/*
  * The Redis connections of the workers and the account's shared bucket on them (only with a
  * redis group): up and shared only while every worker's is.
  */
@@ -443,6 +560,7 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
                 "# TYPE hcgw_cache_bytes gauge\nhcgw_cache_bytes %zu\n", cs.bytes);
     }
     render_redis(reg, &t);
+    render_process(&t);
     if (t.failed) {
         gw_buf_free(&t.buf);
         return NULL;

@@ -123,6 +123,8 @@
 #define GW_REDIS_CACHE_SKEW_MS 10
 /** A customer larger than this is not kept in Redis (an answer must fit in GW_REDIS_MAX_REPLY_BYTES). */
 #define GW_REDIS_CACHE_MAX_ENTRY_BYTES 60000
+/** Bytes of /proc/self/stat or /proc/stat read for the process_* metrics (btime is early). */
+#define GW_PROC_STAT_BYTES 4096
 /** Supplementary groups of the process looked at when a key file's group may read it. */
 #define GW_MAX_PROCESS_GROUPS 256
 /** An Idempotency-Key: 1 to this many characters (idem.h says which). */

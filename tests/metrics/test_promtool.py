@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,7 +85,7 @@ def documented_metrics(redis=False):
     """The metric names the "Metrics" section of docs/operations.md lists (the first cell of
     each table row); those whose row says "with a `redis` group only" only when @p redis."""
     names = set()
-    for row in re.findall(r"^\| `(hcgw_[a-z0-9_]+)` \|(.*)$", operations_section("Metrics"),
+    for row in re.findall(r"^\| `((?:hcgw|process)_[a-z0-9_]+)` \|(.*)$", operations_section("Metrics"),
                           re.M):
         if redis or "with a `redis` group only" not in row[1]:
             names.add(row[0])
@@ -126,6 +127,33 @@ class PromtoolTest(unittest.TestCase):
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""),
                          "promtool check metrics:\n%s%s\n--- the text:\n%s"
                          % (p.stdout, p.stderr, text))
+
+    def test_process_families(self):
+        # As Prometheus's client libraries name them, with values that fit this process.
+        text = self.scrape()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("process_"):
+                name, value = line.split()
+                values[name] = float(value)
+        self.assertEqual(set(values), {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                                       "process_virtual_memory_bytes", "process_start_time_seconds",
+                                       "process_open_fds", "process_max_fds"})
+        self.assertGreater(values["process_cpu_seconds_total"], 0)
+        self.assertGreater(values["process_resident_memory_bytes"], 1 << 20)
+        self.assertGreater(values["process_virtual_memory_bytes"],
+                           values["process_resident_memory_bytes"])
+        # Started within the test run, not at the epoch nor in the future.
+        self.assertLess(abs(values["process_start_time_seconds"] - time.time()), 600)
+        self.assertLessEqual(values["process_start_time_seconds"], time.time() + 1)
+        self.assertGreater(values["process_open_fds"], 3)
+        self.assertLess(values["process_open_fds"], values["process_max_fds"])
+        with open("/proc/%d/stat" % self.gw.proc.proc.pid) as f:
+            self.assertIn(str(self.gw.proc.proc.pid), f.read())  # the gateway's own process
+        # Stable between scrapes.
+        again = [l for l in self.scrape().splitlines()
+                 if l.startswith("process_start_time_seconds ")]
+        self.assertEqual(float(again[0].split()[1]), values["process_start_time_seconds"])
 
     def test_fresh_and_after_traffic(self):
         # A fresh gateway (only the scrape itself is to come) already lints clean.
