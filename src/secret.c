@@ -180,6 +180,11 @@ static struct gw_secret *from_value(const char *value, const char *where, const 
     return make(&api_key, value, strlen(value), where, source, error);
 }
 
+bool gw_secret_file_shared(const struct stat *st)
+{
+    return (st->st_mode & (S_IRGRP | S_IROTH)) != 0;
+}
+
 /*
  * A key file that other users may read shares the key with them. Say so at every load, or,
  * with upstream.key_file_mode = "refuse", do not load it. Returns 0 when the key may be used.
@@ -191,7 +196,7 @@ static int check_file_mode(const struct stat *st, const char *where, enum gw_key
     struct gw_logline l;
     char octal[8];
 
-    if ((st->st_mode & (S_IRGRP | S_IROTH)) == 0)
+    if (!gw_secret_file_shared(st))
         return 0;
     if (mode == GW_KEY_FILE_REFUSE) {
         fail(error,
