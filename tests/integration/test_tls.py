@@ -210,7 +210,8 @@ class ServeTest(TlsCase):
         try:
             path = os.path.join(cls.pki.dir, "serve.conf")
             with open(path, "w") as f:
-                f.write(tls_conf(cls.sim, cls.pki.srv[0], cls.pki.srv[1], cls.pki.ca[0]))
+                f.write(tls_conf(cls.sim, cls.pki.srv[0], cls.pki.srv[1], cls.pki.ca[0],
+                                 server={"workers": 2}))
             env = {k: v for k, v in os.environ.items()
                    if k not in ("HCGW_API_KEY", "HCGW_API_KEY_FILE")}
             env["HCGW_API_KEY"] = cls.sim.key
@@ -394,7 +395,10 @@ class ReloadTest(TlsCase):
                               since=mark)
 
     def test_sighup_serves_the_new_pair_to_new_connections(self):
-        proc, port = self.start(self.write_conf(tls_conf(self.sim, self.cert, self.key)))
+        # Two workers, each with its own daemon: every new connection, whichever worker the
+        # kernel gives it to, gets the new pair.
+        proc, port = self.start(self.write_conf(tls_conf(self.sim, self.cert, self.key,
+                                                         server={"workers": 2})))
         try:
             old = serial_of(self.pki.srv[0])
             new = serial_of(self.pki.srv2[0])
@@ -408,8 +412,9 @@ class ReloadTest(TlsCase):
             self.install(self.pki.srv2)
             line = self.reload(proc, "TLS certificate loaded")
             self.assertEqual(int(line["serial"], 16), new)
-            status, _, serial, _ = https(port, self.ctx(), "GET", "/healthz")
-            self.assertEqual((status, serial), (200, new))
+            for _ in range(8):
+                status, _, serial, _ = https(port, self.ctx(), "GET", "/healthz")
+                self.assertEqual((status, serial), (200, new))
             kept.request("GET", "/healthz")
             r = kept.getresponse()
             self.assertEqual(r.status, 200)
