@@ -54,6 +54,7 @@ struct gw_metrics_registry {
     const struct gw_redis_quota *rquota[GW_MAX_WORKERS];
     const struct gw_redis_cache *rcache[GW_MAX_WORKERS];
     size_t n_redis;
+    int64_t tls_not_after;           /* seconds since the epoch, 0: no TLS; atomic access */
 };
 
 struct gw_metrics_registry *gw_metrics_registry_new(void)
@@ -83,6 +84,11 @@ void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis
     reg->rquota[reg->n_redis] = q;
     reg->rcache[reg->n_redis] = c;
     reg->n_redis++;
+}
+
+void gw_metrics_set_tls_not_after(struct gw_metrics_registry *reg, int64_t not_after)
+{
+    __atomic_store_n(&reg->tls_not_after, not_after, __ATOMIC_RELAXED);
 }
 
 void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c)
@@ -447,6 +453,7 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
     size_t r, b;
     int k, s;
     int64_t in_flight = 0;
+    int64_t tls_not_after;
 
     gw_buf_init(&t.buf, GW_MAX_METRICS_BYTES, METRICS_TEXT_FIRST, 0);
     add(&t, "# HELP hcgw_build_info Build information.\n# TYPE hcgw_build_info gauge\n");
@@ -560,6 +567,12 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
                 "# TYPE hcgw_cache_bytes gauge\nhcgw_cache_bytes %zu\n", cs.bytes);
     }
     render_redis(reg, &t);
+    tls_not_after = __atomic_load_n(&reg->tls_not_after, __ATOMIC_RELAXED);
+    if (tls_not_after != 0)
+        add(&t, "# HELP hcgw_tls_cert_not_after_seconds When the certificate the listener "
+                "serves expires, in seconds since the epoch.\n"
+                "# TYPE hcgw_tls_cert_not_after_seconds gauge\n"
+                "hcgw_tls_cert_not_after_seconds %lld\n", (long long)tls_not_after);
     render_process(&t);
     if (t.failed) {
         gw_buf_free(&t.buf);

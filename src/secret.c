@@ -200,6 +200,12 @@ static bool own_group(gid_t gid)
     return false;
 }
 
+bool gw_secret_file_shared(const struct stat *st)
+{
+    return (st->st_mode & S_IROTH) != 0 ||
+           ((st->st_mode & S_IRGRP) != 0 && !own_group(st->st_gid));
+}
+
 /*
  * A key file that other users may read shares the key with them. Say so at every load, or,
  * with upstream.key_file_mode = "refuse", do not load it. Read by the file's group is no such
@@ -213,8 +219,7 @@ static int check_file_mode(const struct stat *st, const char *where, enum gw_key
     struct gw_logline l;
     char octal[8];
 
-    if ((st->st_mode & S_IROTH) == 0 &&
-        ((st->st_mode & S_IRGRP) == 0 || own_group(st->st_gid)))
+    if (!gw_secret_file_shared(st))
         return 0;
     if (mode == GW_KEY_FILE_REFUSE) {
         fail(error,

@@ -12,6 +12,7 @@
 #include "hcgw/limits.h"
 
 struct gw_secret;
+struct gw_tls_creds;
 
 /** Default configuration path when -c is not given. */
 #define GW_CONFIG_DEFAULT_PATH "/etc/hcgw/hcgw.conf"
@@ -44,6 +45,15 @@ struct gw_config {
     struct {
         char *address;               /* listen.address, default "127.0.0.1" */
         int port;                    /* listen.port 0..65535, default 8080 (0: ephemeral) */
+        struct {
+            char *cert_file;         /* listen.tls.cert_file, or NULL: plain HTTP */
+            char *key_file;          /* listen.tls.key_file (given with cert_file) */
+            char *client_ca_file;    /* listen.tls.client_ca_file, or NULL: no client certificates */
+            /* The three files, read and checked when this config was loaded (tls.h); NULL
+             * without cert_file. Freed with the config: a reload that replaces it frees the old
+             * pair once no worker can use it. */
+            struct gw_tls_creds *creds;
+        } tls;
     } listen;
     struct {
         int workers;                 /* server.workers 0..GW_MAX_WORKERS, 0 = one per CPU; default 1 */

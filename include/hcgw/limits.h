@@ -142,4 +142,21 @@
 /** Customers a recovery search asks for (HelpCrunch's page limit). */
 #define GW_IDEM_SEARCH_LIMIT 100
 
+/* ---- TLS on the listener (tls.c) ---- */
+
+/** A file of listen.tls (certificate chain, private key, client CAs): at most this many bytes. */
+#define GW_MAX_TLS_FILE_BYTES (1024 * 1024)
+/**
+ * Certificates in listen.tls.cert_file (the server's own, then its intermediates), and in the
+ * chain a client presents: at most this many.
+ */
+#define GW_MAX_TLS_CHAIN 8
+/**
+ * The URI and DNS names of a client certificate that are compared with the clients' identities:
+ * at most this many, of at most this many bytes together (NULs included). A certificate with
+ * more names than that names no one.
+ */
+#define GW_MAX_TLS_PEER_NAMES 16
+#define GW_MAX_TLS_PEER_TEXT 4096
+
 #endif

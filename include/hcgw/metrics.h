@@ -136,6 +136,13 @@ void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis
                           const struct gw_redis_quota *q, const struct gw_redis_cache *c);
 
 /**
+ * The expiry of the certificate the listener serves now, in seconds since the epoch, for
+ * hcgw_tls_cert_not_after_seconds; 0 (the start) without TLS: the metric is not shown. Any
+ * thread (an atomic store): set at start and by a reload.
+ */
+void gw_metrics_set_tls_not_after(struct gw_metrics_registry *reg, int64_t not_after);
+
+/**
  * Count one answered request of @p route (NULL: unmatched) with the request's @p method (NULL
  * or any method not counted by name: "other") and @p status, and observe its duration.
  */
