@@ -1823,6 +1823,7 @@ static void check_redis(struct load *ld, const config_setting_t *root)
     size_t rpm = key_index("quota.requests_per_minute");
     char why[CONFIG_REASON_BYTES];
     char *error = NULL;
+    struct stat st;
 
     if (cfg->redis.url != NULL &&
         parse_redis_url(cfg->redis.url, cfg->redis.host, &cfg->redis.port, &cfg->redis.db, why,
@@ -1842,6 +1843,9 @@ static void check_redis(struct load *ld, const config_setting_t *root)
         if (cfg->redis.password == NULL)
             problem(p, ld->seen[pwf], "redis", "password_file", "%s",
                     error ? error : "out of memory");
+        else
+            cfg->redis.password_shared = stat(cfg->redis.password_file, &st) == 0 &&
+                                         gw_secret_file_shared(&st);
         free(error);
     }
     if (!ld->seen[fallback]) {

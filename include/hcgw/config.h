@@ -106,6 +106,7 @@ struct gw_config {
         /* The password read from password_file when the file was loaded (NULL without one);
          * wiped when this config is freed, so a reload that replaces it wipes the old one. */
         struct gw_secret *password;
+        bool password_shared;        /* its file is readable by others (key_file_mode warn) */
         long timeout_ms;             /* redis.timeout_ms, each command's deadline; default 50 */
         char *key_prefix;            /* redis.key_prefix, default "hcgw:" */
         int expected_replicas;       /* redis.expected_replicas, 1..GW_MAX_REPLICAS; default 1 */
