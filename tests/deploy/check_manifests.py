@@ -18,7 +18,8 @@ network.
    the preStop pause plus server.drain_timeout_ms; the key as a read-only Secret file named by
    HCGW_API_KEY_FILE (never an environment value, never a subPath, never a Secret in git); the
    configuration from a ConfigMap at the -c path, listening on 0.0.0.0; the quota divided
-   among the HorizontalPodAutoscaler's maxReplicas; a NetworkPolicy letting in only labelled
+   among the HorizontalPodAutoscaler's maxReplicas (requests_per_minute is a ceiling on every
+   60 s window, the burst included); a NetworkPolicy letting in only labelled
    namespaces and out only DNS (53) and HTTPS (443); and per mesh overlay, its mTLS and
    authorization objects.
 "self-test" removes or breaks each of those settings in turn and fails unless every
@@ -474,11 +475,12 @@ def check_k8s(docs, variant):
     if isinstance(mina, int) and mina >= lo:
         errs.append(f"PodDisruptionBudget/hcgw: minAvailable {mina} >= minReplicas {lo} "
                     "blocks every node drain")
-    rpm, burst = conf[("quota", "requests_per_minute")], conf[("quota", "burst")]
-    if rpm == 0 or hi * (rpm + burst) > ACCOUNT_LIMIT_PER_MINUTE:
-        errs.append(f"ConfigMap: quota is per process: maxReplicas {hi} x (requests_per_minute "
-                    f"{rpm} + burst {burst}) exceeds the account's {ACCOUNT_LIMIT_PER_MINUTE} "
-                    "a minute; divide it among the replicas")
+    # requests_per_minute is a ceiling on every 60 s window, the burst included.
+    rpm = conf[("quota", "requests_per_minute")]
+    if rpm == 0 or hi * rpm > ACCOUNT_LIMIT_PER_MINUTE:
+        errs.append(f"ConfigMap: quota is per process: maxReplicas {hi} x requests_per_minute "
+                    f"{rpm} (the burst included) exceeds the account's "
+                    f"{ACCOUNT_LIMIT_PER_MINUTE} a minute; divide it among the replicas")
 
     # NetworkPolicy.
     N = "NetworkPolicy/hcgw"
