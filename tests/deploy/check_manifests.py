@@ -47,6 +47,8 @@ CONF_DEFAULTS = {("listen", "address"): "127.0.0.1", ("listen", "port"): 8080,
                  ("", "mesh_identity_header"): "x-forwarded-client-cert", "clients": []}
 MESH_IDENTITY_HEADERS = {"istio": "x-forwarded-client-cert", "linkerd": "l5d-client-id"}
 LINKERD_IDENTITY = "{name}.{namespace}.serviceaccount.identity.linkerd.cluster.local"
+# Between meshed pods Linkerd sends to the peer's inbound proxy port, not the port asked for.
+LINKERD_INBOUND_PORT = 4143
 DEFAULT_CONF_PATH = "/etc/hcgw/hcgw.conf"
 
 # ----------------------------------------------------------------------------- schema ----
@@ -502,7 +504,11 @@ def check_k8s(docs, variant):
                 errs.append(f"{N}: ingress[{i}] admits more than namespaces labelled "
                             f"{CLIENT_LABEL[0]}={CLIENT_LABEL[1]}")
         ports = {port_number(p.get("port"), gw) for p in r.get("ports") or []}
-        if ports != {listen_port}:
+        if variant == "linkerd" and ports != {listen_port, LINKERD_INBOUND_PORT}:
+            errs.append(f"{N}: ingress[{i}] must admit listen.port {listen_port} and Linkerd's "
+                        f"inbound proxy port {LINKERD_INBOUND_PORT} (meshed callers arrive "
+                        "there), nothing else")
+        elif variant != "linkerd" and ports != {listen_port}:
             errs.append(f"{N}: ingress[{i}] must admit only listen.port {listen_port}")
     seen = set()
     mesh_ns = MESH_NAMESPACES.get(variant)
@@ -902,6 +908,8 @@ MESH_MUTATIONS = {
             "config.alpha.linkerd.io/proxy-wait-before-exit-seconds": "2"}), "proxy-wait"),
         ("control-plane rule opened to all", lambda d: _kind(d, "NetworkPolicy")["spec"][
             "egress"][-1].pop("to"), "only DNS"),
+        ("inbound proxy port closed", lambda d: _kind(d, "NetworkPolicy")["spec"]["ingress"][0]
+         .update(ports=[{"port": "http", "protocol": "TCP"}]), "4143"),
         ("Istio's identity header", lambda d: _conf_edit(
             d, r'mesh_identity_header = "l5d-client-id";',
             'mesh_identity_header = "x-forwarded-client-cert";'), "mesh_identity_header"),
