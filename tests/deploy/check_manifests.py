@@ -40,13 +40,11 @@ import tempfile
 import yaml
 
 import check_redis
+from deploy_facts import (ACCOUNT_LIMIT_PER_MINUTE, DNS_PORTS, LINKERD_INBOUND_PORT,
+                          MESH_NAMESPACES, NAMESPACE, matches)
 
-ACCOUNT_LIMIT_PER_MINUTE = 120  # HelpCrunch's documented limit, per account
-NAMESPACE = "hcgw"
 CLIENT_LABEL = ("hcgw-client", "true")
-DNS_PORTS = {(53, "UDP"), (53, "TCP")}
 HTTPS_PORTS = {(443, "TCP")}
-MESH_NAMESPACES = {"istio": "istio-system", "linkerd": "linkerd"}
 CONF_DEFAULTS = {("listen", "address"): "127.0.0.1", ("listen", "port"): 8080,
                  ("server", "drain_timeout_ms"): 10000, ("quota", "requests_per_minute"): 120,
                  ("quota", "burst"): 10, ("", "auth"): "clients",
@@ -54,8 +52,6 @@ CONF_DEFAULTS = {("listen", "address"): "127.0.0.1", ("listen", "port"): 8080,
                  ("", "mesh_identity_header"): "x-forwarded-client-cert", "clients": []}
 MESH_IDENTITY_HEADERS = {"istio": "x-forwarded-client-cert", "linkerd": "l5d-client-id"}
 LINKERD_IDENTITY = "{name}.{namespace}.serviceaccount.identity.linkerd.cluster.local"
-# Between meshed pods Linkerd sends to the peer's inbound proxy port, not the port asked for.
-LINKERD_INBOUND_PORT = 4143
 DEFAULT_CONF_PATH = "/etc/hcgw/hcgw.conf"
 
 # ----------------------------------------------------------------------------- schema ----
@@ -236,11 +232,6 @@ def parse_conf(text):
     for k in re.finditer(CONF_VALUE, groups.sub("", text)):
         conf[("", k.group(1))] = conf_value(k.group(2))
     return conf
-
-
-def matches(selector, labels):
-    ml = (selector or {}).get("matchLabels") or {}
-    return bool(ml) and all(labels.get(k) == v for k, v in ml.items())
 
 
 def port_number(port, container):

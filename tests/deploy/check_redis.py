@@ -28,12 +28,12 @@ import re
 
 import yaml
 
-ACCOUNT_LIMIT_PER_MINUTE = 120
-NAMESPACE = "hcgw"
+from deploy_facts import (ACCOUNT_LIMIT_PER_MINUTE, DNS_PORTS, LINKERD_INBOUND_PORT,
+                          MESH_NAMESPACES, NAMESPACE, matches)
+
 REDIS_NAME = "hcgw-redis"
 REDIS_LABELS = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": REDIS_NAME}
 REDIS_PORT = 6379
-LINKERD_INBOUND_PORT = 4143
 ACL_USER = "hcgw"
 ACL_DIR = "/var/lib/hcgw-redis"        # redis.conf's aclfile folder: a tmpfs in every runtime
 ACL_PLACEHOLDER = "@HCGW_REDIS_PASSWORD_SHA256@"
@@ -48,16 +48,9 @@ ALLOWED_COMMANDS = {"eval", "evalsha", "time", "get", "set", "pttl", "del", "inc
 NOT_REQUIRED = {"auth", "select", "ping"}
 # The marker every secret file in deploy/ carries: a throwaway, never a real credential.
 THROWAWAY_MARKER = "not-a-real"
-MESH_NAMESPACES = {"istio": "istio-system", "linkerd": "linkerd"}
-DNS_PORTS = {(53, "UDP"), (53, "TCP")}
 
 
 # ----------------------------------------------------------------------------- helpers ---
-def matches(selector, labels):
-    ml = (selector or {}).get("matchLabels") or {}
-    return bool(ml) and all(labels.get(k) == v for k, v in ml.items())
-
-
 def selects_redis(selector):
     return matches(selector, REDIS_LABELS)
 
