@@ -41,7 +41,7 @@ from redis_server import free_port  # noqa: E402
 
 REDIS_DIR = os.path.join(SRC, "deploy", "redis")
 COMPOSE_DIR = os.path.join(SRC, "deploy", "compose")
-START_S = 15          # for a process to start, a replica to sign in or fall back
+START_S = 30          # generous: for Redis to start, a replica to sign in or fall back
 RATE = 120            # the simulator's limit: the account's
 
 
