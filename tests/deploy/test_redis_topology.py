@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -38,51 +37,12 @@ sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
 from harness import Gateway, Sim, assert_clean_stderr  # noqa: E402
 from redis_server import free_port  # noqa: E402
+from resp import Resp, RespError  # noqa: E402
 
 REDIS_DIR = os.path.join(SRC, "deploy", "redis")
 COMPOSE_DIR = os.path.join(SRC, "deploy", "compose")
 START_S = 30          # generous: for Redis to start, a replica to sign in or fall back
 RATE = 120            # the simulator's limit: the account's
-
-
-class RespError(Exception):
-    """An error answer (-NOPERM ..., -NOAUTH ...)."""
-
-
-class Resp:
-    """One connection to Redis speaking RESP2, its answers as Python values (errors raised)."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.f = self.sock.makefile("rb")
-
-    def __call__(self, *args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.sock.sendall(out)
-        return self._read()
-
-    def _read(self):
-        line = self.f.readline().rstrip(b"\r\n")
-        kind, rest = line[:1], line[1:].decode()
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            raise RespError(rest)
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self.f.read(n + 2)[:n].decode()
-        if kind == b"*":
-            return [self._read() for _ in range(int(rest))]
-        raise OSError("bad answer from Redis: %r" % line)
-
-    def close(self):
-        self.f.close()
-        self.sock.close()
 
 
 def metric(text, name):
