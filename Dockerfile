@@ -48,7 +48,7 @@ RUN printf '%s\n' 'path-exclude=/usr/share/doc/*' 'path-include=/usr/share/doc/*
         >/etc/dpkg/dpkg.cfg.d/01-hcgw-nodoc \
     && apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        libmicrohttpd12 libcurl4 libjson-c5 libconfig9 libhiredis0.14 ca-certificates \
+        libmicrohttpd12 libgnutls30 libcurl4 libjson-c5 libconfig9 libhiredis0.14 ca-certificates \
         >/dev/null \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
     && groupadd --gid 10001 hcgw \

@@ -7,8 +7,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git ca-certificates
-  libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev libssl-dev
-  libhiredis-dev curl python3 procps
+  libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev
+  libcmocka-dev libssl-dev libhiredis-dev curl python3 procps
 )
 # The Redis unit tests (tests/unit/test_redis*.c) start a real redis-server of their own on a
 # free loopback port; without it they are skipped. Where systemd runs, the server the package
@@ -32,7 +32,8 @@ command -v node >/dev/null || tool_packages+=(nodejs)
 command -v npm >/dev/null || tool_packages+=(npm)
 # The fuzz preset (tests/fuzz, label "fuzz"): clang, libFuzzer with the sanitizer runtimes
 # (libclang-rt-14-dev) and llvm-symbolizer (llvm) for readable reports; openssl makes the
-# certificates of the TLS tests in tests/integration/test_secure_defaults.py.
+# certificates of the TLS tests (tests/integration/test_secure_defaults.py, test_tls.py, and
+# tests/metrics) at test time.
 fuzz_packages=(clang libclang-rt-14-dev llvm openssl)
 if [[ ${1:-} != --build-only ]]; then
   packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}")

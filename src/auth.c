@@ -1,8 +1,9 @@
 /*
  * Callers and permissions. hcgw holds write access to every contact of the account, so each
  * request that is not one of hcgw's own (health, readiness, metrics) must name a configured
- * client, by a bearer token or, when the operator says the service mesh can be trusted to set
- * it, by an identity header; and that client must be allowed the matched route.
+ * client, by a bearer token, by a client certificate that hcgw's own TLS verified, or, when the
+ * operator says the service mesh can be trusted to set it, by an identity header; and that
+ * client must be allowed the matched route.
  *
  * Tokens are never stored: the config holds their SHA-256, and a presented token is hashed and
  * compared with every client's hash in constant time (a digest comparison would leak little,
@@ -23,6 +24,7 @@
 #include "hcgw/router.h"
 #include "hcgw/secret.h"
 #include "hcgw/text.h"
+#include "hcgw/tls.h"
 
 _Static_assert(GW_ROUTE__COUNT <= 64, "a client's routes are a 64-bit mask: widen it");
 _Static_assert(sizeof(((struct gw_client *)0)->token_sha256) == GW_SHA256_BYTES,
@@ -36,6 +38,8 @@ static const char *const outcome_names[] = {
     [GW_AUTH_BAD_TOKEN] = "bad_token",
     [GW_AUTH_BAD_IDENTITY] = "bad_identity_header",
     [GW_AUTH_UNKNOWN_IDENTITY] = "unknown_identity",
+    [GW_AUTH_BAD_CERTIFICATE] = "bad_client_certificate",
+    [GW_AUTH_UNKNOWN_CERTIFICATE] = "unknown_client_certificate",
 };
 
 const char *gw_auth_outcome_name(enum gw_auth_outcome o)
@@ -355,6 +359,38 @@ out:
     return o;
 }
 
+/*
+ * A client certificate, verified at the handshake, names the client whose identity equals one
+ * of its URI or DNS names, compared exactly. Names that match two different clients leave the
+ * choice to whoever wrote the certificate: refused, as is a certificate whose names could not
+ * all be read.
+ */
+static enum gw_auth_outcome by_certificate(const struct gw_config *cfg,
+                                           const struct gw_tls_peer *peer,
+                                           const struct gw_client **client)
+{
+    const struct gw_client *found = NULL;
+    enum gw_auth_outcome o = GW_AUTH_BAD_CERTIFICATE;
+
+    if (peer->unreadable)
+        goto out;
+    for (unsigned n = 0; n < peer->count; n++) {
+        for (size_t i = 0; i < cfg->auth.nclients; i++) {
+            const struct gw_client *c = &cfg->auth.clients[i];
+
+            if (c->identity == NULL || strcmp(c->identity, peer->names[n]) != 0)
+                continue;
+            if (found != NULL && found != c)
+                goto out;
+            found = c;
+        }
+    }
+    o = found != NULL ? GW_AUTH_OK : GW_AUTH_UNKNOWN_CERTIFICATE;
+    *client = found;
+out:
+    return o;
+}
+
 enum gw_auth_outcome gw_auth_identify(const struct gw_config *cfg, const struct gw_auth_input *in,
                                       const struct gw_client **client)
 {
@@ -365,6 +401,8 @@ enum gw_auth_outcome gw_auth_identify(const struct gw_config *cfg, const struct 
         o = GW_AUTH_OPEN;
     else if (in->authorization_count > 0)
         o = by_token(cfg, in, client);
+    else if (in->peer != NULL && in->peer->presented)
+        o = by_certificate(cfg, in->peer, client);
     else if (cfg->auth.trust_mesh_identity && in->identity_count > 0)
         o = by_identity(cfg, in, client);
     return o;

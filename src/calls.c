@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -23,9 +24,11 @@
 #include "hcgw/homes.h"
 #include "hcgw/json.h"
 #include "hcgw/limits.h"
+#include "hcgw/log.h"
 #include "hcgw/loop.h"
 #include "hcgw/metrics.h"
 #include "hcgw/redis.h"
+#include "hcgw/redis_cache.h"
 #include "hcgw/redis_quota.h"
 
 /*
@@ -54,6 +57,8 @@ struct gw_batch {
     enum gw_call_merge merge;
     bool sent;
     bool alone;                      /* split after a 400/422: nobody joins it */
+    bool storing;                    /* answered, out of its lane: Redis hears of it first */
+    struct gw_redis_cache_op *op;    /* ...that store in flight */
     int ntags;                       /* tags its members carry */
     size_t nmembers;
     struct gw_call *members;         /* in arrival order (wnext) */
@@ -76,9 +81,14 @@ struct gw_calls {
     const struct gw_config *cfg;
     struct gw_calls_shared *shared;
     struct gw_metrics *metrics;
+    struct gw_log *log;
     struct gw_upstream *up;
     struct gw_redis *redis;          /* with a redis group: this worker's connection */
     struct gw_redis_quota *rquota;   /* ...and the account's shared bucket on it */
+    struct gw_redis_cache *rcache;   /* ...and the account's shared contact cache */
+    struct gw_call *looking;         /* reads waiting for the shared cache's lookup */
+    size_t nlooking;
+    struct gw_batch *storing;        /* answered writes waiting for Redis to hear of them */
     struct gw_flight *flights[GW_FLIGHT_BUCKETS];
     size_t nflights;                 /* flights in flight, listed or not */
     size_t nwaiting;                 /* callers waiting on them */
@@ -153,6 +163,32 @@ static void gate_done_waiting(void *ctx, struct gw_call *call, uint64_t waited_m
     call->shared_wait = false;
 }
 
+/*
+ * HelpCrunch answered with @p status: it refused the key (401, 403) or took it. A change is
+ * one log line for the process (whichever worker heard it first) and the gauge
+ * hcgw_upstream_key_refused; readiness stays local (upstream.auth_failure_unready_ms).
+ */
+static void key_heard(struct gw_calls *calls, bool refused, long status)
+{
+    uint32_t was = __atomic_exchange_n(&calls->shared->key_refused, refused ? 1u : 0u,
+                                       __ATOMIC_ACQ_REL);
+    struct gw_logline l;
+
+    if (was == (refused ? 1u : 0u) ||
+        !gw_log_enabled(calls->log, refused ? GW_LOG_ERROR : GW_LOG_INFO))
+        return;
+    if (refused) {
+        gw_log_begin(calls->log, &l, GW_LOG_ERROR,
+                     "HelpCrunch refused the API key: check or rotate upstream.api_key");
+        gw_log_int(&l, "upstream_status", status);
+        gw_log_end(&l);
+    } else {
+        gw_log_begin(calls->log, &l, GW_LOG_INFO, "HelpCrunch accepts the API key again");
+        gw_log_int(&l, "upstream_status", status);
+        gw_log_end(&l);
+    }
+}
+
 static void gate_answered(void *ctx, uint64_t now_ms, long status, long retry_after_s)
 {
     struct gw_calls *calls = ctx;
@@ -165,6 +201,7 @@ static void gate_answered(void *ctx, uint64_t now_ms, long status, long retry_af
     }
     if (status == 401 || status == 403)
         __atomic_store_n(&calls->shared->auth_failed_ms, now_ms, __ATOMIC_RELAXED);
+    key_heard(calls, status == 401 || status == 403, status);
 }
 
 /* A 429 without HelpCrunch's word: the cooldown still to run, if any, the longer one. */
@@ -178,7 +215,45 @@ static long gate_retry_after_s(void *ctx, uint64_t now_ms)
     return shared > local ? shared : local;
 }
 
+/* A cooldown holds attempts back: this process's, or the fleet's as this replica knows it. */
+static bool gate_paused(void *ctx, uint64_t now_ms)
+{
+    return gate_retry_after_s(ctx, now_ms) > 0;
+}
+
 /* ---- the cache ---- */
+
+/* Milliseconds of the monotonic clock now, not the loop's (which is read once an iteration):
+ * the shared cache compares how long ago a call began with Redis's clock. */
+static uint64_t fresh_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The contact cache is the account's, in Redis (redis_cache.h), not this process's alone. */
+static bool cache_shared(const struct gw_calls *calls)
+{
+    return calls->rcache != NULL && calls->cfg->cache.ttl_ms > 0;
+}
+
+/* Stamp @p call as sent now, for the shared cache's comparisons. */
+static void stamp(struct gw_calls *calls, struct gw_call *call)
+{
+    call->began_ms = fresh_ms();
+    call->session = calls->rcache != NULL ? gw_redis_cache_session(calls->rcache) : 0;
+}
+
+/* A read's or a create's answer for @p id, offered to the shared cache. Returns true if sent. */
+static bool share_fill(struct gw_calls *calls, const struct gw_call *call, uint64_t id)
+{
+    const struct gw_outcome *o = &call->out;
+
+    return gw_redis_cache_fill(calls->rcache, id, fresh_ms() - call->began_ms, call->session,
+                               o->body, o->body_len);
+}
 
 /* A 2xx answer whose body passed the check of a customer answer (reply.c): a JSON object. */
 static bool customer_answer(const struct gw_outcome *o)
@@ -212,6 +287,15 @@ static void keep_cache(struct gw_calls *calls, struct gw_call *call)
     bool ok = customer_answer(o);
     uint64_t id;
 
+    if (cache_shared(calls)) {
+        /* The entries live in Redis (the writes' ends go there from batch_done): here only
+         * the local generations move, for single flight. */
+        if (call->cache_role == GW_CACHE_WRITE || call->cache_role == GW_CACHE_DELETE)
+            gw_cache_write(cache, call->contact_id, call->cache_gen, NULL, 0, now);
+        if (call->cache_role == GW_CACHE_CREATE && ok && (id = created_id(o)) != 0)
+            call->cache_stored = share_fill(calls, call, id);
+        return;
+    }
     switch (call->cache_role) {
     case GW_CACHE_READ:
         if (ok && call->cache != GW_CACHE_UNUSED)
@@ -365,7 +449,10 @@ static void flight_done(struct gw_call *fc)
     bool first = true;
 
     unlist(calls, f);
-    if (customer_answer(&fc->out))
+    if (customer_answer(&fc->out) && cache_shared(calls))
+        fc->cache_stored = f->gen == gw_cache_generation(calls->shared->cache, f->contact_id) &&
+                           share_fill(calls, fc, f->contact_id);
+    else if (customer_answer(&fc->out))
         fc->cache_stored = gw_cache_fill(calls->shared->cache, f->contact_id, f->gen,
                                          fc->out.body, fc->out.body_len,
                                          gw_loop_now(calls->loop));
@@ -416,6 +503,7 @@ static int fly(struct gw_calls *calls, struct gw_call *call)
     f->call.done = flight_done;
     f->call.data = f;
     f->call.calls = calls;
+    stamp(calls, &f->call);
     rc = gw_upstream_submit(calls->up, &f->call);
     if (rc != 0) {
         /* Refused before it went (a local 429): the caller gets that outcome now. */
@@ -656,6 +744,7 @@ static int batch_send(struct gw_calls *calls, struct gw_batch *b)
     b->call.cache_role = first->cache_role;
     b->call.contact_id = first->contact_id;
     b->call.cache_gen = gw_cache_generation(calls->shared->cache, first->contact_id);
+    stamp(calls, &b->call);
     rc = gw_upstream_submit(calls->up, &b->call);
     if (rc == 0) {
         b->sent = true;
@@ -685,6 +774,51 @@ static void lane_advance(struct gw_calls *calls, struct gw_lane *lane)
         batch_free(b);
         lane = lane_find(calls, id);
     }
+}
+
+/* Redis heard of a write's end (or could not): its members hear the answer now. */
+static void batch_stored(void *data, int stored)
+{
+    struct gw_batch *b = data;
+    struct gw_calls *calls = b->call.calls;
+    struct gw_batch **p = &calls->storing;
+
+    b->op = NULL;
+    while (*p != b)
+        p = &(*p)->next;
+    *p = b->next;
+    b->call.cache_stored = stored == 1;
+    members_settle(calls, b, true);
+    batch_free(b);
+}
+
+/*
+ * The write @p b ended, with the shared cache on: tell Redis (the contact's write mark, and
+ * its answer or a drop) before its members hear the answer, so that a read that starts after
+ * that, on any replica, never finds the state before it. Returns true when @p b now waits for
+ * Redis (out of its lane, in calls->storing); false when Redis could not be asked (the write
+ * is counted lost, and the cache stays unused until the epoch moves).
+ */
+static bool share_write(struct gw_calls *calls, struct gw_batch *b)
+{
+    const struct gw_outcome *o = &b->call.out;
+    bool ok = b->call.cache_role == GW_CACHE_WRITE && customer_answer(o);
+
+    if (!cache_shared(calls))
+        return false;
+    if (!gw_redis_cache_usable(calls->rcache)) {
+        gw_redis_cache_lost(calls->rcache);
+        return false;
+    }
+    if (gw_redis_cache_write(calls->rcache, b->lane->contact_id, fresh_ms() - b->call.began_ms,
+                             ok ? o->body : NULL, ok ? o->body_len : 0, b->call.deadline_ms,
+                             batch_stored, b, &b->op) != 0)
+        return false;
+    b->storing = true;
+    b->lane = NULL;
+    b->next = calls->storing;
+    calls->storing = b;
+    return true;
 }
 
 /*
@@ -741,6 +875,14 @@ static void batch_done(struct gw_call *fc)
         if (b->nmembers > 1 && fc->attempts > 0) {
             for (size_t i = 1; i < b->nmembers; i++)
                 gw_metrics_inc(&calls->metrics->calls_saved[GW_SAVED_COALESCED]);
+        }
+        if (share_write(calls, b)) {
+            /* Its members hear the answer once Redis has; the lane goes on meanwhile. */
+            if (lane->head == NULL)
+                lane_free_if_empty(calls, lane);
+            else
+                lane_advance(calls, lane);
+            return;
         }
         members_settle(calls, b, true);
     }
@@ -861,6 +1003,17 @@ static int line_up(struct gw_calls *calls, struct gw_call *call)
 
 /* ---- the interface ---- */
 
+/* The connection came up: a write Redis missed meanwhile moves the epoch now, not at the next
+ * request, so that the shared cache serves again as soon as it may. */
+static void redis_state(void *data, bool up, const char *reason)
+{
+    struct gw_calls *calls = data;
+
+    (void)reason;
+    if (up && calls->rcache != NULL && calls->cfg->cache.ttl_ms > 0)
+        (void)gw_redis_cache_usable(calls->rcache);
+}
+
 struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_config *cfg,
                               const struct gw_secret *secret, struct gw_metrics *metrics,
                               struct gw_calls_shared *shared, struct gw_log *log)
@@ -871,6 +1024,7 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
         .forget = gate_forget,
         .done_waiting = gate_done_waiting,
         .answered = gate_answered,
+        .paused = gate_paused,
         .retry_after_s = gate_retry_after_s,
     };
 
@@ -881,6 +1035,7 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
     calls->cfg = cfg;
     calls->shared = shared;
     calls->metrics = metrics;
+    calls->log = log;
     gate.ctx = calls;
     calls->up = gw_upstream_new(loop, cfg, secret, metrics, &gate, log);
     if (calls->up == NULL)
@@ -888,11 +1043,14 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
     if (cfg->redis.url != NULL) {
         /* Worker 0's connection logs for the process: a line when it comes up, one for each
          * new reason it is down. */
-        calls->redis = gw_redis_new(loop, cfg, index == 0 ? log : NULL, NULL, NULL);
+        calls->redis = gw_redis_new(loop, cfg, index == 0 ? log : NULL, redis_state, calls);
         if (calls->redis == NULL)
             goto fail;
         calls->rquota = gw_redis_quota_new(calls->redis, cfg, secret);
         if (calls->rquota == NULL)
+            goto fail;
+        calls->rcache = gw_redis_cache_new(calls->redis, cfg, secret, &shared->cache_marks);
+        if (calls->rcache == NULL)
             goto fail;
     }
     return calls;
@@ -913,6 +1071,7 @@ int gw_calls_reconfigure(struct gw_calls *calls, const struct gw_config *cfg,
     if (calls->redis != NULL && cfg->redis.url != NULL) {
         gw_redis_reconfigure(calls->redis, cfg);
         gw_redis_quota_reconfigure(calls->rquota, cfg, secret);
+        gw_redis_cache_reconfigure(calls->rcache, cfg, secret);
     }
     return 0;
 }
@@ -923,6 +1082,7 @@ void gw_calls_free(struct gw_calls *calls)
         return;
     gw_upstream_free(calls->up);
     gw_redis_quota_free(calls->rquota);
+    gw_redis_cache_free(calls->rcache);
     gw_redis_free(calls->redis);
     free(calls);
 }
@@ -950,25 +1110,102 @@ static int hand_off(struct gw_calls *calls, struct gw_call *call)
     return rc;
 }
 
+/* A read the cache did not answer: on its contact's home, in a flight. As gw_calls_submit. */
+static int read_on(struct gw_calls *calls, struct gw_call *call)
+{
+    int rc;
+
+    call->cache_checked = true; /* its home does not ask Redis again */
+    rc = hand_off(calls, call);
+    if (rc != 1)
+        return rc;
+    call->cache = call->max_age_ms == 0 ? GW_CACHE_BYPASS : GW_CACHE_MISS;
+    return fly(calls, call);
+}
+
+static void unlook(struct gw_calls *calls, struct gw_call *call)
+{
+    if (call->lk_prev != NULL)
+        call->lk_prev->lk_next = call->lk_next;
+    else
+        calls->looking = call->lk_next;
+    if (call->lk_next != NULL)
+        call->lk_next->lk_prev = call->lk_prev;
+    call->lk_prev = call->lk_next = NULL;
+    call->cache_op = NULL;
+    calls->nlooking--;
+}
+
+/* The shared cache answered a read's lookup: a hit ends it, anything else goes on as a miss. */
+static void looked_up(void *data, struct gw_redis_cache_found *found)
+{
+    struct gw_call *call = data;
+    struct gw_calls *calls = call->calls;
+    uint64_t ttl = (uint64_t)calls->cfg->cache.ttl_ms;
+    int rc;
+
+    unlook(calls, call);
+    /* A write of this process that Redis missed meanwhile makes every entry suspect. */
+    if (found->found == 1 && gw_redis_cache_usable(calls->rcache)) {
+        memset(&call->out, 0, sizeof(call->out));
+        call->out.status = 200;
+        call->out.body = found->body;
+        call->out.body_len = found->len;
+        call->cache = GW_CACHE_HIT;
+        call->cache_age_ms = found->age_ms;
+        call->cache_ttl_left_ms = found->age_ms < ttl ? ttl - found->age_ms : 0;
+        call->done(call);
+        return;
+    }
+    free(found->body);
+    rc = read_on(calls, call);
+    if (rc != 0) {
+        if (call->out.failure == GW_OK && call->out.status == 0)
+            call->out.failure = rc;
+        call->done(call);
+    }
+}
+
+/* Ask the shared cache for a read. Returns 0 (looked_up runs later), or 1: it could not be. */
+static int look_up(struct gw_calls *calls, struct gw_call *call)
+{
+    if (call->max_age_ms == 0 || !gw_redis_cache_usable(calls->rcache) ||
+        gw_redis_cache_lookup(calls->rcache, call->contact_id, call->max_age_ms,
+                              call->deadline_ms, looked_up, call, &call->cache_op) != 0)
+        return 1;
+    call->calls = calls;
+    call->lk_prev = NULL;
+    call->lk_next = calls->looking;
+    if (calls->looking != NULL)
+        calls->looking->lk_prev = call;
+    calls->looking = call;
+    calls->nlooking++;
+    return 0;
+}
+
 int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
 {
     bool cache_on = calls->cfg->cache.ttl_ms > 0;
+    bool checked = call->cache_checked;
     int rc;
 
     call->cache = GW_CACHE_UNUSED;
     call->cache_stored = false;
+    call->cache_checked = false;
+    call->cache_op = NULL;
     call->flight = NULL;
     call->batch = NULL;
     call->hop = NULL;
     call->coalesced = 0;
     if (call->cache_role == GW_CACHE_READ && cache_on) {
-        if (serve_cached(calls, call))
+        if (cache_shared(calls)) {
+            /* Every replica's entries are in Redis; none is served from this process. */
+            if (!checked && look_up(calls, call) == 0)
+                return 0;
+        } else if (serve_cached(calls, call)) {
             return GW_CALLS_SERVED;
-        rc = hand_off(calls, call);
-        if (rc != 1)
-            return rc;
-        call->cache = call->max_age_ms == 0 ? GW_CACHE_BYPASS : GW_CACHE_MISS;
-        return fly(calls, call);
+        }
+        return read_on(calls, call);
     }
     if ((call->cache_role == GW_CACHE_WRITE || call->cache_role == GW_CACHE_DELETE) &&
         call->contact_id != 0) {
@@ -982,6 +1219,7 @@ int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
     call->calls = calls;
     call->caller_done = call->done;
     call->done = call_done;
+    stamp(calls, call);
     rc = gw_upstream_submit(calls->up, call);
     if (rc != 0) {
         call->done = call->caller_done;
@@ -999,9 +1237,19 @@ void gw_calls_cancel(struct gw_calls *calls, struct gw_call *call, enum gw_err e
         gw_homes_cancel(calls->shared->homes, call, err);
         return;
     }
+    if (call->cache_op != NULL) {
+        gw_redis_cache_cancel(call->cache_op);
+        unlook(calls, call);
+        memset(&call->out, 0, sizeof(call->out));
+        call->out.failure = err;
+        call->done(call);
+        return;
+    }
     if (b != NULL) {
         /* A write leaves its line; its batch goes on for the others, or ends without them. */
         member_fail(calls, call, err);
+        if (b->storing)
+            return; /* answered: it ends when Redis has heard of it */
         if (b->nmembers > 0) {
             if (b->sent && gw_upstream_unsent(&b->call) && batch_body(b) == 0)
                 b->call.retryable = members_retryable(b);
@@ -1039,6 +1287,18 @@ void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err)
     /* The calls handed to other workers first: their answers would come back to nobody. */
     if (calls->shared->homes != NULL)
         gw_homes_cancel_all(calls->shared->homes, calls->index, err);
+    /* Reads waiting for the shared cache, and answered writes waiting for Redis to hear of
+     * them (their members get the answer; the write counts as lost to the shared cache). */
+    while (calls->looking != NULL)
+        gw_calls_cancel(calls, calls->looking, err);
+    while (calls->storing != NULL) {
+        b = calls->storing;
+        calls->storing = b->next;
+        gw_redis_cache_cancel(b->op);
+        b->op = NULL;
+        members_settle(calls, b, true);
+        batch_free(b);
+    }
     /* The writes still in line next, so that none is sent when the one ahead of it ends. */
     calls->stopping = true;
     for (size_t i = 0; i < GW_LANE_BUCKETS; i++) {
@@ -1062,7 +1322,7 @@ void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err)
 void gw_calls_register_metrics(const struct gw_calls *calls, struct gw_metrics_registry *reg)
 {
     if (calls->redis != NULL)
-        gw_metrics_add_redis(reg, calls->redis, calls->rquota);
+        gw_metrics_add_redis(reg, calls->redis, calls->rquota, calls->rcache);
 }
 
 struct gw_redis *gw_calls_redis(const struct gw_calls *calls)
@@ -1078,7 +1338,7 @@ size_t gw_calls_in_flight(const struct gw_calls *calls)
                         : 0;
 
     return gw_upstream_in_flight(calls->up) - calls->nflights - calls->nsent + calls->nwaiting +
-           calls->nmembers + handed;
+           calls->nmembers + calls->nlooking + handed;
 }
 
 bool gw_calls_key_refused(const struct gw_calls *calls)

@@ -15,6 +15,7 @@
 #include "hcgw/buf.h"
 #include "hcgw/err.h"
 #include "hcgw/secret.h"
+#include "hcgw/tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -58,6 +59,9 @@
 
 /* Room for one strerror_r text. */
 #define CONFIG_ERRNO_BYTES 128
+
+/* Room for the dotted name of a group ("listen.tls"); a longer one names no group. */
+#define CONFIG_GROUP_BYTES 64
 
 /*
  * The longest API key, the same bound secret.c enforces (secret.h: 1..4096 bytes). It belongs
@@ -115,6 +119,9 @@ static void free_clients(struct gw_config *cfg);
 /* The Redis section at the end of this file: the checks that involve the whole group. */
 static void check_redis(struct load *ld, const config_setting_t *root);
 
+/* The TLS section at the end of this file: listen.tls's files, read and checked. */
+static void check_tls(struct load *ld, const config_setting_t *root);
+
 /* Table rows: a key's dotted name, the field it fills, then its bounds and default. */
 #define FIELD_OF(field) offsetof(struct gw_config, field)
 #define INT_KEY(key, fld, lo, hi, dflt)                                                      \
@@ -132,6 +139,10 @@ static void check_redis(struct load *ld, const config_setting_t *root);
 static const struct key keys[] = {
     STRING_KEY("listen.address", listen.address, "127.0.0.1", check_address),
     INT_KEY("listen.port", listen.port, 0, 65535, 8080),
+    /* A group inside listen: HTTPS. check_tls reads the files once the whole file is read. */
+    STRING_KEY("listen.tls.cert_file", listen.tls.cert_file, NULL, check_path),
+    STRING_KEY("listen.tls.key_file", listen.tls.key_file, NULL, check_path),
+    STRING_KEY("listen.tls.client_ca_file", listen.tls.client_ca_file, NULL, check_path),
 
     INT_KEY("server.workers", server.workers, 0, GW_MAX_WORKERS, 1),
     LONG_KEY("server.drain_timeout_ms", server.drain_timeout_ms, 0, 600000, 10000),
@@ -149,7 +160,7 @@ static const struct key keys[] = {
              GW_MAX_RETRY_AFTER_S, 10),
     INT_KEY("upstream.max_connections", upstream.max_connections, 1, 10000, 64),
     LONG_KEY("upstream.auth_failure_unready_ms", upstream.auth_failure_unready_ms, 0, 86400000,
-             60000),
+             0),
     /* Secure defaults: the key leaves in clear only on purpose, TLS trusts a chosen CA. */
     {.name = "upstream.allow_insecure_http", .type = KEY_BOOL, .def = 0,
      .offset = FIELD_OF(upstream.allow_insecure_http)},
@@ -483,6 +494,36 @@ static void apply(struct load *ld, size_t ki, const config_setting_t *s, const c
     }
 }
 
+/*
+ * The settings of the group @p g, whose dotted name is @p group ("listen", "listen.tls"): keys,
+ * and groups inside it that the table knows (listen.tls), each walked in turn. The depth is
+ * the table's: a group is only entered when some key's name starts with its dotted name.
+ */
+static void walk_group(struct load *ld, const config_setting_t *g, const char *group)
+{
+    struct problems *p = &ld->problems;
+
+    for (unsigned j = 0; j < (unsigned)config_setting_length(g); j++) {
+        const config_setting_t *s = config_setting_get_elem(g, j);
+        const char *name = config_setting_name(s);
+        const struct key *k = find_key(group, name);
+        char inner[CONFIG_GROUP_BYTES];
+        int n;
+
+        if (k) {
+            apply(ld, (size_t)(k - keys), s, group, name);
+            continue;
+        }
+        n = snprintf(inner, sizeof inner, "%s.%s", group, name);
+        if (n < 0 || (size_t)n >= sizeof inner || !group_known(inner))
+            problem(p, s, group, name, "unknown key");
+        else if (!config_setting_is_group(s))
+            problem(p, s, group, name, "expected a group");
+        else
+            walk_group(ld, s, inner);
+    }
+}
+
 /* Walk the whole tree in file order: unknown names and wrong types are problems too. */
 static void walk(struct load *ld, const config_setting_t *root)
 {
@@ -509,16 +550,7 @@ static void walk(struct load *ld, const config_setting_t *root)
             problem(p, g, NULL, group, "expected a group");
             continue;
         }
-        for (unsigned j = 0; j < (unsigned)config_setting_length(g); j++) {
-            const config_setting_t *s = config_setting_get_elem(g, j);
-            const char *name = config_setting_name(s);
-            const struct key *k = find_key(group, name);
-
-            if (!k)
-                problem(p, s, group, name, "unknown key");
-            else
-                apply(ld, (size_t)(k - keys), s, group, name);
-        }
+        walk_group(ld, g, group);
     }
 }
 
@@ -845,6 +877,7 @@ struct gw_config *gw_config_load(const char *path, char **errors)
     cross_check(ld);
     check_clients(ld, config_root_setting(&lc));
     check_redis(ld, config_root_setting(&lc));
+    check_tls(ld, config_root_setting(&lc));
     goto out;
 
 fail_nomem:
@@ -894,6 +927,7 @@ void gw_config_free(struct gw_config *cfg)
     }
     free_clients(cfg);
     gw_secret_free(cfg->redis.password);
+    gw_tls_creds_free(cfg->listen.tls.creds);
     free(cfg->path);
     free(cfg);
 }
@@ -1542,11 +1576,12 @@ static void check_clients(struct load *ld, const config_setting_t *root)
         const struct gw_client *c = &cfg->auth.clients[i];
         const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
 
-        if (c->identity && !c->has_token && !cfg->auth.trust_mesh_identity) {
+        if (c->identity && !c->has_token && !cfg->auth.trust_mesh_identity &&
+            cfg->listen.tls.client_ca_file == NULL) {
             snprintf(key, sizeof key, "clients[%zu].identity", i);
             problem(p, config_setting_get_member(g, "identity"), NULL, key,
-                    "trust_mesh_identity is false, so this client could never be identified: "
-                    "turn it on or give a token");
+                    "neither trust_mesh_identity nor listen.tls.client_ca_file is set, so this "
+                    "client could never be identified: set one, or give a token");
         }
         for (size_t j = 0; j < i; j++) {
             const struct gw_client *o = &cfg->auth.clients[j];
@@ -1788,6 +1823,7 @@ static void check_redis(struct load *ld, const config_setting_t *root)
     size_t rpm = key_index("quota.requests_per_minute");
     char why[CONFIG_REASON_BYTES];
     char *error = NULL;
+    struct stat st;
 
     if (cfg->redis.url != NULL &&
         parse_redis_url(cfg->redis.url, cfg->redis.host, &cfg->redis.port, &cfg->redis.db, why,
@@ -1807,6 +1843,9 @@ static void check_redis(struct load *ld, const config_setting_t *root)
         if (cfg->redis.password == NULL)
             problem(p, ld->seen[pwf], "redis", "password_file", "%s",
                     error ? error : "out of memory");
+        else
+            cfg->redis.password_shared = stat(cfg->redis.password_file, &st) == 0 &&
+                                         gw_secret_file_shared(&st);
         free(error);
     }
     if (!ld->seen[fallback]) {
@@ -1819,5 +1858,57 @@ static void check_redis(struct load *ld, const config_setting_t *root)
         problem(p, ld->seen[fallback], "quota", "fallback_requests_per_minute",
                 "must be at most quota.requests_per_minute (%d)",
                 cfg->quota.requests_per_minute);
+    }
+}
+
+/* ---- listen.tls: cert_file, key_file, client_ca_file ---- */
+
+/*
+ * Once the whole file is read (key_file_mode may come after the group): a tls group needs
+ * both cert_file and key_file, and all its files are read and checked now (tls.h), so that
+ * --check-config and a reload find a missing file, a key that does not match its certificate
+ * or an expired certificate, instead of the first handshake after a start.
+ */
+static void check_tls(struct load *ld, const config_setting_t *root)
+{
+    struct problems *p = &ld->problems;
+    struct gw_config *cfg = ld->cfg;
+    const config_setting_t *listen = config_setting_get_member(root, "listen");
+    const config_setting_t *group = NULL;
+    const config_setting_t *at;
+    size_t cert = key_index("listen.tls.cert_file"), key = key_index("listen.tls.key_file");
+    size_t ca = key_index("listen.tls.client_ca_file");
+    enum gw_tls_file which;
+    const char *why;
+    char *error = NULL;
+
+    if (listen != NULL && config_setting_is_group(listen))
+        group = config_setting_get_member(listen, "tls");
+    if (group == NULL || !config_setting_is_group(group))
+        return; /* no TLS, or the walk said it is not a group */
+    if (ld->bad[cert] || ld->bad[key] || ld->bad[ca])
+        return;
+    if (!ld->seen[cert] || !ld->seen[key]) {
+        problem(p, group, "listen", "tls",
+                "needs cert_file (the certificate chain, PEM) and key_file (its private key)");
+        return;
+    }
+    why = gw_tls_unsupported();
+    if (why != NULL) {
+        problem(p, group, "listen", "tls", "%s", why);
+        return;
+    }
+    if (gw_tls_creds_load(cfg->listen.tls.cert_file, cfg->listen.tls.key_file,
+                          cfg->listen.tls.client_ca_file, cfg->upstream.key_file_mode,
+                          &cfg->listen.tls.creds, &which, &error) != 0) {
+        at = which == GW_TLS_FILE_CERT ? ld->seen[cert]
+             : which == GW_TLS_FILE_KEY ? ld->seen[key] : ld->seen[ca];
+        /* Not problem(): a reason that names two paths may be longer than its buffer. */
+        problem_at(p, config_setting_source_file(at), config_setting_source_line(at),
+                   "listen.tls",
+                   which == GW_TLS_FILE_CERT  ? "cert_file"
+                   : which == GW_TLS_FILE_KEY ? "key_file" : "client_ca_file",
+                   "%s", error ? error : "out of memory");
+        free(error);
     }
 }

@@ -214,6 +214,7 @@ int gw_homes_send(struct gw_homes *homes, int from, int to, struct gw_call *call
     h->call.contact_id = call->contact_id;
     h->call.max_age_ms = call->max_age_ms;
     h->call.merge = call->merge;
+    h->call.cache_checked = call->cache_checked;
     h->caller = call;
 
     pthread_mutex_lock(&homes->lock);

@@ -27,6 +27,7 @@
 #include "hcgw/server.h"
 #include "hcgw/tables.h"
 #include "hcgw/text.h"
+#include "hcgw/tls.h"
 #include "hcgw/version.h"
 
 static volatile sig_atomic_t got_stop;
@@ -122,6 +123,38 @@ static const char *exposure_problem(const struct gw_config *cfg, const char *add
            "mesh enforces who may call";
 }
 
+/* A TLS key file that others may read, as the API key file's: at every load (tls.h). */
+static void warn_tls_key(const struct gw_log *log, const struct gw_config *cfg)
+{
+    struct gw_tls_info info;
+    struct gw_logline l;
+
+    if (cfg->listen.tls.creds == NULL)
+        return;
+    gw_tls_creds_info(cfg->listen.tls.creds, &info);
+    if (!info.key_shared)
+        return;
+    gw_log_begin(log, &l, GW_LOG_WARN,
+                 "the TLS key file is readable by other users: chmod 600 it "
+                 "(upstream.key_file_mode = \"refuse\" makes this an error)");
+    gw_log_str(&l, "key_file", cfg->listen.tls.key_file);
+    gw_log_end(&l);
+}
+
+/* A Redis password file that others may read, as the API key file's: at every load. */
+static void warn_redis_password(const struct gw_log *log, const struct gw_config *cfg)
+{
+    struct gw_logline l;
+
+    if (!cfg->redis.password_shared)
+        return;
+    gw_log_begin(log, &l, GW_LOG_WARN,
+                 "the Redis password file is readable by other users: chmod 600 it "
+                 "(upstream.key_file_mode = \"refuse\" makes this an error)");
+    gw_log_str(&l, "password_file", cfg->redis.password_file);
+    gw_log_end(&l);
+}
+
 /* The warnings of a start that the secure defaults allow only because the file says so. */
 static void warn_insecure(const struct gw_log *log, const struct gw_config *cfg)
 {
@@ -134,6 +167,8 @@ static void warn_insecure(const struct gw_log *log, const struct gw_config *cfg)
         gw_log_str(&l, "address", cfg->listen.address);
         gw_log_end(&l);
     }
+    warn_tls_key(log, cfg);
+    warn_redis_password(log, cfg);
     if (gw_config_url_in_clear(cfg->upstream.base_url)) {
         gw_log_begin(log, &l, GW_LOG_WARN,
                      "upstream.allow_insecure_http: the key goes in clear over plain http to a "
@@ -141,6 +176,25 @@ static void warn_insecure(const struct gw_log *log, const struct gw_config *cfg)
         gw_log_str(&l, "upstream", cfg->upstream.base_url);
         gw_log_end(&l);
     }
+}
+
+/* What the listener serves, at a start and after a reload: never anything of the key. */
+static void log_tls(const struct gw_log *log, const struct gw_config *cfg)
+{
+    struct gw_tls_info info;
+    struct gw_logline l;
+
+    if (cfg->listen.tls.creds == NULL)
+        return;
+    gw_tls_creds_info(cfg->listen.tls.creds, &info);
+    gw_log_begin(log, &l, GW_LOG_INFO, "TLS certificate loaded");
+    gw_log_str(&l, "cert_file", cfg->listen.tls.cert_file);
+    gw_log_str(&l, "serial", info.serial);
+    gw_log_int(&l, "not_after", (long long)info.not_after);
+    gw_log_int(&l, "chain", (long long)info.chain);
+    if (cfg->listen.tls.client_ca_file != NULL)
+        gw_log_str(&l, "client_ca_file", cfg->listen.tls.client_ca_file);
+    gw_log_end(&l);
 }
 
 static void log_problems(const struct gw_log *log, const char *what, const char *text)
@@ -196,6 +250,15 @@ static void reload(struct running *r, bool whole)
             gw_log_end(&l);
             goto out;
         }
+        /* The listener is HTTPS or plain HTTP for the life of the process. */
+        if ((cfg->listen.tls.creds == NULL) != (r->cfg->listen.tls.creds == NULL)) {
+            struct gw_logline l;
+            gw_log_begin(r->log, &l, GW_LOG_ERROR,
+                         "reload refused: the configuration has problems; the running one stays");
+            gw_log_str(&l, "problem", "listen.tls: turning TLS on or off takes a restart");
+            gw_log_end(&l);
+            goto out;
+        }
         warn_insecure(r->log, cfg);
     }
     secret = gw_secret_load(cfg, r->log, &errors);
@@ -230,6 +293,8 @@ static void reload(struct running *r, bool whole)
         gw_log_str(&l, "key_source", gw_secret_source(r->secret));
         gw_log_end(&l);
     }
+    if (whole)
+        log_tls(r->log, cfg);
     watch_key_dir(r);
 out:
     if (whole && cfg != r->cfg)
@@ -540,6 +605,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
+        warn_tls_key(log, cfg);
         printf("configuration OK\n");
         rc = 0;
         goto out;
@@ -585,9 +651,11 @@ int main(int argc, char **argv)
         gw_log_int(&l, "port", gw_server_port(srv));
         gw_log_str(&l, "upstream", cfg->upstream.base_url);
         gw_log_str(&l, "key_source", gw_secret_source(secret));
+        gw_log_str(&l, "scheme", cfg->listen.tls.creds != NULL ? "https" : "http");
         gw_log_str(&l, "version", HCGW_VERSION);
         gw_log_end(&l);
     }
+    log_tls(log, cfg);
 
     memset(&run, 0, sizeof(run));
     run.path = path;

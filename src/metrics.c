@@ -7,16 +7,22 @@
  */
 #include "hcgw/metrics.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hcgw/buf.h"
 #include "hcgw/cache.h"
 #include "hcgw/governor.h"
 #include "hcgw/redis.h"
+#include "hcgw/redis_cache.h"
 #include "hcgw/redis_quota.h"
 #include "hcgw/limits.h"
 #include "hcgw/version.h"
@@ -45,9 +51,12 @@ struct gw_metrics_registry {
     size_t n_blocks;
     struct gw_governor *governor;
     struct gw_cache *cache;
+    const uint32_t *key_refused;
     const struct gw_redis *redis[GW_MAX_WORKERS];
     const struct gw_redis_quota *rquota[GW_MAX_WORKERS];
+    const struct gw_redis_cache *rcache[GW_MAX_WORKERS];
     size_t n_redis;
+    int64_t tls_not_after;           /* seconds since the epoch, 0: no TLS; atomic access */
 };
 
 struct gw_metrics_registry *gw_metrics_registry_new(void)
@@ -69,18 +78,29 @@ void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor
 }
 
 void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis *r,
-                          const struct gw_redis_quota *q)
+                          const struct gw_redis_quota *q, const struct gw_redis_cache *c)
 {
     if (reg->n_redis >= GW_MAX_WORKERS)
         return;
     reg->redis[reg->n_redis] = r;
     reg->rquota[reg->n_redis] = q;
+    reg->rcache[reg->n_redis] = c;
     reg->n_redis++;
+}
+
+void gw_metrics_set_tls_not_after(struct gw_metrics_registry *reg, int64_t not_after)
+{
+    __atomic_store_n(&reg->tls_not_after, not_after, __ATOMIC_RELAXED);
 }
 
 void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c)
 {
     reg->cache = c;
+}
+
+void gw_metrics_set_key_refused(struct gw_metrics_registry *reg, const uint32_t *flag)
+{
+    reg->key_refused = flag;
 }
 
 struct gw_metrics *gw_metrics_register(struct gw_metrics_registry *reg)
@@ -222,6 +242,118 @@ static uint64_t sum_field(const struct gw_metrics_registry *reg, size_t offset)
 }
 
 /*
+ * Read the first GW_PROC_STAT_BYTES - 1 bytes of /proc file @p path into @p out, NUL-terminated.
+ * Returns the bytes read, or -1.
+ */
+static ssize_t read_proc(const char *path, char out[GW_PROC_STAT_BYTES])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    n = read(fd, out, GW_PROC_STAT_BYTES - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return n;
+}
+
+/* The process's open file descriptors, counted in /proc/self/fd (its own one excluded). */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n - 1;
+}
+
+/* The process's start, seconds since the epoch (0: unknown), worked out once (start_once). */
+static double process_started_s;
+static pthread_once_t start_once = PTHREAD_ONCE_INIT;
+
+/*
+ * From /proc/self/stat's starttime (ticks after the boot) and /proc/uptime (seconds since the
+ * boot): once, so that the value does not move between scrapes.
+ */
+static void work_out_start(void)
+{
+    char buf[GW_PROC_STAT_BYTES];
+    unsigned long long start;
+    double uptime;
+    long ticks = sysconf(_SC_CLK_TCK);
+    struct timespec now;
+    const char *p;
+
+    if (ticks <= 0 || read_proc("/proc/self/stat", buf) <= 0 ||
+        (p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                      "%*d %*d %llu", &start) != 1 ||
+        read_proc("/proc/uptime", buf) <= 0 || sscanf(buf, "%lf", &uptime) != 1 ||
+        clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return;
+    process_started_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - uptime +
+                        (double)start / (double)ticks;
+}
+
+/*
+ * The process_* families Prometheus's client libraries expose, from /proc/self/stat (CPU time,
+ * memory), the start worked out once, /proc/self/fd and RLIMIT_NOFILE. A family whose source
+ * cannot be read is left out.
+ */
+static void render_process(struct text *t)
+{
+    char buf[GW_PROC_STAT_BYTES];
+    unsigned long long utime, stime, vsize;
+    long long rss;
+    long ticks = sysconf(_SC_CLK_TCK);
+    long page = sysconf(_SC_PAGESIZE);
+    struct rlimit rl;
+    const char *p;
+    long fds;
+
+    /* Fields 14, 15 (utime, stime), 23 (vsize), 24 (rss) of proc(5)'s stat, counted
+     * after the command name, which ends at the last ')'. */
+    if (read_proc("/proc/self/stat", buf) > 0 && (p = strrchr(buf, ')')) != NULL &&
+        ticks > 0 &&
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+                      "%*d %*d %*u %llu %lld",
+               &utime, &stime, &vsize, &rss) == 4) {
+        add(t, "# HELP process_cpu_seconds_total Total user and system CPU time spent in "
+               "seconds.\n# TYPE process_cpu_seconds_total counter\n"
+               "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / (double)ticks);
+        add(t, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+               "# TYPE process_resident_memory_bytes gauge\n"
+               "process_resident_memory_bytes %lld\n", rss * (long long)page);
+        add(t, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+               "# TYPE process_virtual_memory_bytes gauge\n"
+               "process_virtual_memory_bytes %llu\n", vsize);
+    }
+    (void)pthread_once(&start_once, work_out_start);
+    if (process_started_s > 0)
+        add(t, "# HELP process_start_time_seconds Start time of the process since unix epoch "
+               "in seconds.\n# TYPE process_start_time_seconds gauge\n"
+               "process_start_time_seconds %.2f\n", process_started_s);
+    fds = open_fds();
+    if (fds >= 0)
+        add(t, "# HELP process_open_fds Number of open file descriptors.\n"
+               "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n", fds);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        add(t, "# HELP process_max_fds Maximum number of open file descriptors.\n"
+               "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
+            (unsigned long long)rl.rlim_cur);
+}
+
+/*
  * The Redis connections of the workers and the account's shared bucket on them (only with a
  * redis group): up and shared only while every worker's is.
  */
@@ -231,8 +363,11 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
     struct gw_redis_stats sum;
     struct gw_redis_quota_stats q;
     struct gw_redis_quota_stats qsum;
+    struct gw_redis_cache_stats cs;
+    struct gw_redis_cache_stats csum;
     bool up = true;
     bool shared = true;
+    bool cache_shared = true;
     uint64_t cum = 0;
     size_t i;
     int k;
@@ -241,6 +376,7 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
         return;
     memset(&sum, 0, sizeof(sum));
     memset(&qsum, 0, sizeof(qsum));
+    memset(&csum, 0, sizeof(csum));
     for (i = 0; i < reg->n_redis; i++) {
         gw_redis_stats(reg->redis[i], &r);
         up = up && r.up != 0;
@@ -254,6 +390,14 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
         shared = shared && gw_redis_quota_usable(reg->rquota[i]);
         qsum.decided += q.decided;
         qsum.fallbacks += q.fallbacks;
+        gw_redis_cache_stats(reg->rcache[i], &cs);
+        cache_shared = cache_shared && gw_redis_cache_serving(reg->rcache[i]);
+        csum.hits += cs.hits;
+        csum.misses += cs.misses;
+        csum.unanswered += cs.unanswered;
+        csum.stored += cs.stored;
+        csum.refused += cs.refused;
+        csum.epochs += cs.epochs;
     }
     add(t, "# HELP hcgw_redis_up Whether every worker's Redis connection is up.\n"
            "# TYPE hcgw_redis_up gauge\nhcgw_redis_up %d\n", up ? 1 : 0);
@@ -283,6 +427,24 @@ static void render_redis(const struct gw_metrics_registry *reg, struct text *t)
            "Redis could not answer in time.\n"
            "# TYPE hcgw_quota_fallbacks_total counter\n"
            "hcgw_quota_fallbacks_total %llu\n", (unsigned long long)qsum.fallbacks);
+    add(t, "# HELP hcgw_cache_shared Whether the contact cache is the fleet's, in Redis, and "
+           "served (1), or not served at all (0: Redis away, or a write it missed).\n"
+           "# TYPE hcgw_cache_shared gauge\nhcgw_cache_shared %d\n", cache_shared ? 1 : 0);
+    add(t, "# HELP hcgw_cache_shared_operations_total The shared cache's lookups (hit, miss) and "
+           "stores (stored, refused), and those Redis did not answer (unanswered).\n"
+           "# TYPE hcgw_cache_shared_operations_total counter\n"
+           "hcgw_cache_shared_operations_total{result=\"hit\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"miss\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"stored\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"refused\"} %llu\n"
+           "hcgw_cache_shared_operations_total{result=\"unanswered\"} %llu\n",
+        (unsigned long long)csum.hits, (unsigned long long)csum.misses,
+        (unsigned long long)csum.stored, (unsigned long long)csum.refused,
+        (unsigned long long)csum.unanswered);
+    add(t, "# HELP hcgw_cache_shared_epochs_total Times this replica retired every shared entry "
+           "after writes Redis missed.\n"
+           "# TYPE hcgw_cache_shared_epochs_total counter\n"
+           "hcgw_cache_shared_epochs_total %llu\n", (unsigned long long)csum.epochs);
 }
 
 char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
@@ -293,6 +455,7 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
     size_t r, b;
     int k, s;
     int64_t in_flight = 0;
+    int64_t tls_not_after;
 
     gw_buf_init(&t.buf, GW_MAX_METRICS_BYTES, METRICS_TEXT_FIRST, 0);
     add(&t, "# HELP hcgw_build_info Build information.\n# TYPE hcgw_build_info gauge\n");
@@ -344,6 +507,11 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
     }
     for (b = 0; b < reg->n_blocks; b++)
         in_flight += __atomic_load_n(&reg->blocks[b]->in_flight, __ATOMIC_RELAXED);
+    if (reg->key_refused != NULL)
+        add(&t, "# HELP hcgw_upstream_key_refused Whether HelpCrunch's last answer to the API "
+                "key was 401 or 403.\n"
+                "# TYPE hcgw_upstream_key_refused gauge\nhcgw_upstream_key_refused %u\n",
+            (unsigned)__atomic_load_n(reg->key_refused, __ATOMIC_RELAXED));
     add(&t, "# HELP hcgw_in_flight Requests waiting on HelpCrunch.\n"
             "# TYPE hcgw_in_flight gauge\nhcgw_in_flight %lld\n", (long long)in_flight);
     if (reg->governor != NULL) {
@@ -414,6 +582,13 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
                 "# TYPE hcgw_cache_bytes gauge\nhcgw_cache_bytes %zu\n", cs.bytes);
     }
     render_redis(reg, &t);
+    tls_not_after = __atomic_load_n(&reg->tls_not_after, __ATOMIC_RELAXED);
+    if (tls_not_after != 0)
+        add(&t, "# HELP hcgw_tls_cert_not_after_seconds When the certificate the listener "
+                "serves expires, in seconds since the epoch.\n"
+                "# TYPE hcgw_tls_cert_not_after_seconds gauge\n"
+                "hcgw_tls_cert_not_after_seconds %lld\n", (long long)tls_not_after);
+    render_process(&t);
     if (t.failed) {
         gw_buf_free(&t.buf);
         return NULL;

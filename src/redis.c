@@ -29,6 +29,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
+#include <openssl/evp.h>
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -769,6 +770,51 @@ bool gw_redis_up(const struct gw_redis *r)
 size_t gw_redis_pending(const struct gw_redis *r)
 {
     return r->pending;
+}
+
+uint64_t gw_redis_session(const struct gw_redis *r)
+{
+    return __atomic_load_n(&r->st.connects, __ATOMIC_RELAXED);
+}
+
+static void to_hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void gw_redis_script_sha(const char *script, char out[GW_REDIS_SHA1_HEX_BYTES])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL) != 1 || len != 20)
+        len = 0; /* never with libcrypto's own SHA-1; EVAL then carries the script */
+    to_hex(md, len, out);
+}
+
+/* What the hash of the key starts with: this hash names an account, nothing else. */
+#define ACCOUNT_DOMAIN "hcgw quota\n"
+
+void gw_redis_account_tag(const struct gw_secret *key, char out[GW_REDIS_ACCOUNT_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    out[0] = '\0';
+    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(ctx, ACCOUNT_DOMAIN, sizeof ACCOUNT_DOMAIN - 1) == 1 &&
+        EVP_DigestUpdate(ctx, gw_secret_value(key), gw_secret_len(key)) == 1 &&
+        EVP_DigestFinal_ex(ctx, md, &len) == 1 && len * 2 >= GW_REDIS_ACCOUNT_HEX)
+        to_hex(md, GW_REDIS_ACCOUNT_HEX / 2, out);
+    EVP_MD_CTX_free(ctx);
+    gw_secret_wipe(md, sizeof md);
 }
 
 const char *gw_redis_last_error(const struct gw_redis *r)

@@ -15,7 +15,6 @@
 #include "hcgw/redis_quota.h"
 
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -76,17 +75,8 @@ static const char cooldown_script[] =
     "end\n"
     "return ms\n";
 
-/* What the hash of the key starts with: this hash names a quota account, nothing else. */
-#define ACCOUNT_DOMAIN "hcgw quota\n"
-
-/* Hex digits of the hash in a key name: half of SHA-256, ample to tell accounts apart. */
-#define ACCOUNT_HEX 32
-
-/* A key: the prefix, "{", the hash, "}", the longest suffix (":cooldown"), a NUL. */
-#define KEY_BYTES (GW_MAX_REDIS_PREFIX_BYTES + 1 + ACCOUNT_HEX + 1 + 9 + 1)
-
-/* A SHA-1 in hex and its NUL, as EVALSHA takes it. */
-#define SHA1_HEX_BYTES 41
+/* A key: the prefix, "{", the account's tag, "}", the longest suffix (":cooldown"), a NUL. */
+#define KEY_BYTES (GW_MAX_REDIS_PREFIX_BYTES + 1 + GW_REDIS_ACCOUNT_HEX + 1 + 9 + 1)
 
 /* One decimal argument (a 64-bit number and its sign) and its NUL. */
 #define NUMBER_BYTES 24
@@ -112,8 +102,8 @@ struct gw_redis_quota {
     const struct gw_config *cfg;
     char key_tat[KEY_BYTES];
     char key_cooldown[KEY_BYTES];
-    char admit_sha[SHA1_HEX_BYTES];
-    char cooldown_sha[SHA1_HEX_BYTES];
+    char admit_sha[GW_REDIS_SHA1_HEX_BYTES];
+    char cooldown_sha[GW_REDIS_SHA1_HEX_BYTES];
     uint64_t cooldown_until;         /* loop time, as last heard */
     struct gw_redis_quota_ask *asks; /* in flight */
     struct gw_redis_quota_stats st;
@@ -129,47 +119,16 @@ static void add_stat(uint64_t *c, int64_t d)
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)d, __ATOMIC_RELAXED);
 }
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-/* The SHA-1 of a script in hex, the name EVALSHA knows it by. */
-static void script_sha(const char *script, char out[SHA1_HEX_BYTES])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-
-    if (EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL) != 1 || len != 20)
-        len = 0; /* never with libcrypto's own SHA-1; EVAL then carries the script */
-    to_hex(md, len, out);
-}
-
 /* The two key names of the account whose API key is @p key. */
 static void account_keys(struct gw_redis_quota *q, const struct gw_secret *key)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    char hex[ACCOUNT_HEX + 1] = "";
-    unsigned int len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    char tag[GW_REDIS_ACCOUNT_HEX + 1];
 
-    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(ctx, ACCOUNT_DOMAIN, sizeof ACCOUNT_DOMAIN - 1) == 1 &&
-        EVP_DigestUpdate(ctx, gw_secret_value(key), gw_secret_len(key)) == 1 &&
-        EVP_DigestFinal_ex(ctx, md, &len) == 1 && len * 2 >= ACCOUNT_HEX)
-        to_hex(md, ACCOUNT_HEX / 2, hex);
-    EVP_MD_CTX_free(ctx);
-    gw_secret_wipe(md, sizeof md);
+    gw_redis_account_tag(key, tag);
     snprintf(q->key_tat, sizeof q->key_tat, "%.*s{%s}:tat", GW_MAX_REDIS_PREFIX_BYTES,
-             q->cfg->redis.key_prefix, hex);
+             q->cfg->redis.key_prefix, tag);
     snprintf(q->key_cooldown, sizeof q->key_cooldown, "%.*s{%s}:cooldown",
-             GW_MAX_REDIS_PREFIX_BYTES, q->cfg->redis.key_prefix, hex);
+             GW_MAX_REDIS_PREFIX_BYTES, q->cfg->redis.key_prefix, tag);
 }
 
 struct gw_redis_quota *gw_redis_quota_new(struct gw_redis *redis, const struct gw_config *cfg,
@@ -181,8 +140,8 @@ struct gw_redis_quota *gw_redis_quota_new(struct gw_redis *redis, const struct g
         return NULL;
     q->redis = redis;
     q->cfg = cfg;
-    script_sha(admit_script, q->admit_sha);
-    script_sha(cooldown_script, q->cooldown_sha);
+    gw_redis_script_sha(admit_script, q->admit_sha);
+    gw_redis_script_sha(cooldown_script, q->cooldown_sha);
     account_keys(q, key);
     return q;
 }

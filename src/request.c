@@ -48,6 +48,7 @@
 #include "hcgw/router.h"
 #include "hcgw/secret.h"
 #include "hcgw/text.h"
+#include "hcgw/tls.h"
 #include "hcgw/upstream.h"
 
 /** First allocation for a request body; it doubles up to limits.max_body_bytes. */
@@ -964,6 +965,7 @@ static int authorize(struct gw_request *req)
 {
     const struct gw_config *cfg = req->w->cfg;
     struct auth_headers h;
+    struct gw_tls_peer peer;
     const struct gw_client *client = NULL;
     enum gw_auth_outcome o;
     int rc = 0;
@@ -973,6 +975,11 @@ static int authorize(struct gw_request *req)
     memset(&h, 0, sizeof(h));
     h.identity_name = cfg->auth.trust_mesh_identity ? cfg->auth.mesh_identity_header : NULL;
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_auth_header, &h);
+    /* A client certificate is only looked at when a token does not decide (auth.h). */
+    if (cfg->listen.tls.client_ca_file != NULL && h.in.authorization_count == 0) {
+        gw_tls_peer_get(req->conn, &peer);
+        h.in.peer = &peer;
+    }
     o = gw_auth_identify(cfg, &h.in, &client);
     if (o != GW_AUTH_OK) {
         req->auth_refusal = gw_auth_outcome_name(o);

@@ -181,8 +181,36 @@ static struct gw_secret *from_value(const char *value, const char *where, const 
 }
 
 /*
+ * Whether @p gid is this process's own group: its effective group or one of its supplementary
+ * groups. Kubernetes mounts a Secret with the pod's fsGroup as the files' group, and gives the
+ * process that group too.
+ */
+static bool own_group(gid_t gid)
+{
+    gid_t groups[GW_MAX_PROCESS_GROUPS];
+    int n;
+
+    if (gid == getegid())
+        return true;
+    n = getgroups(GW_MAX_PROCESS_GROUPS, groups);
+    for (int i = 0; i < n; i++) {
+        if (groups[i] == gid)
+            return true;
+    }
+    return false;
+}
+
+bool gw_secret_file_shared(const struct stat *st)
+{
+    return (st->st_mode & S_IROTH) != 0 ||
+           ((st->st_mode & S_IRGRP) != 0 && !own_group(st->st_gid));
+}
+
+/*
  * A key file that other users may read shares the key with them. Say so at every load, or,
- * with upstream.key_file_mode = "refuse", do not load it. Returns 0 when the key may be used.
+ * with upstream.key_file_mode = "refuse", do not load it. Read by the file's group is no such
+ * share when that group is the process's own (a Secret with fsGroup and defaultMode 0440).
+ * Returns 0 when the key may be used.
  */
 static int check_file_mode(const struct stat *st, const char *where, enum gw_key_file_mode mode,
                            const struct gw_log *log, char **error)
@@ -191,7 +219,7 @@ static int check_file_mode(const struct stat *st, const char *where, enum gw_key
     struct gw_logline l;
     char octal[8];
 
-    if ((st->st_mode & (S_IRGRP | S_IROTH)) == 0)
+    if (!gw_secret_file_shared(st))
         return 0;
     if (mode == GW_KEY_FILE_REFUSE) {
         fail(error,

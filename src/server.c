@@ -37,6 +37,7 @@
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
 #include "hcgw/request.h"
+#include "hcgw/tls.h"
 
 /** listen(2) backlog of each listening socket. */
 #define SRV_LISTEN_BACKLOG 1024
@@ -49,6 +50,8 @@
  * server.drain_timeout_ms and a few tens of milliseconds even then.
  */
 #define SRV_FLUSH_MS 50
+/** libmicrohttpd's log text for a failed TLS handshake (0.9.75), line break dropped. */
+#define SRV_TLS_HANDSHAKE_FAILED "Error: received handshake message out of context."
 
 struct gw_server {
     const struct gw_config *cfg;
@@ -160,6 +163,13 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    /* libmicrohttpd says this of every failed TLS handshake (plain HTTP on the HTTPS port, a
+     * protocol or a client certificate refused): a caller's mistake, and tls.c already warns
+     * about a refused certificate with its reason. */
+    if (strcmp(msg, SRV_TLS_HANDSHAKE_FAILED) == 0) {
+        gw_logf(w->log, GW_LOG_INFO, "TLS handshake failed");
+        return;
+    }
     gw_logf(w->log, GW_LOG_WARN, "libmicrohttpd: %s", msg);
 }
 
@@ -176,6 +186,9 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
     const struct gw_config *cfg = srv->cfg;
     const union MHD_DaemonInfo *info;
     unsigned int timeout_s = (unsigned int)((cfg->limits.connection_timeout_ms + 999) / 1000);
+    /* listen.tls: HTTPS with the pair of the worker's configuration (tls.h). */
+    struct MHD_OptionItem tls_opts[GW_TLS_MHD_OPTIONS] = {{MHD_OPTION_END, 0, NULL}};
+    unsigned int tls_flag = 0;
 
     w->index = index;
     w->cfg = cfg;
@@ -214,8 +227,12 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
             goto fail_idem;
         w->idem = own;
     }
+    if (cfg->listen.tls.creds != NULL) {
+        gw_tls_mhd_options(tls_opts);
+        tls_flag = MHD_USE_TLS;
+    }
     w->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tls_flag, 0, NULL, NULL,
         gw_request_access, w,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, w,
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
@@ -228,6 +245,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_MAX_HEADER_BYTES,
         /* HTTP/1.1 without Host, and a space inside the target, are 400 (framing.h has more). */
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (w->mhd == NULL)
         goto fail_mhd;
@@ -319,6 +337,7 @@ static void *worker_main(void *arg)
     uint64_t drain_deadline = 0;
     uint64_t flush_deadline = 0;
 
+    gw_tls_bind_thread(&w->cfg, w->log);
     for (;;) {
         run_mhd(w);
         if (!w->draining && __atomic_load_n(w->stopping, __ATOMIC_ACQUIRE)) {
@@ -407,6 +426,16 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* The expiry of the certificate the listener serves, for /metrics (0: no TLS, not shown). */
+static void set_tls_metrics(struct gw_metrics_registry *reg, const struct gw_config *cfg)
+{
+    struct gw_tls_info info = {.not_after = 0};
+
+    if (cfg->listen.tls.creds != NULL)
+        gw_tls_creds_info(cfg->listen.tls.creds, &info);
+    gw_metrics_set_tls_not_after(reg, info.not_after);
+}
+
 /* The idempotency group's settings, on the store. Returns as gw_idem_configure. */
 static int configure_idem(struct gw_idem_store *idem, const struct gw_config *cfg)
 {
@@ -430,6 +459,7 @@ int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
                                        "limits.max_connections and limits.connection_timeout_ms "
                                        "take effect at the next start only");
     gw_governor_configure(srv->shared.governor, cfg);
+    set_tls_metrics(srv->registry, cfg);
     /* Out of memory for new buckets keeps the old ones: a longer chain, not a failure. */
     (void)gw_cache_configure(srv->shared.cache, cfg->cache.ttl_ms, cfg->cache.max_entries,
                              cfg->cache.max_bytes);
@@ -492,7 +522,9 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, const struct gw_sec
         return NULL;
     }
     gw_metrics_set_governor(srv->registry, srv->shared.governor);
+    set_tls_metrics(srv->registry, cfg);
     gw_metrics_set_cache(srv->registry, srv->shared.cache);
+    gw_metrics_set_key_refused(srv->registry, &srv->shared.key_refused);
     srv->idem = gw_idem_local_new();
     if (srv->idem == NULL || configure_idem(srv->idem, cfg) != 0) {
         errorf(error, "out of memory");

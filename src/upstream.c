@@ -554,6 +554,14 @@ fail:
     return rc;
 }
 
+static int start_attempt(struct gw_upstream *up, struct gw_call *call);
+static void retry_refused(struct gw_upstream *up, struct gw_call *call, int rc);
+
+/*
+ * The slot reserved for @p call is due. A cooldown that began while it waited (a 429 heard by
+ * this process, or by the fleet through the shared bucket) holds it back like any other
+ * attempt: it asks the gate again, and goes after the cooldown or is refused by its deadline.
+ */
 static void on_token_due(struct gw_timer *t)
 {
     struct gw_call *call = t->data;
@@ -561,7 +569,15 @@ static void on_token_due(struct gw_timer *t)
     int rc;
 
     stop_waiting(up, call);
-    rc = send_attempt(up, call);
+    if (up->gate.paused != NULL && up->gate.paused(up->gate.ctx, gw_loop_now(up->loop))) {
+        rc = start_attempt(up, call);
+        if (rc != 0 && call->attempts > 0) {
+            retry_refused(up, call, rc);
+            return;
+        }
+    } else {
+        rc = send_attempt(up, call);
+    }
     if (rc != 0)
         finish(up, call, rc);
 }

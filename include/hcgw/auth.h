@@ -1,6 +1,6 @@
 /*
- * Callers and permissions: who is calling (a bearer token, or an identity header set by a
- * trusted service mesh) and whether that client may call the matched route. The clients
+ * Callers and permissions: who is calling (a bearer token, a client certificate verified by
+ * hcgw's own TLS, or an identity header set by a trusted service mesh) and whether that client may call the matched route. The clients
  * themselves are configuration (struct gw_client in config.h, filled by config.c with the
  * parsers below); this module holds the checks, the hashing and the token tool's helpers.
  * Everything here is pure or reads only the immutable config: any thread.
@@ -44,8 +44,12 @@ enum gw_auth_outcome {
     GW_AUTH_MALFORMED,        /* Authorization is not one "Bearer <token>" */
     GW_AUTH_BAD_TOKEN,        /* no client has this token */
     GW_AUTH_BAD_IDENTITY,     /* the identity header is repeated, or XFCC without one URI */
-    GW_AUTH_UNKNOWN_IDENTITY  /* no client has this identity */
+    GW_AUTH_UNKNOWN_IDENTITY, /* no client has this identity */
+    GW_AUTH_BAD_CERTIFICATE,  /* the client certificate's names cannot be read, or name two clients */
+    GW_AUTH_UNKNOWN_CERTIFICATE /* no client has any name of the client certificate */
 };
+
+struct gw_tls_peer;
 
 /** What a request presents, as request.c found it in the headers. */
 struct gw_auth_input {
@@ -53,6 +57,7 @@ struct gw_auth_input {
     unsigned authorization_count;   /* how many Authorization headers were sent */
     const char *identity;           /* the first mesh identity header, or NULL */
     unsigned identity_count;        /* how many of those were sent */
+    const struct gw_tls_peer *peer; /* the connection's client certificate (tls.h), or NULL */
 };
 
 /**
@@ -67,8 +72,10 @@ bool gw_auth_route_public(const struct gw_route *r);
 
 /**
  * Decide who sent @p in. A bearer token, when an Authorization header is present, decides
- * alone (a wrong one is refused even if an identity header would match); otherwise the
- * identity header, only when cfg->auth.trust_mesh_identity is on. For the XFCC header the
+ * alone (a wrong one is refused even if an identity header would match); otherwise a client
+ * certificate, when the connection presented one (in->peer): the client whose identity is one
+ * of its URI or DNS names, and it too decides alone; otherwise the identity header, only when
+ * cfg->auth.trust_mesh_identity is on. For the XFCC header the
  * identity is the URI of its last element (the one hcgw's own proxy added); for any other
  * header the whole value. Tokens are compared by their SHA-256, in constant time, against
  * every client. Returns GW_AUTH_OK with *client set, or another outcome with *client NULL.

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "hcgw/err.h"
+#include "hcgw/redis_cache.h"
 #include "hcgw/upstream.h"
 
 struct gw_cache;
@@ -42,6 +43,9 @@ struct gw_calls_shared {
     struct gw_cache *cache;          /* configured by the server, at start and on reload */
     struct gw_homes *homes;          /* NULL: every call runs on its caller's worker */
     uint64_t auth_failed_ms;         /* monotonic ms of the last 401/403, 0: never; atomic */
+    /* 1 while HelpCrunch's last answer to the key was 401 or 403, else 0; atomic */
+    uint32_t key_refused;
+    struct gw_redis_cache_marks cache_marks; /* writes the shared cache may have missed */
 };
 
 struct gw_calls;

@@ -12,6 +12,7 @@
 #include "hcgw/limits.h"
 
 struct gw_secret;
+struct gw_tls_creds;
 
 /** Default configuration path when -c is not given. */
 #define GW_CONFIG_DEFAULT_PATH "/etc/hcgw/hcgw.conf"
@@ -44,6 +45,15 @@ struct gw_config {
     struct {
         char *address;               /* listen.address, default "127.0.0.1" */
         int port;                    /* listen.port 0..65535, default 8080 (0: ephemeral) */
+        struct {
+            char *cert_file;         /* listen.tls.cert_file, or NULL: plain HTTP */
+            char *key_file;          /* listen.tls.key_file (given with cert_file) */
+            char *client_ca_file;    /* listen.tls.client_ca_file, or NULL: no client certificates */
+            /* The three files, read and checked when this config was loaded (tls.h); NULL
+             * without cert_file. Freed with the config: a reload that replaces it frees the old
+             * pair once no worker can use it. */
+            struct gw_tls_creds *creds;
+        } tls;
     } listen;
     struct {
         int workers;                 /* server.workers 0..GW_MAX_WORKERS, 0 = one per CPU; default 1 */
@@ -60,7 +70,7 @@ struct gw_config {
         long retry_max_ms;           /* backoff cap, default 2000 */
         long retry_after_fallback_s; /* Retry-After we give on 429 when HelpCrunch gave none; default 10 */
         int max_connections;         /* pool size (connections to the upstream host); default 64 */
-        long auth_failure_unready_ms;/* /readyz 503 this long after a 401/403; default 60000, 0 off */
+        long auth_failure_unready_ms;/* /readyz 503 this long after a 401/403; default 0 (off) */
         bool allow_insecure_http;    /* http:// to a host that is not loopback; default false */
         char *ca_file;               /* CA bundle that verifies HelpCrunch's TLS, or NULL (system's) */
         char *proxy;                 /* egress proxy URL, or NULL: none (the environment's is ignored) */
@@ -96,6 +106,7 @@ struct gw_config {
         /* The password read from password_file when the file was loaded (NULL without one);
          * wiped when this config is freed, so a reload that replaces it wipes the old one. */
         struct gw_secret *password;
+        bool password_shared;        /* its file is readable by others (key_file_mode warn) */
         long timeout_ms;             /* redis.timeout_ms, each command's deadline; default 50 */
         char *key_prefix;            /* redis.key_prefix, default "hcgw:" */
         int expected_replicas;       /* redis.expected_replicas, 1..GW_MAX_REPLICAS; default 1 */

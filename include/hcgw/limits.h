@@ -110,6 +110,23 @@
 #define GW_REDIS_BACKOFF_MAX_MS 5000
 /** The last connection error kept for gw_redis_last_error and log lines, NUL included. */
 #define GW_REDIS_ERROR_BYTES 256
+/**
+ * The shared cache (redis_cache.h): a contact's write mark lasts this long, so a read that
+ * began longer ago than this is never stored (it cannot tell whether a write ended meanwhile):
+ * longer than the longest call (upstream.timeout_ms is at most 600000).
+ */
+#define GW_REDIS_CACHE_MARK_MS 900000
+/**
+ * Added to how long ago a call began, by this replica's clock, when Redis compares it with a
+ * write mark: covers the loop's clock granularity, so that a doubt refuses a store.
+ */
+#define GW_REDIS_CACHE_SKEW_MS 10
+/** A customer larger than this is not kept in Redis (an answer must fit in GW_REDIS_MAX_REPLY_BYTES). */
+#define GW_REDIS_CACHE_MAX_ENTRY_BYTES 60000
+/** Bytes of /proc/self/stat or /proc/stat read for the process_* metrics (btime is early). */
+#define GW_PROC_STAT_BYTES 4096
+/** Supplementary groups of the process looked at when a key file's group may read it. */
+#define GW_MAX_PROCESS_GROUPS 256
 /** An Idempotency-Key: 1 to this many characters (idem.h says which). */
 #define GW_MAX_IDEM_KEY_BYTES 255
 /** The idempotency store's hash buckets: at least this many, at most GW_IDEM_MAX_BUCKETS. */
@@ -131,5 +148,22 @@
  * search), as idempotency.max_bytes does.
  */
 #define GW_IDEM_REDIS_MAX_BODY_BYTES (GW_REDIS_MAX_REPLY_BYTES - 1024)
+
+/* ---- TLS on the listener (tls.c) ---- */
+
+/** A file of listen.tls (certificate chain, private key, client CAs): at most this many bytes. */
+#define GW_MAX_TLS_FILE_BYTES (1024 * 1024)
+/**
+ * Certificates in listen.tls.cert_file (the server's own, then its intermediates), and in the
+ * chain a client presents: at most this many.
+ */
+#define GW_MAX_TLS_CHAIN 8
+/**
+ * The URI and DNS names of a client certificate that are compared with the clients' identities:
+ * at most this many, of at most this many bytes together (NULs included). A certificate with
+ * more names than that names no one.
+ */
+#define GW_MAX_TLS_PEER_NAMES 16
+#define GW_MAX_TLS_PEER_TEXT 4096
 
 #endif

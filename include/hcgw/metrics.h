@@ -114,6 +114,7 @@ static inline void gw_metrics_add(int64_t *g, int64_t d)
 struct gw_governor;
 struct gw_cache;
 struct gw_redis;
+struct gw_redis_cache;
 struct gw_redis_quota;
 
 /**
@@ -129,12 +130,26 @@ void gw_metrics_set_governor(struct gw_metrics_registry *reg, struct gw_governor
 void gw_metrics_set_cache(struct gw_metrics_registry *reg, struct gw_cache *c);
 
 /**
- * One worker's Redis connection and shared quota, for hcgw_redis_* and hcgw_quota_shared (not
- * owned; they must outlive @p reg's last render). Set before threads start; at most
- * GW_MAX_WORKERS. No redis group: never called, and those metrics are not shown.
+ * The flag behind hcgw_upstream_key_refused (1 while HelpCrunch's last answer to the key was
+ * 401 or 403; read atomically; not owned). Set before threads start.
+ */
+void gw_metrics_set_key_refused(struct gw_metrics_registry *reg, const uint32_t *flag);
+
+/**
+ * One worker's Redis connection, shared quota and shared cache, for hcgw_redis_*,
+ * hcgw_quota_shared and hcgw_cache_shared* (not owned; they must outlive @p reg's last
+ * render). Set before threads start; at most GW_MAX_WORKERS. No redis group: never called,
+ * and those metrics are not shown.
  */
 void gw_metrics_add_redis(struct gw_metrics_registry *reg, const struct gw_redis *r,
-                          const struct gw_redis_quota *q);
+                          const struct gw_redis_quota *q, const struct gw_redis_cache *c);
+
+/**
+ * The expiry of the certificate the listener serves now, in seconds since the epoch, for
+ * hcgw_tls_cert_not_after_seconds; 0 (the start) without TLS: the metric is not shown. Any
+ * thread (an atomic store): set at start and by a reload.
+ */
+void gw_metrics_set_tls_not_after(struct gw_metrics_registry *reg, int64_t not_after);
 
 /**
  * Count one answered request of @p route (NULL: unmatched) with the request's @p method (NULL

@@ -30,6 +30,7 @@ struct gw_config;
 struct gw_log;
 struct gw_redis;
 struct gw_redis_cmd;
+struct gw_secret;
 struct redisReply; /* hiredis's <hiredis/hiredis.h> */
 
 /** How a command ended. */
@@ -152,6 +153,30 @@ void gw_redis_fail(struct gw_redis *r, enum gw_redis_error kind, const char *rea
 
 /** True while up: connected, signed in, on its database. */
 bool gw_redis_up(const struct gw_redis *r);
+
+/**
+ * The connection's session: how many times it came up. Two reads that give the same number
+ * saw one unbroken connection in between (while it was up at both).
+ */
+uint64_t gw_redis_session(const struct gw_redis *r);
+
+/* ---- what the features built on the connection share ---- */
+
+/** A SHA-1 in hex and its NUL, as EVALSHA takes it. */
+#define GW_REDIS_SHA1_HEX_BYTES 41
+
+/** Hex digits of an account's tag: half of a SHA-256, ample to tell accounts apart. */
+#define GW_REDIS_ACCOUNT_HEX 32
+
+/** The SHA-1 of a Lua script in hex, the name EVALSHA knows it by. Any thread. */
+void gw_redis_script_sha(const char *script, char out[GW_REDIS_SHA1_HEX_BYTES]);
+
+/**
+ * The name in Redis of the HelpCrunch account whose API key is @p key: hex digits of a
+ * SHA-256 of the key in the quota's domain, never the key. Every key of one account holds it
+ * in braces ({tag}), which keeps them in one Redis Cluster slot. Any thread.
+ */
+void gw_redis_account_tag(const struct gw_secret *key, char out[GW_REDIS_ACCOUNT_HEX + 1]);
 
 /** Commands in flight (sent, callback not yet run or cancelled). */
 size_t gw_redis_pending(const struct gw_redis *r);

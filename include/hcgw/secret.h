@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <sys/stat.h>
+
 #include "hcgw/config.h"
 
 struct gw_config;
@@ -39,6 +41,15 @@ struct gw_secret *gw_secret_load(const struct gw_config *cfg, const struct gw_lo
 struct gw_secret *gw_secret_load_password(const char *path, const char *where,
                                           enum gw_key_file_mode mode,
                                           const struct gw_log *log, char **error);
+
+/**
+ * True when the file that @p st describes may be read by users other than its owner and the
+ * process's own groups (other read, or group read by a group the process is not in: a
+ * Kubernetes Secret with fsGroup and mode 0440 is not shared), so that a secret in it is
+ * shared with them: the rule that upstream.key_file_mode applies to the key file,
+ * redis.password_file and listen.tls.key_file. Any thread.
+ */
+bool gw_secret_file_shared(const struct stat *st);
 
 /** The key bytes (NUL-terminated) owned by @p s; valid until gw_secret_free. */
 const char *gw_secret_value(const struct gw_secret *s);

@@ -38,7 +38,9 @@ void gw_server_stop(struct gw_server *srv);
  * Switch every worker to @p cfg and @p secret (a reload): each takes them on its own thread
  * at its next loop iteration; new upstream attempts use the new key; settings that belong to
  * the listening sockets and MHD daemons (listen.*, server.workers, limits.max_connections,
- * limits.connection_timeout_ms) keep their old values until a restart (a warning says so).
+ * limits.connection_timeout_ms) keep their old values until a restart (a warning says so),
+ * except listen.tls's pair (@p cfg's listen.tls.creds), which each worker's next handshake
+ * takes (tls.h); whether the listener is TLS at all stays as it started.
  * Returns 0 when every worker took them: the old config and key are then unused and may be
  * freed. Returns -1 when a worker did not (out of memory, or no answer within 10 s): the old
  * ones must be kept. Main thread, after gw_server_start.

@@ -32,6 +32,7 @@ struct gw_flight;
 struct gw_batch;
 struct gw_hop;
 struct gw_redis_quota_ask;
+struct gw_redis_cache_op;
 struct up_headers;
 
 /** What the gate says to one attempt. */
@@ -65,6 +66,12 @@ struct gw_upstream_gate {
     void (*answered)(void *ctx, uint64_t now_ms, long status, long retry_after_s);
     /** Seconds a caller refused with 429 should wait when HelpCrunch said nothing (0: unknown). */
     long (*retry_after_s)(void *ctx, uint64_t now_ms);
+    /**
+     * True while a cooldown (HelpCrunch's 429) holds every attempt back. An attempt whose
+     * reserved slot comes due then is not sent: it asks admit again, as a new attempt would.
+     * May be NULL (never paused).
+     */
+    bool (*paused)(void *ctx, uint64_t now_ms);
     void *ctx;
 };
 
@@ -161,6 +168,11 @@ struct gw_call {
     struct gw_hop *hop;              /* handed to its contact's home worker, or NULL */
     struct gw_redis_quota_ask *quota_ask; /* the shared bucket's verdict it waits for */
     bool shared_wait;                /* its slot wait was reserved in the shared bucket */
+    bool cache_checked;              /* a read the shared cache (Redis) did not answer */
+    struct gw_redis_cache_op *cache_op; /* a read: its shared cache lookup in flight */
+    struct gw_call *lk_prev, *lk_next;  /* ...listed in its call layer while it is */
+    uint64_t began_ms;               /* when the call layer sent it (fresh monotonic ms) */
+    uint64_t session;                /* ...and the Redis connection's session then */
 
     /* private to upstream.c: the attempt at hand */
     struct gw_upstream *up;

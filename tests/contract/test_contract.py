@@ -167,7 +167,8 @@ class ContractTest(unittest.TestCase):
     @staticmethod
     def main_gateway(rec, sim):
         """Defaults (quota off), a small body bound: successes, local 4xx, mapped upstream 4xx."""
-        gw = Gateway(sim, conf={"limits": {"max_body_bytes": MAX_BODY}})
+        gw = Gateway(sim, conf={"limits": {"max_body_bytes": MAX_BODY},
+                                "upstream": {"auth_failure_unready_ms": 60000}})
         s = rec.send
         # Local routes.
         s(gw, "healthz", "GET", "/healthz")

@@ -421,11 +421,17 @@ def full_conf(base_url, **groups):
         merged.setdefault(group, {}).update(values or {})
     lines = []
     for group, values in merged.items():
-        items = " ".join("%s = %s;" % (k, json.dumps(v) if isinstance(v, str) else
-                                       ("true" if v is True else "false" if v is False else v))
-                         for k, v in values.items())
-        lines.append("%s = { %s };" % (group, items))
+        lines.append("%s = %s;" % (group, _conf_value(values)))
     return "\n".join(lines) + "\n"
+
+
+def _conf_value(v):
+    """A value as libconfig text; a dict is a group (listen = { tls = { … }; })."""
+    if isinstance(v, dict):
+        return "{ %s }" % " ".join("%s = %s;" % (k, _conf_value(x)) for k, x in v.items())
+    if isinstance(v, str):
+        return json.dumps(v)
+    return "true" if v is True else "false" if v is False else str(v)
 
 
 # Kept for the tests written against it: GatewayCase now takes conf_groups itself.

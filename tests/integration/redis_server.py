@@ -44,7 +44,7 @@ class Redis:
                     "appendonly no\ndaemonize no\n"
                     "user default on >%s ~* &* +@all\n"
                     "user hcgw on >%s ~hcgw:* resetchannels -@all +eval +evalsha +get +set "
-                    "+del +pttl +time +select +ping\n"
+                    "+pttl +time +select +ping +hmget +hset +pexpire +del +incr\n"
                     % (self.port, self.dir, self.dir, ADMIN_PASSWORD, HCGW_PASSWORD))
         self.password_file = os.path.join(self.dir, "password")
         with open(self.password_file, "w") as f:

@@ -162,6 +162,30 @@ class WaitAndRetryTest(GatewayCase):
         self.assertGreaterEqual(metric(m, "hcgw_quota_upstream_429_total"), 1)
         self.assertGreaterEqual(metric(m, "hcgw_quota_cooldowns_total"), 1)
 
+    def test_a_cooldown_holds_back_calls_already_waiting_for_a_slot(self):
+        # The first call's 429 (Retry-After 3) comes 0.5 s after it left; a second call reserved
+        # the next slot (about 1 s) before that. It must not go when that slot comes due, in
+        # the middle of the cooldown: it waits for the cooldown's end (about 3.5 s).
+        self.sim.script({"status": 429, "count": 1, "delay_ms": 500,
+                         "headers": {"Retry-After": "3"},
+                         "json": {"errors": [{"code": "too_many_requests", "message": "x"}]}})
+        results = {}
+
+        def first():
+            results["first"] = self.gw.request("POST", "/contacts", {"name": "Cooldown"})
+
+        t = threading.Thread(target=first)
+        t.start()
+        time.sleep(0.15)
+        t0 = time.monotonic()
+        second = self.gw.request("GET", C)
+        second_took = time.monotonic() - t0
+        t.join(30)
+        self.assertEnvelope(results["first"], 429, "rate_limited", upstream_status=429)
+        self.assertEqual(second.status, 200, second)
+        self.assertGreater(second_took, 2.5, "the waiting call went during the cooldown")
+        self.assertEqual(self.sim.count(), 2)
+
     def test_upstream_429_without_retry_after_uses_the_configured_cooldown(self):
         self.sim.script({"status": 429, "count": 1, "json": {"errors": []}})
         t0 = time.monotonic()
@@ -197,6 +221,36 @@ class ReadinessAfterAuthFailureTest(GatewayCase):
         self.assertEqual(self.req("GET", "/healthz").status, 200, "liveness is not readiness")
         time.sleep(1.7)
         self.assertEqual(self.req("GET", "/readyz").status, 200)
+
+
+class KeyRefusedTest(GatewayCase):
+    """By default a refused key does not make the replica unready (every replica would drop out
+    of the Service together); the gauge and one log line per change say it instead."""
+
+    def test_readiness_stays_local_and_the_gauge_tells(self):
+        def gauge():
+            return metric(self.req("GET", "/metrics").body.decode(), "hcgw_upstream_key_refused")
+
+        self.assertEqual(gauge(), 0)
+        mark = self.gw.proc.mark()
+        self.sim.script({"status": 401, "count": 2,
+                         "json": {"errors": [{"code": "unauthorized", "message": "Invalid token"}]}})
+        for _ in range(2):
+            self.assertEnvelope(self.req("GET", C), 502, "upstream_auth_failed",
+                                upstream_status=401)
+        self.assertEqual(self.req("GET", "/readyz").status, 200, "readiness is local")
+        self.assertEqual(gauge(), 1)
+        self.assertEqual(self.req("GET", C).status, 200)
+        self.assertEqual(gauge(), 0)
+        self.gw.proc.wait_line(lambda o: isinstance(o, dict) and
+                               o.get("msg") == "HelpCrunch accepts the API key again",
+                               stream="err", since=mark)
+        refused = [o for o in self.gw.proc.json_lines()
+                   if isinstance(o, dict) and o.get("msg", "").startswith(
+                       "HelpCrunch refused the API key")]
+        self.assertEqual(len(refused), 1, "one line per change, not per answer")
+        self.assertEqual(refused[0]["level"], "error")
+        self.assertEqual(refused[0]["upstream_status"], 401)
 
 
 if __name__ == "__main__":

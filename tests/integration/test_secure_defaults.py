@@ -45,6 +45,7 @@ HTTP_REFUSAL = ("upstream.base_url: http:// to a non-loopback host sends the key
 AUTH_NONE_WARNING = "auth = \"none\": hcgw checks no caller"
 INSECURE_WARNING = "upstream.allow_insecure_http: the key goes in clear"
 KEY_MODE_WARNING = "the key file is readable by other users: chmod 600 it"
+FOREIGN_GID = 54321  # a group the tests' processes are not in
 
 # A client entry, so that a listen beyond loopback has someone named to call it.
 TOKEN = "secure-defaults-client-token-0123456789abcdef"
@@ -212,8 +213,10 @@ class StartupTest(harness.SimCase):
 
     # ---- the key file's mode
 
-    def key_file_conf(self, mode, key_file_mode=None):
+    def key_file_conf(self, mode, key_file_mode=None, gid=None):
         key_path = self.files.write("api.key", self.sim.key + "\n", mode)
+        if gid is not None:
+            os.chown(key_path, -1, gid)
         upstream = {"api_key_file": key_path}
         if key_file_mode:
             upstream["key_file_mode"] = key_file_mode
@@ -234,15 +237,44 @@ class StartupTest(harness.SimCase):
         self.stop_clean(proc)
 
     def test_key_file_readable_by_others_is_refused_on_request(self):
-        for mode in (0o644, 0o640, 0o604):
-            with self.subTest(mode=oct(mode)):
-                key_path, path = self.key_file_conf(mode, "refuse")
+        # 0640 of another group than the process's: that group's members may read the key.
+        foreign = [(0o640, FOREIGN_GID)] if os.geteuid() == 0 else []
+        for mode, gid in [(0o644, None), (0o604, None)] + foreign:
+            with self.subTest(mode=oct(mode), gid=gid):
+                key_path, path = self.key_file_conf(mode, "refuse", gid)
                 # --check-config says FILE:0: upstream.api_key: …, a start hcgw: … (main.c).
                 self.assertRefused(
                     path, "key file %s (from upstream.api_key_file in %s) is "
                     "readable by other users (mode %04o): chmod 600 it, or set "
                     "upstream.key_file_mode = \"warn\"" % (key_path, path, mode), env=clean_env(),
                     start_prefix="hcgw: key file ")
+
+    def test_redis_password_file_readable_by_others_warns(self):
+        # The password file follows the key file's rule; the warning names the file, never the
+        # password. (No Redis is needed: the warning comes at the load.)
+        secret = "redis-password-never-logged-0123"
+        pw = self.files.write("redis.password", secret + "\n", 0o644)
+        path = self.conf(full_conf(self.sim.base_url,
+                                   redis={"url": "redis://127.0.0.1:1/0", "password_file": pw}))
+        proc, _ = self.start(path)
+        warned = [w for w in self.warnings(proc)
+                  if "the Redis password file is readable by other users" in w["msg"]]
+        self.assertEqual(len(warned), 1, proc.stderr_text())
+        self.assertEqual(warned[0]["password_file"], pw)
+        self.assertNotIn(secret, proc.stderr_text())
+        self.stop_clean(proc)
+        os.chmod(pw, 0o600)
+        proc, _ = self.start(path)
+        self.assertFalse([w for w in self.warnings(proc) if "Redis password" in w["msg"]])
+        self.stop_clean(proc)
+
+    def test_key_file_of_the_process_group_is_fine(self):
+        # What Kubernetes mounts with fsGroup and defaultMode 0440: the file's group is the
+        # process's own. No warning, even with "refuse".
+        key_path, path = self.key_file_conf(0o440, "refuse", os.getegid())
+        p = run_hcgw(["--check-config", "-c", path], clean_env())
+        self.assertEqual((p.returncode, p.stdout), (0, "configuration OK\n"), p.stderr)
+        self.assertNotIn(KEY_MODE_WARNING, p.stderr)
 
     def test_private_key_file_is_fine(self):
         for key_file_mode in (None, "refuse"):

@@ -12,22 +12,30 @@ local 4xx, a retried HelpCrunch 503, upstream timeouts and 5xx, quota waits. The
   one of the upstream histogram);
 - the "Metrics" section of docs/operations.md lists exactly the families /metrics exposes;
 - the alert rules of its "Alert rules" section pass `promtool check rules` and name only
-  families that exist.
+  families that exist;
+- with a redis group, and with listen.tls, the families docs/operations.md marks as theirs
+  are there too, and lint clean.
 """
+import http.client
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from harness import Gateway, Sim, assert_clean_stderr, full_conf  # noqa: E402
+import harness  # noqa: E402
+from harness import (FROM_START, Gateway, Proc, Sim, assert_clean_stderr, full_conf,  # noqa: E402
+                     listening_port)
 import redis_server  # noqa: E402
+import test_tls  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(os.environ.get("HCGW_SOURCE_DIR", os.path.join(HERE, "..", "..")))
 JOHN = "1568834"
@@ -80,14 +88,18 @@ def operations_section(title):
     return m.group(1)
 
 
-def documented_metrics(redis=False):
+def documented_metrics(redis=False, tls=False):
     """The metric names the "Metrics" section of docs/operations.md lists (the first cell of
-    each table row); those whose row says "with a `redis` group only" only when @p redis."""
+    each table row); those whose row says "with a `redis` group only" only when @p redis, and
+    those whose row says "with `listen.tls` only" only when @p tls."""
     names = set()
-    for row in re.findall(r"^\| `(hcgw_[a-z0-9_]+)` \|(.*)$", operations_section("Metrics"),
+    for row in re.findall(r"^\| `((?:hcgw|process)_[a-z0-9_]+)` \|(.*)$", operations_section("Metrics"),
                           re.M):
-        if redis or "with a `redis` group only" not in row[1]:
-            names.add(row[0])
+        if not redis and "with a `redis` group only" in row[1]:
+            continue
+        if not tls and "with `listen.tls` only" in row[1]:
+            continue
+        names.add(row[0])
     return names
 
 
@@ -126,6 +138,33 @@ class PromtoolTest(unittest.TestCase):
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""),
                          "promtool check metrics:\n%s%s\n--- the text:\n%s"
                          % (p.stdout, p.stderr, text))
+
+    def test_process_families(self):
+        # As Prometheus's client libraries name them, with values that fit this process.
+        text = self.scrape()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("process_"):
+                name, value = line.split()
+                values[name] = float(value)
+        self.assertEqual(set(values), {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                                       "process_virtual_memory_bytes", "process_start_time_seconds",
+                                       "process_open_fds", "process_max_fds"})
+        self.assertGreater(values["process_cpu_seconds_total"], 0)
+        self.assertGreater(values["process_resident_memory_bytes"], 1 << 20)
+        self.assertGreater(values["process_virtual_memory_bytes"],
+                           values["process_resident_memory_bytes"])
+        # Started within the test run, not at the epoch nor in the future.
+        self.assertLess(abs(values["process_start_time_seconds"] - time.time()), 600)
+        self.assertLessEqual(values["process_start_time_seconds"], time.time() + 1)
+        self.assertGreater(values["process_open_fds"], 3)
+        self.assertLess(values["process_open_fds"], values["process_max_fds"])
+        with open("/proc/%d/stat" % self.gw.proc.proc.pid) as f:
+            self.assertIn(str(self.gw.proc.proc.pid), f.read())  # the gateway's own process
+        # Stable between scrapes.
+        again = [l for l in self.scrape().splitlines()
+                 if l.startswith("process_start_time_seconds ")]
+        self.assertEqual(float(again[0].split()[1]), values["process_start_time_seconds"])
 
     def test_fresh_and_after_traffic(self):
         # A fresh gateway (only the scrape itself is to come) already lints clean.
@@ -255,9 +294,9 @@ class PromtoolTest(unittest.TestCase):
         named = {re.sub(r"_(bucket|sum|count)$", "", n)
                  for n in re.findall(r"\b(hcgw_[a-z0-9_]+)", blocks[0])}
         self.assertTrue(named, "the rules name no hcgw metric")
-        # (a rule on a Redis family names one that /metrics shows with a redis group:
-        # RedisMetricsTest checks those against a real scrape)
-        self.assertLessEqual(named, set(types) | documented_metrics(redis=True),
+        # (a rule on a Redis or TLS family names one that /metrics shows with a redis group
+        # or listen.tls: RedisMetricsTest and TlsMetricsTest check those against a real scrape)
+        self.assertLessEqual(named, set(types) | documented_metrics(redis=True, tls=True),
                              "the rules name metrics /metrics lacks")
 
 
@@ -302,3 +341,44 @@ class RedisMetricsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl command")
+class TlsMetricsTest(unittest.TestCase):
+    """With listen.tls: the certificate's expiry lints clean, is the one family the rows marked
+    "with `listen.tls` only" add, and is the notAfter of the certificate served."""
+
+    def test_tls_family(self):
+        pki = test_tls.Pki()
+        sim = Sim()
+        gw = None
+        try:
+            path = pki.path("metrics.conf")
+            with open(path, "w") as f:
+                f.write(test_tls.tls_conf(sim, pki.srv[0], pki.srv[1], top_level=""))
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("HCGW_API_KEY", "HCGW_API_KEY_FILE")}
+            env["HCGW_API_KEY"] = sim.key
+            gw = Proc([harness.HCGW_BIN, "-c", path], env=env)
+            port = gw.wait_line(listening_port, since=FROM_START)["port"]
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", port, context=ssl.create_default_context(cafile=pki.ca[0]),
+                timeout=30)
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            conn.close()
+            p = promtool(text)
+            self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""), text)
+            types, samples = parse(text)
+            self.assertEqual(documented_metrics(tls=True), set(types))
+            self.assertEqual(types["hcgw_tls_cert_not_after_seconds"], "gauge")
+            line = gw.wait_line(lambda o: isinstance(o, dict)
+                                and o.get("msg") == "TLS certificate loaded", since=FROM_START)
+            self.assertEqual(value(samples, "hcgw_tls_cert_not_after_seconds"),
+                             line["not_after"])
+        finally:
+            if gw is not None:
+                self.assertEqual(gw.stop(), 0)
+                assert_clean_stderr(self, gw, sim.key)
+            sim.stop()
+            pki.remove()

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "hcgw/auth.h"
+#include "hcgw/tls.h"
 #include "hcgw/config.h"
 #include "hcgw/router.h"
 #include "hcgw/text.h"
@@ -319,7 +320,7 @@ static enum gw_auth_outcome identify(const struct gw_config *cfg, const char *au
                                      unsigned nauth, const char *ident, unsigned nident,
                                      const char **name)
 {
-    struct gw_auth_input in = {authz, nauth, ident, nident};
+    struct gw_auth_input in = {authz, nauth, ident, nident, NULL};
     const struct gw_client *c = (const struct gw_client *)1;
     enum gw_auth_outcome o = gw_auth_identify(cfg, &in, &c);
 
@@ -434,6 +435,67 @@ static void test_identify_mesh(void **state)
     gw_config_free(cfg);
 }
 
+/* A client certificate's names, as gw_tls_peer_get would find them. */
+static enum gw_auth_outcome by_cert(const struct gw_config *cfg, const char *authz,
+                                    const char *ident, const char *const *names, unsigned n,
+                                    bool unreadable, const char **name)
+{
+    struct gw_tls_peer peer;
+    struct gw_auth_input in = {authz, authz ? 1 : 0, ident, ident ? 1 : 0, &peer};
+    const struct gw_client *c = (const struct gw_client *)1;
+    enum gw_auth_outcome o;
+
+    memset(&peer, 0, sizeof peer);
+    peer.presented = true;
+    peer.unreadable = unreadable;
+    peer.count = n;
+    for (unsigned i = 0; i < n; i++)
+        peer.names[i] = names[i];
+    o = gw_auth_identify(cfg, &in, &c);
+    *name = c ? c->name : NULL;
+    if (o != GW_AUTH_OK)
+        assert_null(c);
+    return o;
+}
+
+static void test_identify_certificate(void **state)
+{
+    static const char *const billing[] = {"billing.internal",
+                                          "spiffe://cluster.local/ns/billing/sa/billing"};
+    static const char *const two[] = {"spiffe://cluster.local/ns/billing/sa/billing",
+                                      "reports-svc"};
+    static const char *const same_twice[] = {"reports-svc", "reports-svc"};
+    static const char *const nobody[] = {"spiffe://cluster.local/ns/other/sa/other"};
+    struct gw_config *cfg = clients_conf(true, "X-Client-Id");
+    const char *name;
+
+    (void)state;
+    /* Any of its URI or DNS names may be a client's identity. */
+    assert_int_equal(by_cert(cfg, NULL, NULL, billing, 2, false, &name), GW_AUTH_OK);
+    assert_string_equal(name, "billing");
+    assert_int_equal(by_cert(cfg, NULL, NULL, same_twice, 2, false, &name), GW_AUTH_OK);
+    assert_string_equal(name, "reports");
+    /* Names of two clients leave the choice to whoever wrote the certificate. */
+    assert_int_equal(by_cert(cfg, NULL, NULL, two, 2, false, &name), GW_AUTH_BAD_CERTIFICATE);
+    assert_int_equal(by_cert(cfg, NULL, NULL, nobody, 1, false, &name),
+                     GW_AUTH_UNKNOWN_CERTIFICATE);
+    assert_int_equal(by_cert(cfg, NULL, NULL, NULL, 0, false, &name),
+                     GW_AUTH_UNKNOWN_CERTIFICATE);
+    assert_int_equal(by_cert(cfg, NULL, NULL, billing, 0, true, &name), GW_AUTH_BAD_CERTIFICATE);
+    /* A token decides over a certificate... */
+    assert_int_equal(by_cert(cfg, "Bearer admin-token", NULL, billing, 2, false, &name),
+                     GW_AUTH_OK);
+    assert_string_equal(name, "admin");
+    assert_int_equal(by_cert(cfg, "Bearer wrong", NULL, billing, 2, false, &name),
+                     GW_AUTH_BAD_TOKEN);
+    /* ...and a certificate over the mesh identity header. */
+    assert_int_equal(by_cert(cfg, NULL, "reports-svc", nobody, 1, false, &name),
+                     GW_AUTH_UNKNOWN_CERTIFICATE);
+    assert_int_equal(by_cert(cfg, NULL, "reports-svc", billing, 2, false, &name), GW_AUTH_OK);
+    assert_string_equal(name, "billing");
+    gw_config_free(cfg);
+}
+
 static void test_open_when_no_clients(void **state)
 {
     struct gw_config *cfg = load_ok("");
@@ -468,6 +530,9 @@ static void test_outcome_names(void **state)
     assert_string_equal(gw_auth_outcome_name(GW_AUTH_BAD_TOKEN), "bad_token");
     assert_string_equal(gw_auth_outcome_name(GW_AUTH_BAD_IDENTITY), "bad_identity_header");
     assert_string_equal(gw_auth_outcome_name(GW_AUTH_UNKNOWN_IDENTITY), "unknown_identity");
+    assert_string_equal(gw_auth_outcome_name(GW_AUTH_BAD_CERTIFICATE), "bad_client_certificate");
+    assert_string_equal(gw_auth_outcome_name(GW_AUTH_UNKNOWN_CERTIFICATE),
+                        "unknown_client_certificate");
     assert_string_equal(gw_auth_outcome_name((enum gw_auth_outcome)99), "unknown");
 }
 
@@ -595,8 +660,9 @@ static void test_clients_cross_checks(void **state)
              hex);
     expect_problems(text,
                     "1: auth: is \"none\" but clients are configured: remove one or the other\n"
-                    "3: clients[0].identity: trust_mesh_identity is false, so this client could "
-                    "never be identified: turn it on or give a token\n"
+                    "3: clients[0].identity: neither trust_mesh_identity nor "
+                    "listen.tls.client_ca_file is set, so this client could never be "
+                    "identified: set one, or give a token\n"
                     "4: clients[1].identity: the same identity as clients[0]\n");
     /* With trust on (given after the list), the identity-only client is fine. */
     snprintf(text, sizeof text,
@@ -679,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_xfcc),
         cmocka_unit_test(test_identify_tokens),
         cmocka_unit_test(test_identify_mesh),
+        cmocka_unit_test(test_identify_certificate),
         cmocka_unit_test(test_open_when_no_clients),
         cmocka_unit_test(test_outcome_names),
         cmocka_unit_test(test_clients_loaded),

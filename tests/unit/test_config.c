@@ -113,6 +113,17 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->limits.max_connections, 1024);
     assert_int_equal(cfg->limits.connection_timeout_ms, 30000);
     assert_int_equal(cfg->limits.max_in_flight, 4096);
+    assert_int_equal(cfg->quota.requests_per_minute, 120);
+    assert_int_equal(cfg->quota.burst, 10);
+    assert_int_equal(cfg->quota.fallback_requests_per_minute, 120); /* 120 / 1 replica */
+    assert_null(cfg->redis.url);                                     /* no redis: all local */
+    assert_int_equal(cfg->cache.ttl_ms, 10000);
+    assert_int_equal(cfg->cache.max_entries, 10000);
+    assert_int_equal(cfg->cache.max_bytes, 33554432);
+    assert_true(cfg->coalesce.tags);
+    assert_int_equal(cfg->idempotency.ttl_s, 86400);
+    assert_int_equal(cfg->idempotency.max_entries, 10000);
+    assert_int_equal(cfg->idempotency.max_bytes, 16777216);
     assert_int_equal(cfg->log.level, GW_LOG_INFO);
 }
 
@@ -247,6 +258,42 @@ static void test_unknown_keys(void **state)
                     "10: x99999999999: unknown key\n");
     /* A key of one group under another is unknown there. */
     expect_problems("listen = { timeout_ms = 5; };\n", "1: listen.timeout_ms: unknown key\n");
+}
+
+/*
+ * listen.tls is a group inside a group. Its files are read (tests/integration/test_tls.py has
+ * real certificates); here only what the table and the walk decide, and a missing file.
+ */
+static void test_listen_tls_group(void **state)
+{
+    struct gw_config *cfg;
+
+    (void)state;
+    cfg = load_ok("listen = { port = 1; };\n");
+    assert_null(cfg->listen.tls.cert_file);
+    assert_null(cfg->listen.tls.creds);
+    gw_config_free(cfg);
+    expect_problems("listen = {\n  tls = 1;\n};\n", "2: listen.tls: expected a group\n");
+    expect_problems("listen = {\n  tls = {\n    cert = \"x\";\n  };\n};\n",
+                    "3: listen.tls.cert: unknown key\n"
+                    "2: listen.tls: needs cert_file (the certificate chain, PEM) and key_file "
+                    "(its private key)\n");
+    expect_problems("listen = { tls = { cert_file = \"/c.pem\"; }; };\n",
+                    "1: listen.tls: needs cert_file (the certificate chain, PEM) and key_file "
+                    "(its private key)\n");
+    expect_problems("listen = { tls = { key_file = \"\"; cert_file = \"/c.pem\"; }; };\n",
+                    "1: listen.tls.key_file: must not be empty\n");
+    expect_problems("listen = { tls = { tls = { cert_file = \"/c.pem\"; }; }; };\n",
+                    "1: listen.tls.tls: unknown key\n"
+                    "1: listen.tls: needs cert_file (the certificate chain, PEM) and key_file "
+                    "(its private key)\n");
+    /* The keys belong to the tls group only. */
+    expect_problems("listen = { cert_file = \"/c.pem\"; };\n",
+                    "1: listen.cert_file: unknown key\n");
+    expect_problems("listen = {\n  tls = {\n    cert_file = \"/nonexistent/c.pem\";\n"
+                    "    key_file = \"/nonexistent/k.pem\";\n  };\n};\n",
+                    "3: listen.tls.cert_file: cannot read /nonexistent/c.pem: No such file or "
+                    "directory\n");
 }
 
 static void test_wrong_types(void **state)
@@ -736,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_int64_and_hex_integers),
         cmocka_unit_test(test_api_key_is_copied),
         cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_listen_tls_group),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_out_of_bounds),
         cmocka_unit_test(test_big_integers_not_truncated),

@@ -283,10 +283,56 @@ static struct gw_secret *load_key(const char *path, enum gw_key_file_mode mode, 
     return s;
 }
 
+/* A key file in @p mode that others may read: a warning, or a refusal with "refuse". */
+static void expect_shared(const char *path, mode_t mode)
+{
+    char octal[8];
+    char expected[PATH_MAX + 256];
+    char log[4096];
+    char *error = NULL;
+    struct gw_secret *s;
+
+    assert_int_equal(chmod(path, mode), 0);
+    snprintf(octal, sizeof octal, "%04o", (unsigned)mode);
+
+    /* warn: the key is used, one warning line names the file and the mode. */
+    s = load_key(path, GW_KEY_FILE_WARN, &error, log, sizeof log);
+    assert_null(error);
+    assert_non_null(s);
+    assert_string_equal(gw_secret_value(s), TEST_KEY);
+    gw_secret_free(s);
+    assert_non_null(strstr(log, "\"level\":\"warn\""));
+    assert_non_null(strstr(log, "the key file is readable by other users: chmod 600 it"));
+    assert_non_null(strstr(log, path));
+    snprintf(expected, sizeof expected, "\"mode\":\"%s\"", octal);
+    assert_non_null(strstr(log, expected));
+    assert_null(strstr(log, TEST_KEY));
+    assert_int_equal(strchr(log, '\n') - log + 1, (long)strlen(log)); /* one line */
+
+    /* refuse: no key, and a reason that says how to fix it. */
+    s = load_key(path, GW_KEY_FILE_REFUSE, &error, log, sizeof log);
+    assert_null(s);
+    assert_non_null(error);
+    snprintf(expected, sizeof expected,
+             "key file %s (from upstream.api_key_file in /etc/hcgw/test.conf) is readable "
+             "by other users (mode %s): chmod 600 it, or set upstream.key_file_mode = "
+             "\"warn\"",
+             path, octal);
+    assert_string_equal(error, expected);
+    assert_null(strstr(error, TEST_KEY));
+    assert_string_equal(log, "");
+    free(error);
+}
+
+/* A group no process of these tests is in (chown to it needs root). */
+#define FOREIGN_GID 54321
+
 static void test_key_file_modes(void **state)
 {
-    static const mode_t private_modes[] = {0600, 0400, 0700, 0200 | 0400};
-    static const mode_t shared_modes[] = {0644, 0640, 0604, 0444, 0660, 0666};
+    /* Group read is private while the file's group is the process's own (fsGroup). */
+    static const mode_t private_modes[] = {0600, 0400, 0700, 0200 | 0400, 0640, 0440, 0660};
+    static const mode_t shared_modes[] = {0644, 0604, 0444, 0666};
+    static const mode_t group_modes[] = {0640, 0440, 0660};
     char path[PATH_MAX];
     char log[4096];
     char *error = NULL;
@@ -294,6 +340,7 @@ static void test_key_file_modes(void **state)
 
     (void)state;
     write_file("api.key", TEST_KEY "\n", 0600, path, sizeof path);
+    assert_int_equal(chown(path, (uid_t)-1, getegid()), 0);
     for (size_t i = 0; i < sizeof private_modes / sizeof private_modes[0]; i++) {
         for (int mode = GW_KEY_FILE_WARN; mode <= GW_KEY_FILE_REFUSE; mode++) {
             assert_int_equal(chmod(path, private_modes[i]), 0);
@@ -305,42 +352,15 @@ static void test_key_file_modes(void **state)
             gw_secret_free(s);
         }
     }
-    for (size_t i = 0; i < sizeof shared_modes / sizeof shared_modes[0]; i++) {
-        char octal[8];
-        char expected[PATH_MAX + 256];
-
-        assert_int_equal(chmod(path, shared_modes[i]), 0);
-        snprintf(octal, sizeof octal, "%04o", (unsigned)shared_modes[i]);
-
-        /* warn: the key is used, one warning line names the file and the mode. */
-        s = load_key(path, GW_KEY_FILE_WARN, &error, log, sizeof log);
-        assert_null(error);
-        assert_non_null(s);
-        assert_string_equal(gw_secret_value(s), TEST_KEY);
-        gw_secret_free(s);
-        assert_non_null(strstr(log, "\"level\":\"warn\""));
-        assert_non_null(strstr(log, "the key file is readable by other users: chmod 600 it"));
-        assert_non_null(strstr(log, path));
-        snprintf(expected, sizeof expected, "\"mode\":\"%s\"", octal);
-        assert_non_null(strstr(log, expected));
-        assert_null(strstr(log, TEST_KEY));
-        assert_int_equal(strchr(log, '\n') - log + 1, (long)strlen(log)); /* one line */
-
-        /* refuse: no key, and a reason that says how to fix it. */
-        s = load_key(path, GW_KEY_FILE_REFUSE, &error, log, sizeof log);
-        assert_null(s);
-        assert_non_null(error);
-        snprintf(expected, sizeof expected,
-                 "key file %s (from upstream.api_key_file in /etc/hcgw/test.conf) is readable "
-                 "by other users (mode %s): chmod 600 it, or set upstream.key_file_mode = "
-                 "\"warn\"",
-                 path, octal);
-        assert_string_equal(error, expected);
-        assert_null(strstr(error, TEST_KEY));
-        assert_string_equal(log, "");
-        free(error);
-        error = NULL;
+    for (size_t i = 0; i < sizeof shared_modes / sizeof shared_modes[0]; i++)
+        expect_shared(path, shared_modes[i]);
+    /* Another group that may read it shares the key with its members. */
+    if (chown(path, (uid_t)-1, FOREIGN_GID) != 0) {
+        print_message("not root: the foreign group's modes are not checked\n");
+        return;
     }
+    for (size_t i = 0; i < sizeof group_modes / sizeof group_modes[0]; i++)
+        expect_shared(path, group_modes[i]);
 }
 
 /* HCGW_API_KEY_FILE gets the same check, in the mode of the config. */
