@@ -407,6 +407,7 @@ CONF_DEFAULTS = {
 def full_conf(base_url, **groups):
     """A whole hcgw config: the harness defaults with base_url, overridden per group by dicts,
     e.g. full_conf(sim.base_url, upstream={"timeout_ms": 500}, limits={"max_in_flight": 10}).
+    A list of strings becomes a libconfig array: cors={"allow_origins": ["https://a.example"]}.
     The quota governor is off unless a quota group is given, so that its budget shapes only
     the tests that are about it; so is the contact cache (cache.ttl_ms = 0), so that the tests
     that count upstream calls or reset the simulator between tests (which brings back contacts
@@ -421,7 +422,7 @@ def full_conf(base_url, **groups):
         merged.setdefault(group, {}).update(values or {})
     lines = []
     for group, values in merged.items():
-        items = " ".join("%s = %s;" % (k, json.dumps(v) if isinstance(v, str) else
+        items = " ".join("%s = %s;" % (k, json.dumps(v) if isinstance(v, (str, list)) else
                                        ("true" if v is True else "false" if v is False else v))
                          for k, v in values.items())
         lines.append("%s = { %s };" % (group, items))
