@@ -34,8 +34,12 @@ command -v npm >/dev/null || tool_packages+=(npm)
 # (libclang-rt-14-dev) and llvm-symbolizer (llvm) for readable reports; openssl makes the
 # certificates of the TLS tests in tests/integration/test_secure_defaults.py.
 fuzz_packages=(clang libclang-rt-14-dev llvm openssl)
+# The browser test (tests/browser, ctest label "browser"): Debian's headless-capable Chromium,
+# which loads pages whose scripts call hcgw with fetch() (CORS). Without it the test is skipped.
+browser_packages=(chromium)
 if [[ ${1:-} != --build-only ]]; then
-  packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}")
+  packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}"
+             "${browser_packages[@]}")
 fi
 
 missing=()
