@@ -23,8 +23,10 @@
 
 #include "../support/tmpdir.h"
 
-/* Room for one test's expected problems. */
+/* Room for one test's expected problems, or the reference file's cors example. */
 #define TEXT_BYTES 8192
+
+#define REFERENCE_CONF HCGW_TEST_DATA "/../../conf/hcgw.conf"
 
 /* A token hash for the clients of these tests (the hash of nothing in particular). */
 #define HASH_A "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -217,6 +219,46 @@ static void test_no_group_no_cors(void **state)
     gw_config_free(cfg);
 }
 
+/*
+ * The reference file has no cors group (CORS is off by default), and its commented example of
+ * one, uncommented, is a group that loads with the values it documents.
+ */
+static void test_reference_example(void **state)
+{
+    char text[TEXT_BYTES];
+    char line[256];
+    size_t used = 0;
+    bool in = false;
+    struct gw_config *cfg = gw_config_load(REFERENCE_CONF, NULL);
+    FILE *f;
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_false(cfg->cors.enabled);
+    gw_config_free(cfg);
+    f = fopen(REFERENCE_CONF, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strcmp(line, "# cors = {\n") == 0)
+            in = true;
+        if (!in)
+            continue;
+        assert_true(strncmp(line, "#", 1) == 0);
+        used += (size_t)snprintf(text + used, sizeof text - used, "%s", line + (line[1] ? 2 : 1));
+        assert_true(used < sizeof text);
+        if (strcmp(line, "# };\n") == 0)
+            break;
+    }
+    fclose(f);
+    assert_true(in);
+    cfg = load_ok(text);
+    assert_true(cfg->cors.enabled);
+    assert_int_equal(cfg->cors.allow_origins.n, 1);
+    assert_string_equal(cfg->cors.allow_origins.v[0], "https://crm.example.com");
+    assert_int_equal(cfg->cors.max_age_s, 600);
+    gw_config_free(cfg);
+}
+
 static void test_group_read(void **state)
 {
     struct gw_config *cfg = load_ok(
@@ -403,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_origin_length),
         cmocka_unit_test(test_preflight_methods),
         cmocka_unit_test(test_no_group_no_cors),
+        cmocka_unit_test(test_reference_example),
         cmocka_unit_test(test_group_read),
         cmocka_unit_test(test_allow_origin_exact),
         cmocka_unit_test(test_star),
