@@ -113,10 +113,12 @@ struct gw_request {
     bool header_timeout;              /* its connection was cut at the header deadline */
     char client[GW_MAX_CLIENT_NAME + 1]; /* the client its credential named; "" when none */
     const char *auth_refusal;         /* why it was refused 401/403 (static text), or NULL */
-    /* Browsers (cors.h). The strings are libmicrohttpd's (they live as long as the request)
-     * or static, never the config's, which a reload may free while the request waits. */
-    const char *origin;               /* its one Origin header, or NULL: none or several */
+    /* Browsers (cors.h). The strings are the request's own or static, never the config's,
+     * which a reload may free while the request waits. */
+    char *origin;                     /* its one Origin header (malloc'd, cut at
+                                         GW_MAX_ORIGIN_BYTES), or NULL: none or several */
     bool origin_sent;                 /* an Origin header came (one or more) */
+    bool origin_whole;                /* origin is the whole header: it may name an origin */
     const char *cors_origin;          /* Access-Control-Allow-Origin of its answers, or NULL */
     bool vary_origin;                 /* Vary: Origin on its answers (a cors group is on) */
     bool preflight;                   /* a CORS preflight: answered by hcgw alone */
@@ -930,7 +932,8 @@ static int authorize(struct gw_request *req)
     /* A client's origins bind its credential to the pages of those origins: from any other
      * page, nothing it asks is done. (Any program can send any Origin: this narrows what a
      * browser may do, it proves nothing about who calls.) */
-    if (req->origin_sent && !gw_cors_client_allows(client, req->origin)) {
+    if (req->origin_sent &&
+        !gw_cors_client_allows(client, req->origin_whole ? req->origin : NULL)) {
         req->auth_refusal = "origin_not_allowed";
         rc = GW_ERR_CORS_ORIGIN_NOT_ALLOWED;
     } else if (req->route != NULL && !gw_auth_allows(client, req->route)) {
@@ -977,9 +980,12 @@ static void take_cors(struct gw_request *req)
     struct cors_headers h = {NULL, 0, NULL, 0};
 
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_cors_header, &h);
-    req->origin = h.origins == 1 ? h.origin : NULL;
+    /* Kept for the answers and the access line. A longer one names no origin (none in the
+     * configuration is longer), and only its log field is cut. Out of memory: none named. */
+    req->origin = h.origins == 1 ? strndup(h.origin, GW_MAX_ORIGIN_BYTES) : NULL;
     req->origin_sent = h.origins > 0;
-    req->cors_origin = gw_cors_allow_origin(cfg, req->origin);
+    req->origin_whole = req->origin != NULL && strlen(h.origin) <= GW_MAX_ORIGIN_BYTES;
+    req->cors_origin = gw_cors_allow_origin(cfg, req->origin_whole ? req->origin : NULL);
     req->vary_origin = cfg->cors.enabled;
     req->preflight = cfg->cors.enabled && h.origins > 0 && h.methods > 0 &&
                      strcmp(req->method, "OPTIONS") == 0;
@@ -1308,6 +1314,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     gw_buf_free(&req->body);
     free(req->up_body);
     free(req->url);
+    free(req->origin);
     if (req->idem != NULL) {
         free(req->idem->search_body);
         free(req->idem->search_url);

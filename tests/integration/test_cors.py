@@ -383,6 +383,47 @@ class ClientOriginsTest(CorsCase):
         self.assertNoCors(r)
 
 
+class LongOriginTest(CorsCase):
+    """The longest origin the configuration takes (267 bytes) is named; an Origin that starts
+    with it and goes on names nothing, for the answer and for a client's origins alike."""
+
+    LONGEST = "https://" + "a" * 253 + ":18443"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Sim()
+        top = ('clients = ( { name = "crm"; token_sha256 = "%s"; routes = [ "*" ]; '
+               'origins = [ "%s" ]; } );\n' % (sha(TOKENS["crm"]), cls.LONGEST))
+        conf = harness.conf_with_top_level(cls.sim.base_url, top,
+                                           cors={"allow_origins": [cls.LONGEST]})
+        try:
+            cls.gw = Gateway(cls.sim, conf=conf)
+        except BaseException:
+            cls.sim.stop()
+            raise
+
+    def test_longest_and_longer(self):
+        self.assertEqual(len(self.LONGEST), 267)
+        auth = {"Authorization": "Bearer " + TOKENS["crm"]}
+        r = self.req("GET", "/contacts/" + CID, headers=dict(auth, Origin=self.LONGEST))
+        self.assertEqual(r.status, 200, r)
+        self.assertCors(r, self.LONGEST)
+        r = self.req("OPTIONS", "/contacts", headers=preflight_headers(self.LONGEST))
+        self.assertPreflight(r, self.LONGEST, "GET, HEAD, POST")
+        for longer in (self.LONGEST + "0", self.LONGEST + "/" + "x" * 1000):
+            with self.subTest(longer=len(longer)):
+                mark = self.gw.proc.mark()
+                r = self.assertNoUpstreamCall(lambda: self.req(
+                    "GET", "/contacts/" + CID,
+                    headers=dict(auth, Origin=longer, **{"X-Request-Id": "long-1"})))
+                self.assertEnvelope(r, 403, "cors_origin_not_allowed")
+                self.assertNoCors(r)
+                # Logged cut to the bound.
+                self.assertEqual(wait_access(self.gw, "long-1", mark)["origin"], self.LONGEST)
+                r = self.req("OPTIONS", "/contacts", headers=preflight_headers(longer))
+                self.assertEnvelope(r, 403, "cors_origin_not_allowed")
+
+
 def run_hcgw(args, env_key):
     env = dict(os.environ)
     env.pop("HCGW_API_KEY_FILE", None)
