@@ -202,7 +202,8 @@ class BrowserTest(unittest.TestCase):
         rc_sim = cls.sim.stop()
         tc = unittest.TestCase()
         assert_clean_stderr(tc, cls.gw.proc, cls.sim.key)
-        tc.assertEqual(rc_gw, 0, "hcgw exit status; stderr tail:\n" + cls.gw.proc.stderr_text()[-3000:])
+        tc.assertEqual(rc_gw, 0,
+                       "hcgw exit status; stderr tail:\n" + cls.gw.proc.stderr_text()[-3000:])
         tc.assertEqual(rc_sim, 0)
 
     def load(self, server):

@@ -4,8 +4,9 @@ Replays requests through real hcgw processes in front of hcgw-sim (through the i
 harness): every operation's success, and the error answers of docs/contract.md, local and
 upstream (the simulator is scripted to fail the way HelpCrunch or the network can), with a
 gateway for each kind of setup (defaults, short deadlines without retries, a quota governor,
-client credentials, a drain, a cors group with a client bound to an origin). Each exchange is checked here for the status and code this test
-expects (so that the replay really covers what it claims), recorded as it went over the wire,
+client credentials, a drain, a cors group with a client bound to an origin). Each exchange is
+checked here for the status and code this test expects (so that the replay really covers what
+it claims), recorded as it went over the wire,
 and written to a JSON file; validate.mjs then checks the document against hcgw's own tables
 (routes and error codes, as `hcgw --dump-tables` prints them) and every recorded exchange
 against the document (see its header), and fails on any drift. A last test checks that

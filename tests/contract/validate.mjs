@@ -270,7 +270,9 @@ function staticChecks(doc, routes, errors) {
       problem(`${where}: operationId ${o.op.operationId}, want preflight_<path>`);
     }
     const ok = Object.keys(o.op.responses || {}).filter((st) => /^2/.test(st));
-    if (ok.join() !== '204') problem(`${where}: success responses [${ok}], a preflight answers 204`);
+    if (ok.join() !== '204') {
+      problem(`${where}: success responses [${ok}], a preflight answers 204`);
+    }
     if (!o.op.responses?.['403']) problem(`${where}: no 403 (cors_origin_not_allowed)`);
     if (!Array.isArray(o.op.security) || o.op.security.length !== 0) {
       problem(`${where}: a preflight carries no credential (security: [])`);

@@ -324,7 +324,8 @@ def build_table():
                          ("path", ALLOWED + b"/app"), ("user", b"http://a@127.0.0.1:8000"),
                          ("suffix", ALLOWED + b".evil.example"), ("prefix", b"x" + ALLOWED),
                          ("8 KiB", b"https://" + b"a" * 8192), ("14 KiB", b"h" * 14336),
-                         ("latin-1", b"https://\xe9vil.example"), ("bytes", bytes(range(0x80, 0xff))),
+                         ("latin-1", b"https://\xe9vil.example"),
+                         ("bytes", bytes(range(0x80, 0xff))),
                          ("comma list", ALLOWED + b", " + ALLOWED), ("tab inside", b"http://a\tb")):
         t.append(case("preflight origin " + name, preflight(origin)))
     t.append(case("preflight two origins", preflight(ALLOWED, more=b"Origin: " + ALLOWED +

@@ -284,7 +284,8 @@ static void test_group_read(void **state)
 static void test_allow_origin_exact(void **state)
 {
     struct gw_config *cfg = load_ok(
-        "cors = { allow_origins = [ \"https://crm.example.com\", \"http://localhost:3000\" ]; };\n");
+        "cors = { allow_origins = [ \"https://crm.example.com\",\n"
+        "                           \"http://localhost:3000\" ]; };\n");
     static const char *const others[] = {
         "https://crm.example.com/", "https://CRM.example.com", "http://crm.example.com",
         "https://crm.example.com:443", "https://crm.example.co", "https://crm.example.com.",
@@ -327,7 +328,8 @@ static void test_star(void **state)
 static void test_client_origins(void **state)
 {
     struct gw_config *cfg = load_ok(
-        "cors = { allow_origins = [ \"https://crm.example.com\", \"https://ops.example.com\" ]; };\n"
+        "cors = { allow_origins = [ \"https://crm.example.com\",\n"
+        "                           \"https://ops.example.com\" ]; };\n"
         "clients = ( { name = \"crm\"; token_sha256 = \"" HASH_A "\"; routes = [ \"*\" ];\n"
         "              origins = [ \"https://crm.example.com\" ]; },\n"
         "            { name = \"any\"; token_sha256 = \"" HASH_B "\"; routes = [ \"*\" ]; } );\n");
