@@ -11,11 +11,12 @@ headers GET gives, Content-Length of GET's body included, and no body.
   with If-None-Match naming the ETag is a 304.
 - HEAD where GET is not served (/contacts/search, /contacts/{id}/block, a tag path): 405 with
   Allow, no upstream call.
-- Logged and counted as method HEAD on the GET's route.
+- Logged and counted as method HEAD on the GET's route; a client may HEAD what it may GET,
+  and nothing else.
 """
+import hashlib
 import re
 import socket
-import time
 import unittest
 
 import harness
@@ -147,6 +148,35 @@ class HeadTest(GatewayCase):
                       r'(\d+)$', text, re.M)
         self.assertIsNotNone(m, "no HEAD series for contact_get")
         self.assertGreaterEqual(int(m.group(1)), 1)
+
+
+class HeadAuthTest(GatewayCase):
+    """A HEAD is its GET's route for the client's permissions too."""
+
+    TOKEN = "head-lister-token-0123456789"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = harness.Sim()
+        top = ('clients = ( { name = "lister"; token_sha256 = "%s"; '
+               'routes = [ "contacts_list" ]; } );\n'
+               % hashlib.sha256(cls.TOKEN.encode()).hexdigest())
+        try:
+            cls.gw = harness.Gateway(cls.sim, conf=harness.conf_with_top_level(
+                cls.sim.base_url, top))
+        except BaseException:
+            cls.sim.stop()
+            raise
+
+    def test_permission_is_the_gets(self):
+        auth = {"Authorization": "Bearer " + self.TOKEN}
+        self.assertEqual(self.req("HEAD", "/contacts", headers=auth).status, 200)
+        r = self.assertNoUpstreamCall(lambda: self.req("HEAD", "/contacts/" + CID, headers=auth))
+        self.assertEqual((r.status, r.body), (403, b""))
+        r = self.assertNoUpstreamCall(lambda: self.req("HEAD", "/contacts"))
+        self.assertEqual((r.status, r.header("WWW-Authenticate")), (401, 'Bearer realm="hcgw"'))
+        # hcgw's own routes need no credential, HEAD or GET.
+        self.assertEqual(self.req("HEAD", "/healthz").status, 200)
 
 
 class HeadCacheTest(GatewayCase):
