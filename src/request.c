@@ -2,8 +2,9 @@
  * The life of one request, on its worker's thread:
  *   URI-log callback → request created, raw URI kept (the router decodes it, not MHD); its
  *                      connection's header clock (conn.c) learns of it
- *   first access call → the clock stops; request id, framing check, route match, who calls
- *                      (auth.c), early 4xx answers
+ *   first access call → the clock stops; request id, framing check, route match, the
+ *                      browser's origin (cors.c: a CORS preflight is hcgw's alone, and needs
+ *                      no credential), who calls (auth.c), early 4xx answers
  *   body calls       → bounded accumulation
  *   last access call → a local answer, or the body validated, the upstream call built, the
  *                      connection suspended and the call handed to the call layer (calls.c);
@@ -36,6 +37,7 @@
 #include "hcgw/buf.h"
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
+#include "hcgw/cors.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
 #include "hcgw/idem.h"
@@ -121,6 +123,16 @@ struct gw_request {
     bool header_timeout;              /* its connection was cut at the header deadline */
     char client[GW_MAX_CLIENT_NAME + 1]; /* the client its credential named; "" when none */
     const char *auth_refusal;         /* why it was refused 401/403 (static text), or NULL */
+    /* Browsers (cors.h). The strings are the request's own or static, never the config's,
+     * which a reload may free while the request waits. */
+    char *origin;                     /* its one Origin header (malloc'd, cut at
+                                         GW_MAX_ORIGIN_BYTES), or NULL: none or several */
+    bool origin_sent;                 /* an Origin header came (one or more) */
+    bool origin_whole;                /* origin is the whole header: it may name an origin */
+    const char *cors_origin;          /* Access-Control-Allow-Origin of its answers, or NULL */
+    bool vary_origin;                 /* Vary: Origin on its answers (a cors group is on) */
+    bool preflight;                   /* a CORS preflight: answered by hcgw alone */
+    bool preflight_method_ok;         /* one Access-Control-Request-Method, a method token */
     /* For the access line. */
     int status;
     enum gw_err err;
@@ -228,6 +240,8 @@ static struct gw_answer answer_of(const struct gw_request *req)
         .etag = req->etag,
         .age_s = -1,
         .replayed = req->idem != NULL && req->idem->result == IDEM_REPLAYED,
+        .cors_origin = req->cors_origin,
+        .vary_origin = req->vary_origin,
     };
 
     return a;
@@ -291,6 +305,15 @@ static enum MHD_Result answer_outcome(struct gw_request *req, const struct gw_ou
     enum MHD_Result r = gw_answer_outcome(&a, o, req->w->secret, &req->err, &status);
 
     return answered(req, status, r);
+}
+
+/* The 204 to a preflight from an allowed origin: the path's methods, the configured max age. */
+static enum MHD_Result answer_preflight(struct gw_request *req)
+{
+    struct gw_answer a = answer_of(req);
+
+    return answered(req, 204, gw_answer_preflight(&a, req->match.allow,
+                                                  req->w->cfg->cors.max_age_s));
 }
 
 static enum MHD_Result answer_local(struct gw_request *req)
@@ -958,7 +981,8 @@ static enum MHD_Result collect_auth_header(void *cls, enum MHD_ValueKind kind, c
  * Who is calling, and may it call this route? hcgw's own routes need nothing; every other
  * request, matched or not, names a client when clients are configured, so that a caller
  * without a credential learns nothing about routes or validation. Returns 0,
- * GW_ERR_UNAUTHENTICATED or GW_ERR_FORBIDDEN; req->client and req->auth_refusal are set for
+ * GW_ERR_UNAUTHENTICATED, GW_ERR_CORS_ORIGIN_NOT_ALLOWED (the client's origins do not hold the
+ * request's Origin) or GW_ERR_FORBIDDEN; req->client and req->auth_refusal are set for
  * the access line. The token is hashed where libmicrohttpd keeps it, and never copied.
  */
 static int authorize(struct gw_request *req)
@@ -987,12 +1011,83 @@ static int authorize(struct gw_request *req)
         goto out;
     }
     snprintf(req->client, sizeof(req->client), "%s", client->name);
-    if (req->route != NULL && !gw_auth_allows(client, req->route)) {
+    /* A client's origins bind its credential to the pages of those origins: from any other
+     * page, nothing it asks is done. (Any program can send any Origin: this narrows what a
+     * browser may do, it proves nothing about who calls.) */
+    if (req->origin_sent &&
+        !gw_cors_client_allows(client, req->origin_whole ? req->origin : NULL)) {
+        req->auth_refusal = "origin_not_allowed";
+        rc = GW_ERR_CORS_ORIGIN_NOT_ALLOWED;
+    } else if (req->route != NULL && !gw_auth_allows(client, req->route)) {
         req->auth_refusal = "route_not_allowed";
         rc = GW_ERR_FORBIDDEN;
     }
 out:
     return rc;
+}
+
+/* The headers of CORS: Origin, Access-Control-Request-Method, each with how often it came. */
+struct cors_headers {
+    const char *origin;
+    unsigned origins;
+    const char *method;
+    unsigned methods;
+};
+
+static enum MHD_Result collect_cors_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    struct cors_headers *h = cls;
+
+    (void)kind;
+    if (strcasecmp(key, "Origin") == 0) {
+        if (h->origins++ == 0)
+            h->origin = value;
+    } else if (strcasecmp(key, "Access-Control-Request-Method") == 0) {
+        if (h->methods++ == 0)
+            h->method = value;
+    }
+    return MHD_YES;
+}
+
+/*
+ * The browser's part of a request (cors.h): its Origin, whether its answers name that origin,
+ * and whether it is a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method,
+ * while a cors group is configured (without one, OPTIONS stays a 405 like any other method the
+ * path lacks).
+ */
+static void take_cors(struct gw_request *req)
+{
+    const struct gw_config *cfg = req->w->cfg;
+    struct cors_headers h = {NULL, 0, NULL, 0};
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_cors_header, &h);
+    /* Kept for the answers and the access line. A longer one names no origin (none in the
+     * configuration is longer), and only its log field is cut. Out of memory: none named. */
+    req->origin = h.origins == 1 ? strndup(h.origin, GW_MAX_ORIGIN_BYTES) : NULL;
+    req->origin_sent = h.origins > 0;
+    req->origin_whole = req->origin != NULL && strlen(h.origin) <= GW_MAX_ORIGIN_BYTES;
+    req->cors_origin = gw_cors_allow_origin(cfg, req->origin_whole ? req->origin : NULL);
+    req->vary_origin = cfg->cors.enabled;
+    req->preflight = cfg->cors.enabled && h.origins > 0 && h.methods > 0 &&
+                     strcmp(req->method, "OPTIONS") == 0;
+    req->preflight_method_ok = h.methods == 1 && gw_cors_valid_method(h.method);
+}
+
+/*
+ * A preflight's verdict from @p rc, the router's answer to its OPTIONS: 0 (the 204), or the
+ * error to answer. A preflight carries no credential, so it is judged by its origin first:
+ * from an origin not allowed it learns nothing, not even a 404.
+ */
+static int preflight_verdict(const struct gw_request *req, int rc)
+{
+    if (req->cors_origin == NULL)
+        return GW_ERR_CORS_ORIGIN_NOT_ALLOWED;
+    if (rc != GW_ERR_METHOD_NOT_ALLOWED)
+        return rc; /* no such path (404), or a URI too long (414) */
+    if (!req->preflight_method_ok)
+        return GW_ERR_INVALID_PREFLIGHT;
+    return 0;
 }
 
 /*
@@ -1017,6 +1112,8 @@ static enum MHD_Result on_headers(struct gw_request *req, const char *method)
         new_request_id(w, req->request_id);
     snprintf(req->method, sizeof(req->method), "%s", method);
     req->state = REQ_BODY;
+    /* Before any answer, so that every answer to an allowed origin names it. */
+    take_cors(req);
 
     if (__atomic_load_n(w->stopping, __ATOMIC_RELAXED) || w->draining)
         return answer_error(req, GW_ERR_SHUTTING_DOWN);
@@ -1025,21 +1122,26 @@ static enum MHD_Result on_headers(struct gw_request *req, const char *method)
     else
         rc = gw_router_match(method, req->uri, &req->match);
     req->route = req->match.route;
-    /* A caller without a valid credential is answered at once, before its body is read; a
-     * known client refused this route gets its 403 after the body, like a validation error,
-     * and before any (so it learns nothing about a route it may not call). */
-    auth = authorize(req);
-    if (auth == GW_ERR_UNAUTHENTICATED)
-        return answer_error(req, auth);
-    if (auth != 0)
-        rc = auth;
+    if (req->preflight) {
+        /* Not a caller of hcgw yet: the browser asks whether its page may call. */
+        rc = preflight_verdict(req, rc);
+    } else {
+        /* A caller without a valid credential is answered at once, before its body is read;
+         * a known client refused this route gets its 403 after the body, like a validation
+         * error, and before any (so it learns nothing about a route it may not call). */
+        auth = authorize(req);
+        if (auth == GW_ERR_UNAUTHENTICATED)
+            return answer_error(req, auth);
+        if (auth != 0)
+            rc = auth;
+    }
     if (parse_length(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH),
                      &clen) &&
         clen > (unsigned long long)w->cfg->limits.max_body_bytes)
         return answer_error(req, GW_ERR_BODY_TOO_LARGE);
-    if (rc != 0) {
-        req->pending = rc;
+    if (rc != 0 || req->preflight) {
+        req->pending = rc; /* a preflight's 204 too: after its (bounded, unused) body */
         return MHD_YES;
     }
     if (req->route->body != GW_BODY_NONE) {
@@ -1059,6 +1161,8 @@ static enum MHD_Result on_request_read(struct gw_request *req)
 {
     if (req->pending != GW_OK)
         return answer_error(req, req->pending);
+    if (req->preflight)
+        return answer_preflight(req);
     if (req->route->reply == GW_REPLY_LOCAL)
         return answer_local(req);
     return start_upstream(req);
@@ -1257,6 +1361,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
         gw_log_str(&l, "contact_id", req->match.id[0] ? req->match.id : NULL);
         gw_log_str(&l, "client", req->client[0] ? req->client : NULL);
+        if (req->origin != NULL)
+            gw_log_str(&l, "origin", req->origin);
         gw_log_int(&l, "status", status);
         /* Only hcgw's own envelopes have a code: not a cut, not libmicrohttpd's answers. */
         if (!req->client_gone && req->err != GW_OK)
@@ -1293,6 +1399,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     gw_buf_free(&req->body);
     free(req->up_body);
     free(req->url);
+    free(req->origin);
     if (req->idem != NULL) {
         free(req->idem->search_body);
         free(req->idem->search_url);

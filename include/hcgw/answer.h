@@ -32,17 +32,31 @@ struct gw_answer {
     const char *cache_status;        /* Cache-Status (RFC 9211) */
     long age_s;                      /* Age, seconds */
     bool replayed;                   /* Idempotent-Replayed: true (idem.h) */
+    /* Browsers (cors.h): Access-Control-Allow-Origin and -Expose-Headers on the answer to an
+     * allowed origin, or NULL: none. */
+    const char *cors_origin;
+    bool vary_origin;                /* Vary: Origin (a cors group is configured) */
 };
 
 /**
  * Queue @p status with @p body of @p len bytes, which libmicrohttpd takes and frees (NULL: no
  * body), as @p content_type (NULL: none), with the common headers (X-Request-Id,
- * Cache-Control: no-store, X-Content-Type-Options: nosniff, and Idempotent-Replayed when
- * @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them. Returns what MHD_queue_response
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff, Idempotent-Replayed, and the CORS
+ * ones, when @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them. Every
+ * answer below carries the common headers. To a HEAD request libmicrohttpd sends the same
+ * status and headers, Content-Length included, and no body. Returns what MHD_queue_response
  * returned, or MHD_NO when out of memory (the body is freed).
  */
 enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,
                                size_t len, const char *content_type);
+
+/**
+ * Queue the 204 to a CORS preflight from the allowed origin a->cors_origin: the common headers,
+ * Access-Control-Allow-Methods @p methods, Access-Control-Allow-Headers (GW_CORS_ALLOW_HEADERS)
+ * and Access-Control-Max-Age @p max_age_s. Returns as gw_answer_body.
+ */
+enum MHD_Result gw_answer_preflight(const struct gw_answer *a, const char *methods,
+                                    long max_age_s);
 
 /** gw_answer_body with a copy of the NUL-terminated JSON text @p text. */
 enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,

@@ -166,4 +166,19 @@
 #define GW_MAX_TLS_PEER_NAMES 16
 #define GW_MAX_TLS_PEER_TEXT 4096
 
+/* ---- Browsers (CORS, cors.h) ---- */
+
+/**
+ * An origin, as browsers send it and cors.allow_origins lists it: "https://", a host name of
+ * at most GW_MAX_HOSTNAME_BYTES (an IP literal is shorter) and ":65535". A request's Origin
+ * longer than this names no configured origin.
+ */
+#define GW_MAX_ORIGIN_BYTES (8 + GW_MAX_HOSTNAME_BYTES + 6)
+/** Origins in cors.allow_origins, and in one client's origins. */
+#define GW_MAX_CORS_ORIGINS 64
+/** A method named by Access-Control-Request-Method: 1 to this many token characters. */
+#define GW_MAX_METHOD_BYTES 32
+/** cors.max_age_s: 0 to this (a day; Chromium keeps a preflight at most 2 hours anyway). */
+#define GW_MAX_CORS_MAX_AGE_S 86400
+
 #endif
