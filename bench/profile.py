@@ -92,7 +92,7 @@ class Profile(Bench):
             conf = bench.render("hcgw.bench.conf", os.path.join(self.run, "cg-hcgw.conf"),
                                 dict(HCGW_PORT=self.p_hcgw, WORKERS=1, UP_SCHEME="http",
                                      UP_PORT=self.up_fast, API_KEY=bench.API_KEY, POOL=bench.POOL,
-                                     CA_FILE_LINE=""))
+                                     CA_FILE_LINE="", CACHE_LINE=""))
             argv = [self.hcgw_bin, "-c", conf]
             port = self.p_hcgw
             logf = open(os.path.join(self.run, "cg-hcgw.log"), "w")
