@@ -130,29 +130,40 @@ def tree_pids(pid):
     return pids
 
 
-def cpu_ticks(pids):
-    total = 0
+def cpu_ticks_by_pid(pids):
+    """{pid: utime + stime} of the processes still there (nginx's cache loader, started with a
+    proxy_cache, exits by itself about a minute after nginx started)."""
+    out = {}
     for pid in pids:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return out
 
 
 def status_kib(pids, key):
     total = 0
     for pid in pids:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    total += int(line.split()[1])
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:  # gone since the list was made
+            continue
     return total
 
 
 def reset_hwm(pids):
     for pid in pids:
-        with open("/proc/%d/clear_refs" % pid, "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS
+        try:
+            with open("/proc/%d/clear_refs" % pid, "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+        except OSError:
+            continue
 
 
 def set_affinity(pids, cpus):
@@ -446,7 +457,7 @@ class Bench:
         pids = tree_pids(proc.pid) if proc else []
         if pids:
             reset_hwm(pids)
-            ticks0 = cpu_ticks(pids)
+            ticks0 = cpu_ticks_by_pid(pids)
         sport = self.status_port(upstream)
         acc0 = stub_accepts(sport)
         window = {}
@@ -477,8 +488,11 @@ class Bench:
         row["up_reqs"] = b_req - a_req - 1
         row["up_conns_per_10k"] = row["up_conns"] * 10000.0 / max(1, row["up_reqs"])
         if pids:
-            ticks1 = cpu_ticks(pids)
-            row["cpu_us_per_req"] = (ticks1 - ticks0) * 1e6 / HZ / max(1, w["requests"])
+            # A process that ended during the run (nginx's cache loader) counts up to its
+            # last reading before the run; its time in the run is lost, and it did little.
+            ticks1 = cpu_ticks_by_pid(pids)
+            ticks = sum(t - ticks0[p] for p, t in ticks1.items() if p in ticks0)
+            row["cpu_us_per_req"] = ticks * 1e6 / HZ / max(1, w["requests"])
             row["peak_rss_kib"] = status_kib(pids, "VmHWM")
             row["rss_kib"] = status_kib(pids, "VmRSS")
             # Keep the access logs from filling the disk: they are emptied after every run.
@@ -701,7 +715,7 @@ class Bench:
                 f.write(text)
             if not a.from_json:
                 meta = {k: getattr(self, k, None) for k in self.META}
-                meta["args"] = {k: portable_path(v) if k in ("output", "from_json") else v
+                meta["args"] = {k: portable_path(v) if k in ("output", "from_json", "hcgw") else v
                                 for k, v in vars(a).items()}
                 with open(os.path.splitext(out)[0] + ".json", "w") as f:
                     json.dump({"meta": meta, "rows": self.rows, "extra": self.extra}, f,

@@ -574,7 +574,7 @@ def analyse(ops, initial, mon, base_seq, final, sim_lines, t0, duration):
     res["statuses"] = statuses
     cache = {}
     for o in reads:
-        c = (o.get("cache") or "-").split(";")[1].strip() if o.get("cache") else "-"
+        c = o["cache"].split(";")[1].strip() if o.get("cache") else "none"
         if o.get("cache") and "collapsed" in o["cache"]:
             c = "collapsed"
         cache[c] = cache.get(c, 0) + 1
@@ -824,7 +824,7 @@ def report(meta, results):
         ("calls saved (cache / collapsed / coalesced / not modified)", lambda r: " / ".join(
             "%d" % metric_sum(r["metrics"], "hcgw_upstream_calls_saved_total", 'reason="%s"' % x)
             for x in ("cache", "collapsed", "coalesced", "not_modified"))),
-        ("reads: Cache-Status", lambda r: ", ".join(
+        ("reads: Cache-Status (none: an error answer, or the cache off)", lambda r: ", ".join(
             "%s %d" % (k, v) for k, v in sorted(r["read_cache_status"].items()))),
         ("429 to callers: local (with Retry-After)", lambda r: "%d (%d)" % (
             r["caller_429_local"], r["caller_429_local_with_retry_after"])),
