@@ -291,7 +291,8 @@ class HotBench:
                     "appendonly no\ndaemonize no\n"
                     "user default off\n"
                     "user hcgw on >%s ~hcgw:* resetchannels -@all +eval +evalsha +get +set "
-                    "+pttl +time +select +ping\n" % (port, d, d, REDIS_PASSWORD))
+                    "+pttl +time +select +ping +hmget +hset +pexpire +del +incr\n"
+                    % (port, d, d, REDIS_PASSWORD))
         pw = os.path.join(d, "password")
         with open(pw, "w") as f:
             f.write(REDIS_PASSWORD + "\n")

@@ -1063,7 +1063,8 @@ struct gw_calls *gw_calls_new(int index, struct gw_loop *loop, const struct gw_c
         calls->rquota = gw_redis_quota_new(calls->redis, cfg, secret);
         if (calls->rquota == NULL)
             goto fail;
-        calls->rcache = gw_redis_cache_new(calls->redis, cfg, secret, &shared->cache_marks);
+        calls->rcache = gw_redis_cache_new(calls->redis, cfg, secret, &shared->cache_marks,
+                                           index == 0 ? log : NULL);
         if (calls->rcache == NULL)
             goto fail;
     }

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hcgw/config.h"
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
+#include "hcgw/log.h"
 #include "hcgw/metrics.h"
 #include "hcgw/redis.h"
 
@@ -100,6 +102,8 @@ struct gw_redis_cache {
     char writer[NUMBER_BYTES];       /* this worker's name in write marks (random) */
     char lookup_sha[GW_REDIS_SHA1_HEX_BYTES];
     char store_sha[GW_REDIS_SHA1_HEX_BYTES];
+    struct gw_log *log;              /* NULL: none */
+    uint64_t refused_until_ms;       /* Redis refused a command: not used until then; atomic */
     bool moving;                     /* an epoch move in flight */
     struct gw_redis_cache_op *ops;   /* in flight */
     struct gw_redis_cache_stats st;
@@ -121,7 +125,8 @@ static void name_account(struct gw_redis_cache *c, const struct gw_secret *key)
 
 struct gw_redis_cache *gw_redis_cache_new(struct gw_redis *redis, const struct gw_config *cfg,
                                           const struct gw_secret *key,
-                                          struct gw_redis_cache_marks *marks)
+                                          struct gw_redis_cache_marks *marks,
+                                          struct gw_log *log)
 {
     struct gw_redis_cache *c = calloc(1, sizeof *c);
     uint64_t name;
@@ -131,6 +136,7 @@ struct gw_redis_cache *gw_redis_cache_new(struct gw_redis *redis, const struct g
     c->redis = redis;
     c->cfg = cfg;
     c->marks = marks;
+    c->log = log;
     if (RAND_bytes((unsigned char *)&name, sizeof name) != 1) {
         free(c);
         return NULL;
@@ -204,6 +210,38 @@ static void settle(struct gw_redis_cache *c, uint64_t mark)
 }
 
 static void on_answer(void *data, enum gw_redis_result result, const struct redisReply *reply);
+
+/* Monotonic milliseconds now. */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Redis answered a cache command with an error (@p why, without any secret: Redis's own
+ * words): nothing is served or stored for GW_REDIS_CACHE_REFUSED_MS, and one log line says so
+ * when it starts.
+ */
+static void refused(struct gw_redis_cache *c, const char *why)
+{
+    uint64_t now = now_ms();
+    struct gw_logline l;
+    bool was = __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) > now;
+
+    __atomic_store_n(&c->refused_until_ms, now + GW_REDIS_CACHE_REFUSED_MS, __ATOMIC_RELAXED);
+    count(&c->st.refusals);
+    if (was || !gw_log_enabled(c->log, GW_LOG_WARN))
+        return;
+    gw_log_begin(c->log, &l, GW_LOG_WARN,
+                 "Redis refused the shared contact cache: not served for a while (does the "
+                 "ACL user have the cache's commands?)");
+    gw_log_str(&l, "error", why);
+    gw_log_int(&l, "retry_ms", GW_REDIS_CACHE_REFUSED_MS);
+    gw_log_end(&l);
+}
 
 /* Send @p op: its script by SHA-1 (whole after a NOSCRIPT), or the epoch's INCR. */
 static int send_op(struct gw_redis_cache_op *op)
@@ -284,7 +322,8 @@ static void move_epoch(struct gw_redis_cache *c)
 
 bool gw_redis_cache_usable(struct gw_redis_cache *c)
 {
-    if (!gw_redis_up(c->redis))
+    if (!gw_redis_up(c->redis) ||
+        __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) > now_ms())
         return false;
     if (gw_redis_cache_serving(c))
         return true;
@@ -295,7 +334,8 @@ bool gw_redis_cache_usable(struct gw_redis_cache *c)
 
 bool gw_redis_cache_serving(const struct gw_redis_cache *c)
 {
-    return gw_redis_up(c->redis) && load(&c->marks->lost) <= load(&c->marks->settled);
+    return gw_redis_up(c->redis) && load(&c->marks->lost) <= load(&c->marks->settled) &&
+           __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) <= now_ms();
 }
 
 uint64_t gw_redis_cache_session(const struct gw_redis_cache *c)
@@ -485,9 +525,11 @@ static void on_answer(void *data, enum gw_redis_result result, const struct redi
         if (send_op(op) == 0)
             return;
     } else if (result == GW_REDIS_REPLY && reply->type == REDIS_REPLY_ERROR) {
-        snprintf(why, sizeof why, "the cache script failed: %.*s",
-                 (int)(reply->len < 160 ? reply->len : 160), reply->str ? reply->str : "");
-        gw_redis_fail(c->redis, GW_REDIS_ERR_REPLY, why);
+        /* Redis refuses the cache (an ACL without its commands, a script error): the cache
+         * stands aside for a while; the connection, and the shared quota on it, stay. */
+        snprintf(why, sizeof why, "%.*s", (int)(reply->len < 160 ? reply->len : 160),
+                 reply->str ? reply->str : "");
+        refused(c, why);
     } else if (result == GW_REDIS_REPLY && op->kind == OP_LOOKUP) {
         if (read_found(reply, &found) != 0)
             gw_redis_fail(c->redis, GW_REDIS_ERR_PROTOCOL,

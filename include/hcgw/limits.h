@@ -133,6 +133,8 @@
  * write mark: covers the loop's clock granularity, so that a doubt refuses a store.
  */
 #define GW_REDIS_CACHE_SKEW_MS 10
+/** Redis refused a shared cache command (an error answer): the cache stands aside this long. */
+#define GW_REDIS_CACHE_REFUSED_MS 30000
 /** A customer larger than this is not kept in Redis (an answer must fit in GW_REDIS_MAX_REPLY_BYTES). */
 #define GW_REDIS_CACHE_MAX_ENTRY_BYTES 60000
 /** Bytes of /proc/self/stat or /proc/stat read for the process_* metrics (btime is early). */

@@ -20,6 +20,10 @@
  * (struct gw_redis_cache_marks), serves nothing from Redis meanwhile, and moves the epoch on
  * as soon as it reaches Redis again, which retires every entry stored before.
  *
+ * Redis answering a cache command with an error (an ACL without the cache's commands) makes
+ * the cache stand aside for GW_REDIS_CACHE_REFUSED_MS (nothing served or stored, a log line),
+ * without taking the connection, and the shared quota on it, down.
+ *
  * One per worker, on that worker's Redis connection (redis.h). Every function runs on the
  * loop's thread, except gw_redis_cache_stats.
  */
@@ -31,6 +35,7 @@
 #include <stdint.h>
 
 struct gw_config;
+struct gw_log;
 struct gw_redis;
 struct gw_redis_cache;
 struct gw_redis_cache_op;
@@ -69,16 +74,19 @@ struct gw_redis_cache_stats {
     uint64_t stored;                 /* entries stored (reads' and writes' answers) */
     uint64_t refused;                /* reads' answers refused: a write ended meanwhile */
     uint64_t epochs;                 /* epoch moves after writes that could not reach Redis */
+    uint64_t refusals;               /* error answers: the cache stood aside for a while */
 };
 
 /**
  * The shared cache of the account whose key is @p key, for cache.* and redis.* of @p cfg, on
- * @p redis; @p marks is the process's (shared by its workers). All must outlive it (@p cfg
- * and @p key, or be replaced with gw_redis_cache_reconfigure). Returns NULL when out of memory.
+ * @p redis; @p marks is the process's (shared by its workers); @p log (NULL: none) gets a line
+ * when Redis refuses the cache's commands. All must outlive it (@p cfg and @p key, or be
+ * replaced with gw_redis_cache_reconfigure). Returns NULL when out of memory.
  */
 struct gw_redis_cache *gw_redis_cache_new(struct gw_redis *redis, const struct gw_config *cfg,
                                           const struct gw_secret *key,
-                                          struct gw_redis_cache_marks *marks);
+                                          struct gw_redis_cache_marks *marks,
+                                          struct gw_log *log);
 
 /** Take new settings and key (a reload); operations in flight keep what they were sent with. */
 void gw_redis_cache_reconfigure(struct gw_redis_cache *c, const struct gw_config *cfg,

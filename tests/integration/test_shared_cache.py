@@ -239,5 +239,44 @@ class RedisAwayTest(FleetCase):
         self.assertGreaterEqual(metric(m, "hcgw_cache_shared_epochs_total"), 1)
 
 
+class RefusedTest(FleetCase):
+    def test_an_acl_without_the_cache_keeps_the_shared_quota(self):
+        # The ACL of a quota-only setup: the cache's scripts are refused (NOPERM). The cache
+        # stands aside with one log line; the connection and the shared quota stay.
+        import os
+        import tempfile
+        REDIS.command("ACL", "SETUSER", "quotaonly", "on", ">quota-only-password-0123",
+                      "~hcgw:*", "resetchannels", "-@all", "+eval", "+evalsha", "+get", "+set",
+                      "+pttl", "+time", "+ping")
+        pwdir = tempfile.mkdtemp(prefix="hcgw-pw-")
+        pw = os.path.join(pwdir, "password")
+        with open(pw, "w") as f:
+            f.write("quota-only-password-0123\n")
+        os.chmod(pw, 0o600)
+        group = REDIS.group(expected_replicas=2, username="quotaonly", password_file=pw)
+        conf = full_conf(self.sim.base_url, cache={"ttl_ms": 60000},
+                         quota={"requests_per_minute": 600, "burst": 10},
+                         redis=group)
+        gw = Gateway(self.sim, conf=conf)
+        self.gws.append(gw)
+        cid = self.new_contact()
+        path = "/contacts/%d" % cid
+        n = self.gets()
+        for _ in range(3):
+            r, line = self.get(gw, path)
+            self.assertEqual(r.status, 200)
+        self.assertEqual(self.gets(), n + 3, "no entry is served")
+        m = gw.request("GET", "/metrics").body.decode()
+        self.assertEqual(metric(m, "hcgw_cache_shared"), 0)
+        self.assertEqual(metric(m, "hcgw_redis_up"), 1, "the connection stays")
+        self.assertEqual(metric(m, "hcgw_quota_shared"), 1, "and the shared quota on it")
+        self.assertGreater(metric(m, "hcgw_quota_shared_decisions_total"), 0)
+        lines = [o for o in gw.proc.json_lines()
+                 if o.get("msg", "").startswith("Redis refused the shared contact cache")]
+        self.assertEqual(len(lines), 1, "one line, not one per read")
+        self.assertIn("can't run this command", lines[0]["error"])
+        self.assertNotIn("quota-only-password-0123", gw.proc.stderr_text())
+
+
 if __name__ == "__main__":
     unittest.main()
