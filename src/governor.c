@@ -126,7 +126,9 @@ enum gw_gov_verdict gw_governor_acquire(struct gw_governor *g, uint64_t now_ms,
     at = tat - g->tau_ms;
     if (at < (double)g->cooldown_until)
         at = (double)g->cooldown_until;
-    wait = at > now ? at - now : 0.0;
+    /* Under a microsecond is the doubles' rounding (an interval that is no whole number of
+     * milliseconds, added burst times), not a wait. */
+    wait = at - now > 0.001 ? at - now : 0.0;
     if (wait > (double)g->max_wait_ms || now + wait >= (double)deadline_ms) {
         *retry_after_s = ceil_s(wait);
         g->st.rejections++;
