@@ -10,6 +10,7 @@
 #ifndef HCGW_SIM_SCRIPT_H
 #define HCGW_SIM_SCRIPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -90,6 +91,15 @@ unsigned long sim_fault_delay_ms(const struct sim_fault *fault);
 
 /** The status the entry answers with (200 when absent). */
 unsigned sim_fault_status(const struct sim_fault *fault);
+
+/** True when the entry's extra headers name @p name (compared without regard to case). */
+bool sim_fault_has_header(const struct sim_fault *fault, const char *name);
+
+/**
+ * True for an entry with "encoding":"gzip": its body is sent gzip-encoded with
+ * Content-Encoding: gzip (a passthrough's real answer too, which api.c compresses).
+ */
+bool sim_fault_gzip(const struct sim_fault *fault);
 
 /**
  * Builds the response of a RESPOND, TRUNCATE, RESET, HUGE or DRIP entry, with its content type
