@@ -261,10 +261,10 @@ static void reply_text(struct reply *r, unsigned status, const char *text)
 
 /* ---------------------------------------------------------------- sending */
 
-static void count_gzip(struct sim_api *api)
+static void count_encoded(struct sim_api *api)
 {
     pthread_mutex_lock(&api->lock);
-    sim_journal_count_gzip(api->journal);
+    sim_journal_count_encoded(api->journal);
     pthread_mutex_unlock(&api->lock);
 }
 
@@ -276,14 +276,18 @@ static enum MHD_Result send_reply(struct request *req, struct MHD_Connection *co
     unsigned status = r->body != NULL ? r->status : 500;
     const char *body = r->body != NULL ? r->body : oom_body;
     size_t len = r->body != NULL ? r->len : sizeof(oom_body) - 1;
-    bool gzip = req->gzip || (extra != NULL && sim_fault_gzip(extra));
+    /* A passthrough entry's "encoding" wins over the gzip knob. */
+    enum sim_coding coding = extra != NULL && sim_fault_coding(extra) != SIM_CODING_IDENTITY
+                                 ? sim_fault_coding(extra)
+                             : req->gzip ? SIM_CODING_GZIP
+                                         : SIM_CODING_IDENTITY;
     char *coded = NULL;
     struct MHD_Response *resp = NULL;
     enum MHD_Result ret = MHD_NO;
     char retry[32];
 
-    if (gzip) {
-        coded = sim_gzip(body, len, &len);
+    if (coding != SIM_CODING_IDENTITY) {
+        coded = sim_encode(coding, body, len, &len);
         if (coded == NULL)
             goto out;
         body = coded;
@@ -293,9 +297,10 @@ static enum MHD_Result send_reply(struct request *req, struct MHD_Connection *co
     if (resp == NULL)
         goto out;
     /* A passthrough entry's own Content-Encoding (in its headers) wins. */
-    if (gzip && ((!(extra != NULL && sim_fault_has_header(extra, "Content-Encoding")) &&
-                  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip") !=
-                      MHD_YES) ||
+    if (coding != SIM_CODING_IDENTITY &&
+        ((!(extra != NULL && sim_fault_has_header(extra, "Content-Encoding")) &&
+          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                  sim_coding_name(coding)) != MHD_YES) ||
                  MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding") !=
                      MHD_YES))
         goto out;
@@ -314,8 +319,8 @@ static enum MHD_Result send_reply(struct request *req, struct MHD_Connection *co
         goto out;
     ret = MHD_queue_response(conn, status, resp);
     req->status = status;
-    if (gzip)
-        count_gzip(req->api);
+    if (coding != SIM_CODING_IDENTITY)
+        count_encoded(req->api);
 out:
     if (resp != NULL)
         MHD_destroy_response(resp);
@@ -346,8 +351,8 @@ static enum MHD_Result send_fault(struct sim_api *api, struct request *req,
     }
     ret = MHD_queue_response(conn, sim_fault_status(fault), resp);
     req->status = sim_fault_status(fault);
-    if (sim_fault_gzip(fault))
-        count_gzip(api);
+    if (sim_fault_coding(fault) != SIM_CODING_IDENTITY)
+        count_encoded(api);
 out:
     if (resp != NULL)
         MHD_destroy_response(resp);

@@ -1,6 +1,6 @@
 /*
- * gzip.c: gzip-encoded answers of hcgw-sim (gzip.h), on zlib. The simulator shares no code
- * with hcgw, so this reads Accept-Encoding its own, simpler way.
+ * gzip.c: encoded answers of hcgw-sim (gzip.h), on zlib. The simulator shares no code with
+ * hcgw, so this reads Accept-Encoding its own, simpler way.
  */
 #include "gzip.h"
 
@@ -14,8 +14,9 @@
 
 #include "limits.h"
 
-/* windowBits 15 + 16: a gzip header and trailer; level 6, zlib's default. */
-#define GZIP_WINDOW_BITS (15 + 16)
+/* windowBits 15, plus 16 for a gzip header and trailer instead of zlib's; level 6, zlib's
+ * default. */
+#define GZIP_WINDOW_BITS 15
 #define GZIP_LEVEL 6
 #define GZIP_MEM_LEVEL 8
 
@@ -81,7 +82,37 @@ bool sim_gzip_accepted(const char *accept_encoding)
     return false;
 }
 
-char *sim_gzip(const char *in, size_t len, size_t *out_len)
+static const char *const coding_names[] = {
+    [SIM_CODING_IDENTITY] = "identity",
+    [SIM_CODING_GZIP] = "gzip",
+    [SIM_CODING_DEFLATE] = "deflate",
+};
+
+const char *sim_coding_name(enum sim_coding coding)
+{
+    return coding_names[coding];
+}
+
+int sim_coding_parse(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(coding_names) / sizeof(coding_names[0]); i++) {
+        if (strcmp(name, coding_names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int init_stream(z_stream *z, enum sim_coding coding)
+{
+    memset(z, 0, sizeof(*z));
+    return deflateInit2(z, GZIP_LEVEL, Z_DEFLATED,
+                        GZIP_WINDOW_BITS + (coding == SIM_CODING_GZIP ? 16 : 0), GZIP_MEM_LEVEL,
+                        Z_DEFAULT_STRATEGY);
+}
+
+char *sim_encode(enum sim_coding coding, const char *in, size_t len, size_t *out_len)
 {
     z_stream z;
     char *out = NULL;
@@ -90,9 +121,7 @@ char *sim_gzip(const char *in, size_t len, size_t *out_len)
     *out_len = 0;
     if (len > UINT_MAX)
         return NULL;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, GZIP_LEVEL, Z_DEFLATED, GZIP_WINDOW_BITS, GZIP_MEM_LEVEL,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
+    if (init_stream(&z, coding) != Z_OK)
         return NULL;
     /* deflateBound is for the zlib wrapper; the gzip one is 12 bytes longer. */
     cap = deflateBound(&z, (uLong)len) + 32;
@@ -124,14 +153,14 @@ struct sim_gzip_stream {
     char block[SIM_STREAM_BLOCK];
 };
 
-struct sim_gzip_stream *sim_gzip_stream_new(uint64_t size, sim_gzip_fill_fn *fill, void *ctx)
+struct sim_gzip_stream *sim_gzip_stream_new(enum sim_coding coding, uint64_t size,
+                                            sim_gzip_fill_fn *fill, void *ctx)
 {
     struct sim_gzip_stream *s = calloc(1, sizeof(*s));
 
     if (s == NULL)
         return NULL;
-    if (deflateInit2(&s->z, GZIP_LEVEL, Z_DEFLATED, GZIP_WINDOW_BITS, GZIP_MEM_LEVEL,
-                     Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (init_stream(&s->z, coding) != Z_OK) {
         free(s);
         return NULL;
     }

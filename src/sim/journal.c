@@ -47,7 +47,7 @@ struct sim_journal {
     unsigned long long connections;
     unsigned long long rate_limited;
     unsigned long long scripted;
-    unsigned long long gzip;
+    unsigned long long encoded;
     unsigned long long faults[SIM_FAULT_KINDS];
     unsigned long long seq;
     struct route_count routes[SIM_JOURNAL_ROUTES_MAX];
@@ -88,7 +88,7 @@ void sim_journal_reset(struct sim_journal *j)
 
     for (i = 0; i < SIM_JOURNAL_RING; i++)
         entry_clear(&j->ring[i]);
-    j->requests = j->connections = j->rate_limited = j->scripted = j->gzip = j->seq = 0;
+    j->requests = j->connections = j->rate_limited = j->scripted = j->encoded = j->seq = 0;
     memset(j->faults, 0, sizeof(j->faults));
     j->n_routes = 0;
     j->head = j->len = 0;
@@ -165,9 +165,9 @@ void sim_journal_count_rate_limited(struct sim_journal *j)
     j->rate_limited++;
 }
 
-void sim_journal_count_gzip(struct sim_journal *j)
+void sim_journal_count_encoded(struct sim_journal *j)
 {
-    j->gzip++;
+    j->encoded++;
 }
 
 void sim_journal_count_scripted(struct sim_journal *j)
@@ -235,7 +235,7 @@ char *sim_journal_stats_json(const struct sim_journal *j, size_t *len)
     }
     if (!add_u64(doc, "requests", j->requests) || !add_u64(doc, "connections", j->connections) ||
         !add_u64(doc, "rate_limited", j->rate_limited) ||
-        !add_u64(doc, "scripted", j->scripted) || !add_u64(doc, "gzip", j->gzip))
+        !add_u64(doc, "scripted", j->scripted) || !add_u64(doc, "encoded", j->encoded))
         goto out;
     if (json_object_object_add(doc, "faults", faults) != 0)
         goto out;

@@ -18,7 +18,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "gzip.h"
 #include "limits.h"
 #include "util.h"
 
@@ -45,7 +44,7 @@ struct sim_fault {
     unsigned long delay_ms;
     unsigned long long size;   /* huge */
     unsigned long interval_ms; /* drip */
-    bool gzip;                 /* "encoding":"gzip": the body (made) gzip-encoded */
+    enum sim_coding coding;    /* "encoding": the body (as made) encoded with it */
 };
 
 struct slot {
@@ -66,7 +65,7 @@ struct stream {
     int sock;                /* reset: the socket to reset at the cut, -1 if unknown */
     const char *body;
     size_t len;
-    struct sim_gzip_stream *gz; /* huge with gzip: the body compressed as it is made */
+    struct sim_gzip_stream *gz; /* huge with an encoding: the body encoded as it is made */
 };
 
 static const char *const action_names[] = {
@@ -80,8 +79,6 @@ static const char *const action_names[] = {
 /* Headers MHD computes itself and refuses from the application. */
 static const char *const reserved_headers[] = {"Content-Length", "Transfer-Encoding"};
 
-/* The Content-Encoding of an entry with "encoding":"gzip". */
-#define GZIP_CODING "gzip"
 
 static void fault_free(struct sim_fault *f)
 {
@@ -189,11 +186,11 @@ out:
 
 /* Validates one entry into a new fault (one reference) and its count. */
 /*
- * "encoding":"gzip": a body that is sent whole (respond, truncate, reset, drip; their default
- * body when the entry gives none) is compressed once, here; huge is compressed as it is made,
- * and a passthrough's real answer when it is sent. close and hang send no body to encode.
+ * "encoding": a body that is sent whole (respond, truncate, reset, drip; their default body
+ * when the entry gives none) is encoded once, here; huge is encoded as it is made, and a
+ * passthrough's real answer when it is sent. close and hang send no body to encode.
  */
-static int gzip_compile(struct sim_fault *f, size_t idx, char *err, size_t errlen)
+static int encoding_compile(struct sim_fault *f, size_t idx, char *err, size_t errlen)
 {
     const char *src;
     size_t len;
@@ -214,7 +211,7 @@ static int gzip_compile(struct sim_fault *f, size_t idx, char *err, size_t errle
     case SIM_ACTION_DRIP:
         src = f->body != NULL ? f->body : f->action == SIM_ACTION_RESPOND ? "" : DEFAULT_FAULT_BODY;
         len = f->body != NULL ? f->body_len : strlen(src);
-        out = sim_gzip(src, len, &out_len);
+        out = sim_encode(f->coding, src, len, &out_len);
         if (out == NULL) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -324,14 +321,17 @@ static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
             }
             f->interval_ms = (unsigned long)n;
         } else if (strcmp(key, "encoding") == 0) {
-            if (!json_object_is_type(val, json_type_string) ||
-                (strcmp(json_object_get_string(val), "gzip") != 0 &&
-                 strcmp(json_object_get_string(val), "identity") != 0)) {
-                snprintf(err, errlen, "entry %zu: encoding must be \"gzip\" or \"identity\"",
+            int c = json_object_is_type(val, json_type_string)
+                        ? sim_coding_parse(json_object_get_string(val))
+                        : -1;
+
+            if (c < 0) {
+                snprintf(err, errlen,
+                         "entry %zu: encoding must be \"gzip\", \"deflate\" or \"identity\"",
                          idx);
                 goto out;
             }
-            f->gzip = strcmp(json_object_get_string(val), "gzip") == 0;
+            f->coding = (enum sim_coding)c;
         } else if (strcmp(key, "count") == 0) {
             if (!int_in(val, 1, SIM_SCRIPT_COUNT_MAX, &n)) {
                 snprintf(err, errlen, "entry %zu: count must be an integer from 1 to %lu", idx,
@@ -363,7 +363,7 @@ static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
     if (!has_action)
         f->action = has_delay && !has_status && !has_body && !has_json ? SIM_ACTION_PASSTHROUGH
                                                                         : SIM_ACTION_RESPOND;
-    if (f->gzip && gzip_compile(f, idx, err, errlen) != 0)
+    if (f->coding != SIM_CODING_IDENTITY && encoding_compile(f, idx, err, errlen) != 0)
         goto out;
     *out = f;
     f = NULL;
@@ -508,9 +508,9 @@ unsigned sim_fault_status(const struct sim_fault *fault)
     return fault->status;
 }
 
-bool sim_fault_gzip(const struct sim_fault *fault)
+enum sim_coding sim_fault_coding(const struct sim_fault *fault)
 {
-    return fault->gzip;
+    return fault->coding;
 }
 
 /* ---------------------------------------------------------------- streamed bodies */
@@ -593,9 +593,9 @@ static ssize_t read_huge(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-/* huge with gzip: the body made and compressed on the fly (a compression bomb when large);
- * its compressed length is not known ahead, so it goes chunked. */
-static ssize_t read_huge_gzip(void *cls, uint64_t pos, char *buf, size_t max)
+/* huge with an encoding: the body made and encoded on the fly (a compression bomb when
+ * large); its encoded length is not known ahead, so it goes chunked. */
+static ssize_t read_huge_encoded(void *cls, uint64_t pos, char *buf, size_t max)
 {
     const struct stream *s = cls;
     long n = sim_gzip_stream_read(s->gz, buf, max);
@@ -678,14 +678,14 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
             size = fault->size;
             reader = read_huge;
         }
-        if (fault->action == SIM_ACTION_HUGE && fault->gzip) {
-            s->gz = sim_gzip_stream_new(fault->size, fill_huge, s);
+        if (fault->action == SIM_ACTION_HUGE && fault->coding != SIM_CODING_IDENTITY) {
+            s->gz = sim_gzip_stream_new(fault->coding, fault->size, fill_huge, s);
             if (s->gz == NULL) {
                 stream_free(s);
                 goto out;
             }
             size = MHD_SIZE_UNKNOWN;
-            reader = read_huge_gzip;
+            reader = read_huge_encoded;
         }
         resp = MHD_create_response_from_callback(size, SIM_STREAM_BLOCK, reader, s, stream_free);
         if (resp == NULL) {
@@ -705,9 +705,10 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                  fault->content_type ? fault->content_type
                                                      : DEFAULT_CONTENT_TYPE) != MHD_YES) ||
-        (fault->gzip && !sim_fault_has_header(fault, "Content-Encoding") &&
-         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, GZIP_CODING) !=
-             MHD_YES) ||
+        (fault->coding != SIM_CODING_IDENTITY &&
+         !sim_fault_has_header(fault, "Content-Encoding") &&
+         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                 sim_coding_name(fault->coding)) != MHD_YES) ||
         sim_fault_add_headers(fault, resp) != MHD_YES) {
         MHD_destroy_response(resp);
         resp = NULL;

@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "gzip.h"
 #include "nap.h"
 
 struct sim_script;
@@ -96,10 +97,10 @@ unsigned sim_fault_status(const struct sim_fault *fault);
 bool sim_fault_has_header(const struct sim_fault *fault, const char *name);
 
 /**
- * True for an entry with "encoding":"gzip": its body is sent gzip-encoded with
- * Content-Encoding: gzip (a passthrough's real answer too, which api.c compresses).
+ * The entry's "encoding" (SIM_CODING_IDENTITY when absent): its body is sent encoded, with the
+ * Content-Encoding that names it (a passthrough's real answer too, which api.c encodes).
  */
-bool sim_fault_gzip(const struct sim_fault *fault);
+enum sim_coding sim_fault_coding(const struct sim_fault *fault);
 
 /**
  * Builds the response of a RESPOND, TRUNCATE, RESET, HUGE or DRIP entry, with its content type
