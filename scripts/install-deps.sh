@@ -35,8 +35,12 @@ command -v npm >/dev/null || tool_packages+=(npm)
 # certificates of the TLS tests (tests/integration/test_secure_defaults.py, test_tls.py, and
 # tests/metrics) at test time.
 fuzz_packages=(clang libclang-rt-14-dev llvm openssl)
+# The browser test (tests/browser, ctest label "browser"): Debian's headless-capable Chromium,
+# which loads pages whose scripts call hcgw with fetch() (CORS). Without it the test is skipped.
+browser_packages=(chromium)
 if [[ ${1:-} != --build-only ]]; then
-  packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}")
+  packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}"
+             "${browser_packages[@]}")
 fi
 
 missing=()

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hcgw/cors.h"
 #include "hcgw/envelope.h"
 #include "hcgw/gzip.h"
 #include "hcgw/upstream.h"
@@ -90,6 +91,11 @@ static void add_common_headers(const struct gw_answer *a, struct MHD_Response *r
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (a->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    /* Errors too: a script reads a 401 or a 429 envelope only when its origin is named. */
+    if (a->cors_origin != NULL) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", a->cors_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", GW_CORS_EXPOSE_HEADERS);
+    }
     add_vary(a, resp);
 }
 
@@ -137,6 +143,23 @@ enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char 
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
     add_cache_headers(a, resp);
     return queue(a, status, resp);
+}
+
+enum MHD_Result gw_answer_preflight(const struct gw_answer *a, const char *methods,
+                                    long max_age_s)
+{
+    struct MHD_Response *resp;
+    char num[24];
+
+    resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    add_common_headers(a, resp, NULL);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", GW_CORS_ALLOW_HEADERS);
+    snprintf(num, sizeof(num), "%ld", max_age_s);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", num);
+    return queue(a, MHD_HTTP_NO_CONTENT, resp);
 }
 
 enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,

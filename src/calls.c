@@ -1325,6 +1325,11 @@ void gw_calls_register_metrics(const struct gw_calls *calls, struct gw_metrics_r
         gw_metrics_add_redis(reg, calls->redis, calls->rquota, calls->rcache);
 }
 
+struct gw_redis *gw_calls_redis(const struct gw_calls *calls)
+{
+    return calls->redis;
+}
+
 size_t gw_calls_in_flight(const struct gw_calls *calls)
 {
     /* Each flight and each sent batch is one upstream call and stands for its callers. */

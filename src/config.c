@@ -13,6 +13,7 @@
 #include "hcgw/limits.h"
 #include "hcgw/auth.h"
 #include "hcgw/buf.h"
+#include "hcgw/cors.h"
 #include "hcgw/err.h"
 #include "hcgw/secret.h"
 #include "hcgw/tls.h"
@@ -73,6 +74,8 @@ enum key_type {
     KEY_LONG,   /* a long field; libconfig int or int64 */
     KEY_BOOL,   /* a bool field; libconfig true/false */
     KEY_STRING, /* a malloc'd char * field, or whatever the key's setter fills */
+    KEY_STRINGS, /* a struct gw_strings field: a non-empty array or list of distinct strings,
+                  * each checked by the key's check */
 };
 
 /*
@@ -108,6 +111,8 @@ static int check_header_name(char *value, char *why, size_t whysz);
 static int check_redis_url(char *value, char *why, size_t whysz);
 static int check_redis_username(char *value, char *why, size_t whysz);
 static int check_redis_prefix(char *value, char *why, size_t whysz);
+static int check_allow_origin(char *value, char *why, size_t whysz);
+static int check_origin(char *value, char *why, size_t whysz);
 
 /* The callers section at the end of this file: top-level keys and the clients list. */
 struct load;
@@ -121,6 +126,11 @@ static void check_redis(struct load *ld, const config_setting_t *root);
 
 /* The TLS section at the end of this file: listen.tls's files, read and checked. */
 static void check_tls(struct load *ld, const config_setting_t *root);
+/* The browsers section at the end of this file: lists of strings, the cors group as a whole. */
+static void read_strings(struct load *ld, const config_setting_t *s, const char *group,
+                         const char *name, check_fn check, struct gw_strings *out);
+static void free_strings(struct gw_strings *list);
+static void check_cors(struct load *ld, const config_setting_t *root);
 
 /* Table rows: a key's dotted name, the field it fills, then its bounds and default. */
 #define FIELD_OF(field) offsetof(struct gw_config, field)
@@ -211,6 +221,11 @@ static const struct key keys[] = {
     LONG_KEY("idempotency.ttl_s", idempotency.ttl_s, 0, 604800, 86400),
     LONG_KEY("idempotency.max_entries", idempotency.max_entries, 1, 10000000, 10000),
     LONG_KEY("idempotency.max_bytes", idempotency.max_bytes, 4096, 4294967296L, 16777216),
+
+    /* No cors group, no CORS: check_cors sets cors.enabled from the group's presence. */
+    {.name = "cors.allow_origins", .type = KEY_STRINGS, .offset = FIELD_OF(cors.allow_origins),
+     .check = check_allow_origin},
+    LONG_KEY("cors.max_age_s", cors.max_age_s, 0, GW_MAX_CORS_MAX_AGE_S, 600),
 
     /* An enum, not a string field: its setter parses the name. */
     {.name = "log.level", .type = KEY_STRING, .def_str = "info", .set = set_level},
@@ -422,6 +437,8 @@ static int apply_defaults(struct gw_config *cfg)
                 store_string(cfg, k, copy);
             }
             break;
+        case KEY_STRINGS:
+            break; /* empty */
         }
     }
     rc = 0;
@@ -497,6 +514,15 @@ static void apply(struct load *ld, size_t ki, const config_setting_t *s, const c
         }
         store_string(ld->cfg, k, copy);
         ld->bad[ki] = false;
+        break;
+    }
+    case KEY_STRINGS: {
+        struct gw_strings *list = field(ld->cfg, k);
+        unsigned before = p->shown + p->dropped;
+
+        free_strings(list);
+        read_strings(ld, s, group, name, k->check, list);
+        ld->bad[ki] = p->shown + p->dropped != before;
         break;
     }
     }
@@ -886,6 +912,7 @@ struct gw_config *gw_config_load(const char *path, char **errors)
     check_clients(ld, config_root_setting(&lc));
     check_redis(ld, config_root_setting(&lc));
     check_tls(ld, config_root_setting(&lc));
+    check_cors(ld, config_root_setting(&lc));
     goto out;
 
 fail_nomem:
@@ -932,6 +959,8 @@ void gw_config_free(struct gw_config *cfg)
     for (size_t i = 0; i < NKEYS; i++) {
         if (keys[i].type == KEY_STRING && !keys[i].set)
             store_string(cfg, &keys[i], NULL);
+        else if (keys[i].type == KEY_STRINGS)
+            free_strings(field(cfg, &keys[i]));
     }
     free_clients(cfg);
     gw_secret_free(cfg->redis.password);
@@ -1502,6 +1531,10 @@ static void load_client(struct load *ld, const config_setting_t *g, unsigned idx
         } else if (strcmp(name, "routes") == 0) {
             routes = s;
             client_routes(ld, s, key, c);
+        } else if (strcmp(name, "origins") == 0) {
+            /* Each must be in cors.allow_origins too: check_cors, once the file is read. */
+            free_strings(&c->origins);
+            read_strings(ld, s, NULL, key, check_origin, &c->origins);
         } else {
             problem(p, s, NULL, key, "unknown key");
         }
@@ -1623,6 +1656,7 @@ static void free_clients(struct gw_config *cfg)
 
         free(c->name);
         free(c->identity);
+        free_strings(&c->origins);
         explicit_bzero(c->token_sha256, sizeof c->token_sha256);
     }
     free(cfg->auth.clients);
@@ -1831,6 +1865,7 @@ static void check_redis(struct load *ld, const config_setting_t *root)
     size_t rpm = key_index("quota.requests_per_minute");
     char why[CONFIG_REASON_BYTES];
     char *error = NULL;
+    struct stat st;
 
     if (cfg->redis.url != NULL &&
         parse_redis_url(cfg->redis.url, cfg->redis.host, &cfg->redis.port, &cfg->redis.db, why,
@@ -1850,6 +1885,9 @@ static void check_redis(struct load *ld, const config_setting_t *root)
         if (cfg->redis.password == NULL)
             problem(p, ld->seen[pwf], "redis", "password_file", "%s",
                     error ? error : "out of memory");
+        else
+            cfg->redis.password_shared = stat(cfg->redis.password_file, &st) == 0 &&
+                                         gw_secret_file_shared(&st);
         free(error);
     }
     if (!ld->seen[fallback]) {
@@ -1914,5 +1952,153 @@ static void check_tls(struct load *ld, const config_setting_t *root)
                    : which == GW_TLS_FILE_KEY ? "key_file" : "client_ca_file",
                    "%s", error ? error : "out of memory");
         free(error);
+    }
+}
+
+/* ---- browsers: cors.allow_origins, cors.max_age_s, clients[N].origins ---- */
+
+/* Room for a quoted value in a problem line: origins are at most GW_MAX_ORIGIN_BYTES. */
+#define CONFIG_QUOTE_BYTES 80
+
+static int check_origin(char *value, char *why, size_t whysz)
+{
+    return gw_cors_check_origin(value, why, whysz);
+}
+
+/* An entry of cors.allow_origins: an origin, or "*" (which check_cors confines). */
+static int check_allow_origin(char *value, char *why, size_t whysz)
+{
+    return strcmp(value, "*") == 0 ? 0 : gw_cors_check_origin(value, why, whysz);
+}
+
+static void free_strings(struct gw_strings *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free(list->v[i]);
+    free(list->v);
+    list->v = NULL;
+    list->n = 0;
+}
+
+/*
+ * The setting @p s (named @p group.@p name, or @p name at the top level) as a list of strings:
+ * a libconfig array or list of 1 to GW_MAX_CORS_ORIGINS distinct strings, each passing
+ * @p check. Stored in @p out (empty on any problem, each of which is recorded).
+ */
+static void read_strings(struct load *ld, const config_setting_t *s, const char *group,
+                         const char *name, check_fn check, struct gw_strings *out)
+{
+    struct problems *p = &ld->problems;
+    unsigned n = (unsigned)config_setting_length(s);
+    unsigned before = p->shown + p->dropped;
+    char why[CONFIG_REASON_BYTES];
+    struct gw_strings list = {NULL, 0};
+
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        problem(p, s, group, name, "expected a list of strings: [ \"https://crm.example.com\" ]");
+        return;
+    }
+    if (n == 0 || n > GW_MAX_CORS_ORIGINS) {
+        problem(p, s, group, name, "must list 1 to %d origins", GW_MAX_CORS_ORIGINS);
+        return;
+    }
+    list.v = calloc(n, sizeof(*list.v));
+    if (list.v == NULL) {
+        problem(p, s, group, name, "out of memory");
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, i);
+        const char *v = config_setting_get_string(e);
+        char *copy;
+
+        if (config_setting_type(e) != CONFIG_TYPE_STRING || v == NULL) {
+            problem(p, e, group, name, "expected strings");
+            continue;
+        }
+        copy = strdup(v);
+        if (copy == NULL) {
+            problem(p, e, group, name, "out of memory");
+            continue;
+        }
+        if (check(copy, why, sizeof why) != 0) {
+            problem(p, e, group, name, "\"%.*s\" %s", CONFIG_QUOTE_BYTES, copy, why);
+            free(copy);
+            continue;
+        }
+        for (size_t j = 0; j < list.n && copy != NULL; j++) {
+            if (strcmp(list.v[j], copy) == 0) {
+                problem(p, e, group, name, "\"%.*s\" is listed twice", CONFIG_QUOTE_BYTES,
+                        copy);
+                free(copy);
+                copy = NULL;
+            }
+        }
+        if (copy != NULL)
+            list.v[list.n++] = copy;
+    }
+    if (p->shown + p->dropped != before) {
+        free_strings(&list);
+        return;
+    }
+    *out = list;
+}
+
+/* True when @p list holds exactly @p s. */
+static bool strings_have(const struct gw_strings *list, const char *s)
+{
+    bool found = false;
+
+    for (size_t i = 0; i < list->n && !found; i++)
+        found = strcmp(list->v[i], s) == 0;
+    return found;
+}
+
+/*
+ * Once the whole file is read: a cors group turns CORS on and needs allow_origins; "*" stands
+ * alone and only while no clients are configured (a page of any site could otherwise call hcgw
+ * with a client's token); a client's origins need the group and narrow its list.
+ */
+static void check_cors(struct load *ld, const config_setting_t *root)
+{
+    struct problems *p = &ld->problems;
+    struct gw_config *cfg = ld->cfg;
+    const config_setting_t *group = config_setting_get_member(root, "cors");
+    const config_setting_t *clients = config_setting_get_member(root, "clients");
+    size_t ao = key_index("cors.allow_origins");
+    const struct gw_strings *allow = &cfg->cors.allow_origins;
+    bool any = strings_have(allow, "*");
+    char key[CONFIG_CLIENT_KEY_BYTES];
+
+    cfg->cors.enabled = group != NULL && config_setting_is_group(group);
+    if (cfg->cors.enabled && !ld->seen[ao])
+        problem(p, group, NULL, "cors",
+                "has no allow_origins: list the origins of the browser apps that call hcgw "
+                "(allow_origins = [ \"https://crm.example.com\" ];), or remove the group");
+    if (any && allow->n > 1)
+        problem(p, ld->seen[ao], "cors", "allow_origins",
+                "\"*\" must stand alone: it already allows every origin");
+    else if (any && cfg->auth.nclients > 0)
+        problem(p, ld->seen[ao], "cors", "allow_origins",
+                "\"*\" is refused while clients are configured: a page of any site could then "
+                "call hcgw with a client's token; list the origins of the browser apps");
+    cfg->cors.any = any && allow->n == 1;
+    for (size_t i = 0; clients != NULL && i < cfg->auth.nclients; i++) {
+        const struct gw_client *c = &cfg->auth.clients[i];
+        const config_setting_t *s =
+            config_setting_get_member(config_setting_get_elem(clients, (unsigned)i), "origins");
+
+        snprintf(key, sizeof key, "clients[%zu].origins", i);
+        if (c->origins.n > 0 && !cfg->cors.enabled) {
+            problem(p, s, NULL, key, "needs the cors group: a client's origins narrow "
+                                     "cors.allow_origins");
+            continue;
+        }
+        for (size_t j = 0; j < c->origins.n && !ld->bad[ao]; j++) {
+            if (!strings_have(allow, c->origins.v[j]))
+                problem(p, config_setting_get_elem(s, (unsigned)j), NULL, key,
+                        "\"%.*s\" is not in cors.allow_origins: a client's origins narrow "
+                        "that list", CONFIG_QUOTE_BYTES, c->origins.v[j]);
+        }
     }
 }

@@ -127,6 +127,16 @@ static const struct gw_err_info err_table[] = {
     [-GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS] = {
         .status = 409, .code = "idempotency_key_in_progress",
         .message = "A request with this Idempotency-Key is still in progress; retry later" },
+    /* Browsers (cors.h): a preflight from an origin cors.allow_origins does not list, or a
+     * client's token from an origin outside its own origins. */
+    [-GW_ERR_CORS_ORIGIN_NOT_ALLOWED] = {
+        .status = 403, .code = "cors_origin_not_allowed",
+        .message = "This browser origin may not call the gateway (cors.allow_origins, or the "
+                   "client's origins)" },
+    [-GW_ERR_INVALID_PREFLIGHT] = {
+        .status = 400, .code = "invalid_preflight",
+        .message = "A CORS preflight needs exactly one Access-Control-Request-Method naming an "
+                   "HTTP method" },
 };
 
 /*

@@ -240,29 +240,60 @@ out:
 
 /* ---- the store's verbs ---- */
 
-int gw_idem_begin(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t now_ms,
-                  uint64_t lease_ms, struct gw_idem_record *rec, uint64_t *token)
+int gw_idem_begin(struct gw_idem_store *s, struct gw_idem_claim *c, uint64_t now_ms,
+                  uint64_t lease_ms, uint64_t deadline_ms)
 {
-    memset(rec, 0, sizeof(*rec));
-    *token = 0;
-    return s->ops->begin(s, k, now_ms, lease_ms, rec, token);
+    int rc;
+
+    memset(&c->rec, 0, sizeof(c->rec));
+    c->held = false;
+    c->token = 0;
+    c->holder = NULL;
+    c->trip = NULL;
+    rc = s->ops->begin(s, c, now_ms, lease_ms, deadline_ms);
+    if (rc != GW_IDEM_LATER)
+        c->verdict = rc;
+    return rc;
 }
 
-void gw_idem_complete(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t token,
-                      long status, const char *body, size_t len, uint64_t now_ms)
+int gw_idem_complete(struct gw_idem_store *s, struct gw_idem_claim *c, long status,
+                     const char *body, size_t len, uint64_t now_ms)
 {
-    s->ops->complete(s, k, token, status, body, len, now_ms);
+    int rc;
+
+    if (!c->held)
+        return 0;
+    rc = s->ops->complete(s, c, status, body, len, now_ms);
+    c->held = false;
+    return rc;
 }
 
-void gw_idem_abandon(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t token,
-                     bool outcome_unknown, uint64_t now_ms)
+void gw_idem_abandon(struct gw_idem_store *s, struct gw_idem_claim *c, bool outcome_unknown,
+                     uint64_t now_ms)
 {
-    s->ops->abandon(s, k, token, outcome_unknown, now_ms);
+    if (!c->held)
+        return;
+    s->ops->abandon(s, c, outcome_unknown, now_ms);
+    c->held = false;
+}
+
+void gw_idem_cancel(struct gw_idem_store *s, struct gw_idem_claim *c)
+{
+    if (c->trip != NULL && s->ops->cancel != NULL)
+        s->ops->cancel(s, c);
+}
+
+void gw_idem_stop(struct gw_idem_store *s)
+{
+    if (s->ops->stop != NULL)
+        s->ops->stop(s);
 }
 
 int gw_idem_configure(struct gw_idem_store *s, uint64_t ttl_ms, long max_entries,
                       long max_bytes)
 {
+    if (s->ops->configure == NULL)
+        return 0;
     return s->ops->configure(s, ttl_ms, max_entries, max_bytes);
 }
 

@@ -292,16 +292,21 @@ static void release(struct local *s, struct rec *r, enum rec_state state, uint64
     deadline_set(s, r, now_ms + s->ttl_ms);
 }
 
-static int local_begin(struct gw_idem_store *base, const struct gw_idem_key *k, uint64_t now_ms,
-                       uint64_t lease_ms, struct gw_idem_record *rec, uint64_t *token)
+static int local_begin(struct gw_idem_store *base, struct gw_idem_claim *c, uint64_t now_ms,
+                       uint64_t lease_ms, uint64_t deadline_ms)
 {
     struct local *s = (struct local *)base;
+    const struct gw_idem_key *k = &c->key;
+    struct gw_idem_record *rec = &c->rec;
     struct rec *r;
     int rc;
 
+    (void)deadline_ms; /* answered at once */
+    c->holder = base;
+
     pthread_mutex_lock(&s->mu);
     if (s->ttl_ms == 0) {
-        rc = GW_IDEM_NEW; /* off: nothing is held, nothing will be kept (token 0) */
+        rc = GW_IDEM_NEW; /* off: nothing is held, nothing will be kept */
         goto out;
     }
     sweep(s, now_ms);
@@ -313,7 +318,8 @@ static int local_begin(struct gw_idem_store *base, const struct gw_idem_key *k, 
     if (r == NULL) {
         r = add(s, k, &rc);
         if (r != NULL) {
-            *token = hold(s, r, now_ms + lease_ms);
+            c->token = hold(s, r, now_ms + lease_ms);
+            c->held = true;
             rc = GW_IDEM_NEW;
         }
         goto out;
@@ -327,7 +333,8 @@ static int local_begin(struct gw_idem_store *base, const struct gw_idem_key *k, 
         rc = GW_IDEM_IN_PROGRESS; /* the sweep released it if its lease was over */
         break;
     case REC_UNKNOWN:
-        *token = hold(s, r, now_ms + lease_ms);
+        c->token = hold(s, r, now_ms + lease_ms);
+        c->held = true;
         rc = GW_IDEM_RECOVER;
         break;
     case REC_DONE:
@@ -350,11 +357,12 @@ out:
     return rc;
 }
 
-static void local_complete(struct gw_idem_store *base, const struct gw_idem_key *k,
-                           uint64_t token, long status, const char *body, size_t len,
-                           uint64_t now_ms)
+static int local_complete(struct gw_idem_store *base, struct gw_idem_claim *c, long status,
+                          const char *body, size_t len, uint64_t now_ms)
 {
     struct local *s = (struct local *)base;
+    const struct gw_idem_key *k = &c->key;
+    uint64_t token = c->token;
     struct rec *r;
     char *copy = NULL;
     bool has_body;
@@ -401,17 +409,18 @@ static void local_complete(struct gw_idem_store *base, const struct gw_idem_key 
     release(s, r, REC_DONE, now_ms);
 out:
     pthread_mutex_unlock(&s->mu);
+    return 0;
 }
 
-static void local_abandon(struct gw_idem_store *base, const struct gw_idem_key *k,
-                          uint64_t token, bool outcome_unknown, uint64_t now_ms)
+static void local_abandon(struct gw_idem_store *base, struct gw_idem_claim *c,
+                          bool outcome_unknown, uint64_t now_ms)
 {
     struct local *s = (struct local *)base;
     struct rec *r;
 
     pthread_mutex_lock(&s->mu);
-    r = find(s, k);
-    if (r == NULL || r->state != REC_HELD || r->token != token)
+    r = find(s, &c->key);
+    if (r == NULL || r->state != REC_HELD || r->token != c->token)
         goto out;
     if (outcome_unknown && s->ttl_ms > 0)
         release(s, r, REC_UNKNOWN, now_ms);
@@ -504,6 +513,8 @@ static const struct gw_idem_store_ops local_ops = {
     .begin = local_begin,
     .complete = local_complete,
     .abandon = local_abandon,
+    .cancel = NULL,                  /* it answers at once: nothing is ever in flight */
+    .stop = NULL,
     .configure = local_configure,
     .stats = local_stats,
     .free = local_free,

@@ -141,6 +141,20 @@ static void warn_tls_key(const struct gw_log *log, const struct gw_config *cfg)
     gw_log_end(&l);
 }
 
+/* A Redis password file that others may read, as the API key file's: at every load. */
+static void warn_redis_password(const struct gw_log *log, const struct gw_config *cfg)
+{
+    struct gw_logline l;
+
+    if (!cfg->redis.password_shared)
+        return;
+    gw_log_begin(log, &l, GW_LOG_WARN,
+                 "the Redis password file is readable by other users: chmod 600 it "
+                 "(upstream.key_file_mode = \"refuse\" makes this an error)");
+    gw_log_str(&l, "password_file", cfg->redis.password_file);
+    gw_log_end(&l);
+}
+
 /* The warnings of a start that the secure defaults allow only because the file says so. */
 static void warn_insecure(const struct gw_log *log, const struct gw_config *cfg)
 {
@@ -154,6 +168,7 @@ static void warn_insecure(const struct gw_log *log, const struct gw_config *cfg)
         gw_log_end(&l);
     }
     warn_tls_key(log, cfg);
+    warn_redis_password(log, cfg);
     if (gw_config_url_in_clear(cfg->upstream.base_url)) {
         gw_log_begin(log, &l, GW_LOG_WARN,
                      "upstream.allow_insecure_http: the key goes in clear over plain http to a "

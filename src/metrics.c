@@ -40,6 +40,8 @@ static const char *const failure_names[GW_UPFAIL__COUNT] = {
     "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
 static const char *const lookup_names[GW_LOOKUP__COUNT] = {"hit", "miss", "bypass",
                                                            "revalidated"};
+static const char *const idem_fallback_names[GW_IDEM_FALLBACK__COUNT] = {"begin", "complete",
+                                                                         "abandon"};
 static const char *const saved_names[GW_SAVED__COUNT] = {"cache", "not_modified",
                                                          "collapsed", "coalesced"};
 
@@ -559,6 +561,19 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
             "their Idempotency-Key, without an upstream call.\n"
             "# TYPE hcgw_idempotency_replays_total counter\nhcgw_idempotency_replays_total %llu\n",
         (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, idempotency_replays)));
+    if (reg->n_redis > 0) {
+        /* Only with a redis group: without one, every record is local and none falls back. */
+        add(&t, "# HELP hcgw_idempotency_fallbacks_total Idempotency-Key verbs Redis could not "
+                "answer in time, done in the replica's own table instead, by verb.\n"
+                "# TYPE hcgw_idempotency_fallbacks_total counter\n");
+        for (s = 0; s < GW_IDEM_FALLBACK__COUNT; s++) {
+            add(&t, "hcgw_idempotency_fallbacks_total{op=\"%s\"} %llu\n",
+                idem_fallback_names[s],
+                (unsigned long long)sum_field(reg, offsetof(struct gw_metrics,
+                                                            idempotency_fallbacks) +
+                                                       (size_t)s * sizeof(uint64_t)));
+        }
+    }
     if (reg->cache != NULL) {
         struct gw_cache_stats cs = gw_cache_stats(reg->cache);
         add(&t, "# HELP hcgw_cache_entries Contacts held in the cache now.\n"

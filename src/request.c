@@ -2,14 +2,16 @@
  * The life of one request, on its worker's thread:
  *   URI-log callback → request created, raw URI kept (the router decodes it, not MHD); its
  *                      connection's header clock (conn.c) learns of it
- *   first access call → the clock stops; request id, framing check, route match, who calls
- *                      (auth.c), early 4xx answers
+ *   first access call → the clock stops; request id, framing check, route match, the
+ *                      browser's origin (cors.c: a CORS preflight is hcgw's alone, and needs
+ *                      no credential), who calls (auth.c), early 4xx answers
  *   body calls       → bounded accumulation
  *   last access call → a local answer, or the body validated, the upstream call built, the
  *                      connection suspended and the call handed to the call layer (calls.c);
- *                      a create with an Idempotency-Key asks the store first (idem.h): a
- *                      replay or a refusal is answered here, an unknown outcome is searched
- *                      for before the create goes
+ *                      a create with an Idempotency-Key asks the store first (idem.h), the
+ *                      connection suspended while a shared store (Redis) answers: a replay
+ *                      or a refusal is answered here, an unknown outcome is searched for
+ *                      before the create goes, and a final answer is kept before it is given
  *   caller hangs up  → (while suspended; conn.c watches) the call is cancelled, logged as 499
  *   call done        → its one outcome (upstream.h) becomes the answer: the route's reply
  *                      (reply.c) or the envelope with its headers (answer.c), queued, resumed
@@ -35,6 +37,7 @@
 #include "hcgw/buf.h"
 #include "hcgw/config.h"
 #include "hcgw/conn.h"
+#include "hcgw/cors.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
 #include "hcgw/gzip.h"
@@ -70,16 +73,24 @@ enum idem_result {
 static const char *const idem_words[IDEM__COUNT] = {
     NULL, "stored", "replayed", "in_progress", "reused", "recovered", "unknown", "released"};
 
+/* What a create waits for from a store that answers later (idem.h, GW_IDEM_LATER). */
+enum idem_wait {
+    IDEM_WAIT_NONE = 0,
+    IDEM_WAIT_BEGIN,                 /* the key's verdict */
+    IDEM_WAIT_KEPT                   /* its final answer kept, before it is given */
+};
+
 /* A create's Idempotency-Key (idem.h), allocated only for a create that sends one. */
 struct req_idem {
-    struct gw_idem_key key;          /* scope: the request's client name */
+    struct gw_idem_claim claim;      /* with the store: the key (scope: the client), the claim */
     char text[GW_MAX_IDEM_KEY_BYTES + 1];
-    uint64_t token;                  /* the claim while held */
-    bool held;                       /* a claim to end with complete or abandon */
+    enum idem_wait wait;
     bool was_unknown;                /* the claim took a record of unknown outcome */
     bool searching;                  /* the call in flight is the recovery search */
     char *search_body;               /* its body and URL (malloc'd) */
     char *search_url;
+    char *found;                     /* a recovery's customer, given once kept (malloc'd) */
+    size_t found_len;
     int search_attempts;             /* its attempts and their time, once the create reused the */
     double search_ms;                /* call: for the access line */
     enum idem_result result;
@@ -113,6 +124,16 @@ struct gw_request {
     bool header_timeout;              /* its connection was cut at the header deadline */
     char client[GW_MAX_CLIENT_NAME + 1]; /* the client its credential named; "" when none */
     const char *auth_refusal;         /* why it was refused 401/403 (static text), or NULL */
+    /* Browsers (cors.h). The strings are the request's own or static, never the config's,
+     * which a reload may free while the request waits. */
+    char *origin;                     /* its one Origin header (malloc'd, cut at
+                                         GW_MAX_ORIGIN_BYTES), or NULL: none or several */
+    bool origin_sent;                 /* an Origin header came (one or more) */
+    bool origin_whole;                /* origin is the whole header: it may name an origin */
+    const char *cors_origin;          /* Access-Control-Allow-Origin of its answers, or NULL */
+    bool vary_origin;                 /* Vary: Origin on its answers (a cors group is on) */
+    bool preflight;                   /* a CORS preflight: answered by hcgw alone */
+    bool preflight_method_ok;         /* one Access-Control-Request-Method, a method token */
     /* For the access line. */
     int status;
     enum gw_err err;
@@ -238,7 +259,8 @@ static void set_compression(const struct gw_request *req, struct gw_answer *a)
     const struct gw_config *cfg = req->w->cfg;
     struct gw_gzip_accept acc;
 
-    if (!cfg->compression.gzip || !compressible(req->route))
+    /* A preflight's answer is about the request it announces, not a body of the route. */
+    if (!cfg->compression.gzip || !compressible(req->route) || req->preflight)
         return;
     a->vary |= GW_VARY_ACCEPT_ENCODING;
     gw_gzip_accept_init(&acc);
@@ -261,6 +283,8 @@ static struct gw_answer answer_of(const struct gw_request *req)
         .etag = req->etag,
         .age_s = -1,
         .replayed = req->idem != NULL && req->idem->result == IDEM_REPLAYED,
+        .cors_origin = req->cors_origin,
+        .vary = req->vary_origin ? GW_VARY_ORIGIN : 0u,
     };
 
     set_compression(req, &a);
@@ -325,6 +349,15 @@ static enum MHD_Result answer_outcome(struct gw_request *req, const struct gw_ou
     enum MHD_Result r = gw_answer_outcome(&a, o, req->w->secret, &req->err, &status);
 
     return answered(req, status, r);
+}
+
+/* The 204 to a preflight from an allowed origin: the path's methods, the configured max age. */
+static enum MHD_Result answer_preflight(struct gw_request *req)
+{
+    struct gw_answer a = answer_of(req);
+
+    return answered(req, 204, gw_answer_preflight(&a, req->match.allow,
+                                                  req->w->cfg->cors.max_age_s));
 }
 
 static enum MHD_Result answer_local(struct gw_request *req)
@@ -431,7 +464,7 @@ static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t le
 }
 
 static void idem_searched(struct gw_request *req);
-static void idem_settle(struct gw_request *req, bool usable);
+static bool idem_settle(struct gw_request *req, bool usable);
 
 /* The call's outcome, from HelpCrunch, the cache or an idempotency record, becomes the answer. */
 static void answer_call(struct gw_request *req)
@@ -449,22 +482,28 @@ static void answer_call(struct gw_request *req)
                                    (req->idem != NULL && req->idem->result == IDEM_REPLAYED)
                                ? 0
                                : o->status;
+    /* A create's final answer is kept for its Idempotency-Key before it is given; when the
+     * store answers later, this runs again then (idem_done), the claim no longer held. */
     if (o->failure != GW_OK || o->status < 200 || o->status > 299) {
-        idem_settle(req, false);
-        answer_outcome(req, o);
+        if (!idem_settle(req, false))
+            answer_outcome(req, o);
         return;
     }
     rc = gw_reply_build(req->route->reply, o->body, o->body_len, &out, &out_len);
     if (rc != 0) {
         /* HelpCrunch did answer (with a 2xx we cannot use): say which status it was. */
         struct gw_envelope env;
-        idem_settle(req, false);
+        if (idem_settle(req, false))
+            return;
         gw_envelope_local(&env, rc);
         env.upstream_status = (int)o->status;
         answer_envelope(req, &env);
         return;
     }
-    idem_settle(req, true);
+    if (idem_settle(req, true)) {
+        free(out);
+        return;
+    }
     if (req->route->reply == GW_REPLY_DELETED) {
         answer(req, req->route->success_status, NULL, 0, NULL);
         return;
@@ -620,15 +659,20 @@ static void prepare_route_call(struct gw_request *req)
  * Hand the prepared call to the call layer, the connection suspended until its answer. The
  * answer of a call the layer served or refused at once is given here.
  */
+static void suspend(struct gw_request *req)
+{
+    if (req->state != REQ_UPSTREAM) {
+        MHD_suspend_connection(req->conn);
+        req->state = REQ_UPSTREAM;
+    }
+}
+
 static void submit(struct gw_request *req)
 {
     struct gw_worker *w = req->w;
     int rc;
 
-    if (req->state != REQ_UPSTREAM) {
-        MHD_suspend_connection(req->conn);
-        req->state = REQ_UPSTREAM;
-    }
+    suspend(req);
     rc = gw_calls_submit(w->calls, &req->call);
     if (rc != 0) {
         /* Served from the cache, or refused before it went (the callback will not run): answer
@@ -655,34 +699,48 @@ static void idem_end(struct gw_request *req, enum gw_idem_fate fate)
 {
     struct req_idem *id = req->idem;
 
-    if (id == NULL || !id->held)
+    if (id == NULL || !id->claim.held)
         return;
-    gw_idem_abandon(req->w->idem, &id->key, id->token, fate == GW_IDEM_UNKNOWN, now_ms(req));
-    id->held = false;
+    gw_idem_abandon(req->w->idem, &id->claim, fate == GW_IDEM_UNKNOWN, now_ms(req));
     id->result = fate == GW_IDEM_UNKNOWN ? IDEM_UNKNOWN : IDEM_RELEASED;
+}
+
+/*
+ * Keep @p status and @p body (@p len bytes) as the key's final answer, as @p result. Returns
+ * true when the store answers later: the answer waits for idem_done.
+ */
+static bool idem_keep(struct gw_request *req, long status, const char *body, size_t len,
+                      enum idem_result result)
+{
+    struct req_idem *id = req->idem;
+
+    id->result = result;
+    if (gw_idem_complete(req->w->idem, &id->claim, status, body, len, now_ms(req)) !=
+        GW_IDEM_LATER)
+        return false;
+    id->wait = IDEM_WAIT_KEPT;
+    return true;
 }
 
 /*
  * The create's call ended (req->call.out): keep its answer for the key when it is final, or
  * end the claim as unknown or forgotten (gw_idem_fate). @p usable: a 2xx hcgw answers with.
+ * Returns true when the answer must wait for the store (idem_done answers it).
  */
-static void idem_settle(struct gw_request *req, bool usable)
+static bool idem_settle(struct gw_request *req, bool usable)
 {
     struct req_idem *id = req->idem;
     const struct gw_outcome *o = &req->call.out;
     enum gw_idem_fate fate;
 
-    if (id == NULL || !id->held)
-        return;
+    if (id == NULL || !id->claim.held)
+        return false;
     fate = gw_idem_fate(o->failure, o->status, usable, req->call.attempts > 0, id->was_unknown);
     if (fate != GW_IDEM_KEEP) {
         idem_end(req, fate);
-        return;
+        return false;
     }
-    gw_idem_complete(req->w->idem, &id->key, id->token, o->status, o->body, o->body_len,
-                     now_ms(req));
-    id->held = false;
-    id->result = IDEM_STORED;
+    return idem_keep(req, o->status, o->body, o->body_len, IDEM_STORED);
 }
 
 /* Prepare the recovery search: HelpCrunch's search for the contact the create would make. */
@@ -739,10 +797,11 @@ static void idem_searched(struct gw_request *req)
         return;
     }
     if (rc == 0) {
-        gw_idem_complete(req->w->idem, &id->key, id->token, req->route->success_status,
-                         customer, len, now_ms(req));
-        id->held = false;
-        id->result = IDEM_RECOVERED;
+        if (idem_keep(req, req->route->success_status, customer, len, IDEM_RECOVERED)) {
+            id->found = customer;
+            id->found_len = len;
+            return;
+        }
         answer(req, req->route->success_status, customer, len, "application/json");
         return;
     }
@@ -767,39 +826,34 @@ static enum MHD_Result answer_replay(struct gw_request *req, struct gw_idem_reco
     return MHD_YES;
 }
 
-/* How long a create may hold its key: both its calls' deadlines, and a margin (limits.h). */
+/*
+ * How long a create may hold its key: both its calls' deadlines, the wait for a shared store
+ * to keep its answer, and a margin (limits.h).
+ */
 static uint64_t idem_lease_ms(const struct gw_config *cfg)
 {
-    return 2u * (uint64_t)cfg->upstream.timeout_ms + GW_IDEM_LEASE_GRACE_MS;
+    uint64_t redis_ms = cfg->redis.url != NULL ? (uint64_t)cfg->redis.timeout_ms : 0;
+
+    return 2u * (uint64_t)cfg->upstream.timeout_ms + redis_ms + GW_IDEM_LEASE_GRACE_MS;
 }
 
 /*
- * A create with an Idempotency-Key: what the store says of the key decides. New: the create
- * goes. Done with this body: its answer again, no upstream call. Held by another request: 409.
- * Used with another body: 422. Unknown: the earlier attempt's contact is searched for first
- * (when the body names a userId or an email), and the create goes only when it is not found.
+ * What the store says of the key decides. New: the create goes. Done with this body: its
+ * answer again, no upstream call. Held by another request: 409. Used with another body: 422.
+ * Unknown: the earlier attempt's contact is searched for first (when the body names a userId
+ * or an email), and the create goes only when it is not found.
  */
-static enum MHD_Result idem_start(struct gw_request *req)
+static enum MHD_Result idem_begun(struct gw_request *req, int verdict)
 {
-    struct gw_worker *w = req->w;
     struct req_idem *id = req->idem;
-    struct gw_idem_record rec;
-    int verdict;
     int rc;
 
-    rc = gw_idem_fingerprint(req->up_body, req->up_body_len, id->key.fingerprint);
-    if (rc != 0)
-        return answer_error(req, rc);
-    verdict = gw_idem_begin(w->idem, &id->key, now_ms(req), idem_lease_ms(w->cfg), &rec,
-                            &id->token);
     switch (verdict) {
     case GW_IDEM_NEW:
-        id->held = id->token != 0;
         prepare_route_call(req);
         submit(req);
         return MHD_YES;
     case GW_IDEM_RECOVER:
-        id->held = true;
         id->was_unknown = true;
         rc = idem_prepare_search(req);
         if (rc == 1) {
@@ -814,7 +868,7 @@ static enum MHD_Result idem_start(struct gw_request *req)
         submit(req);
         return MHD_YES;
     case GW_IDEM_REPLAY:
-        return answer_replay(req, &rec);
+        return answer_replay(req, &id->claim.rec);
     case GW_IDEM_IN_PROGRESS:
         id->result = IDEM_IN_PROGRESS;
         return answer_error(req, GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS);
@@ -824,6 +878,51 @@ static enum MHD_Result idem_start(struct gw_request *req)
     default:
         return answer_error(req, verdict < 0 ? verdict : GW_ERR_INTERNAL);
     }
+}
+
+/* A store that answered later (GW_IDEM_LATER) has: the key's verdict, or its answer kept. */
+static void idem_done(struct gw_idem_claim *c)
+{
+    struct gw_request *req = c->data;
+    struct req_idem *id = req->idem;
+    enum idem_wait wait = id->wait;
+    char *found = id->found;
+
+    id->wait = IDEM_WAIT_NONE;
+    if (wait == IDEM_WAIT_BEGIN) {
+        (void)idem_begun(req, c->verdict);
+    } else if (found != NULL) {
+        id->found = NULL;
+        answer(req, req->route->success_status, found, id->found_len, "application/json");
+    } else {
+        answer_call(req);
+    }
+}
+
+/*
+ * A create with an Idempotency-Key asks the store about it. The connection waits (suspended)
+ * while a shared store answers, within the create's own deadline.
+ */
+static enum MHD_Result idem_start(struct gw_request *req)
+{
+    struct gw_worker *w = req->w;
+    struct req_idem *id = req->idem;
+    uint64_t now = now_ms(req);
+    int verdict;
+    int rc;
+
+    rc = gw_idem_fingerprint(req->up_body, req->up_body_len, id->claim.key.fingerprint);
+    if (rc != 0)
+        return answer_error(req, rc);
+    id->claim.done = idem_done;
+    id->claim.data = req;
+    verdict = gw_idem_begin(w->idem, &id->claim, now, idem_lease_ms(w->cfg),
+                            now + (uint64_t)w->cfg->upstream.timeout_ms);
+    if (verdict != GW_IDEM_LATER)
+        return idem_begun(req, verdict);
+    id->wait = IDEM_WAIT_BEGIN;
+    suspend(req);
+    return MHD_YES;
 }
 
 /* The Idempotency-Key headers of a request: how many, and the first one's value. */
@@ -867,8 +966,8 @@ static int take_idem_key(struct gw_request *req)
         free(id);
         return rc;
     }
-    id->key.scope = req->client;
-    id->key.key = id->text;
+    id->claim.key.scope = req->client;
+    id->claim.key.key = id->text;
     req->idem = id;
     return 0;
 }
@@ -931,7 +1030,8 @@ static enum MHD_Result collect_auth_header(void *cls, enum MHD_ValueKind kind, c
  * Who is calling, and may it call this route? hcgw's own routes need nothing; every other
  * request, matched or not, names a client when clients are configured, so that a caller
  * without a credential learns nothing about routes or validation. Returns 0,
- * GW_ERR_UNAUTHENTICATED or GW_ERR_FORBIDDEN; req->client and req->auth_refusal are set for
+ * GW_ERR_UNAUTHENTICATED, GW_ERR_CORS_ORIGIN_NOT_ALLOWED (the client's origins do not hold the
+ * request's Origin) or GW_ERR_FORBIDDEN; req->client and req->auth_refusal are set for
  * the access line. The token is hashed where libmicrohttpd keeps it, and never copied.
  */
 static int authorize(struct gw_request *req)
@@ -960,12 +1060,83 @@ static int authorize(struct gw_request *req)
         goto out;
     }
     snprintf(req->client, sizeof(req->client), "%s", client->name);
-    if (req->route != NULL && !gw_auth_allows(client, req->route)) {
+    /* A client's origins bind its credential to the pages of those origins: from any other
+     * page, nothing it asks is done. (Any program can send any Origin: this narrows what a
+     * browser may do, it proves nothing about who calls.) */
+    if (req->origin_sent &&
+        !gw_cors_client_allows(client, req->origin_whole ? req->origin : NULL)) {
+        req->auth_refusal = "origin_not_allowed";
+        rc = GW_ERR_CORS_ORIGIN_NOT_ALLOWED;
+    } else if (req->route != NULL && !gw_auth_allows(client, req->route)) {
         req->auth_refusal = "route_not_allowed";
         rc = GW_ERR_FORBIDDEN;
     }
 out:
     return rc;
+}
+
+/* The headers of CORS: Origin, Access-Control-Request-Method, each with how often it came. */
+struct cors_headers {
+    const char *origin;
+    unsigned origins;
+    const char *method;
+    unsigned methods;
+};
+
+static enum MHD_Result collect_cors_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    struct cors_headers *h = cls;
+
+    (void)kind;
+    if (strcasecmp(key, "Origin") == 0) {
+        if (h->origins++ == 0)
+            h->origin = value;
+    } else if (strcasecmp(key, "Access-Control-Request-Method") == 0) {
+        if (h->methods++ == 0)
+            h->method = value;
+    }
+    return MHD_YES;
+}
+
+/*
+ * The browser's part of a request (cors.h): its Origin, whether its answers name that origin,
+ * and whether it is a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method,
+ * while a cors group is configured (without one, OPTIONS stays a 405 like any other method the
+ * path lacks).
+ */
+static void take_cors(struct gw_request *req)
+{
+    const struct gw_config *cfg = req->w->cfg;
+    struct cors_headers h = {NULL, 0, NULL, 0};
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_cors_header, &h);
+    /* Kept for the answers and the access line. A longer one names no origin (none in the
+     * configuration is longer), and only its log field is cut. Out of memory: none named. */
+    req->origin = h.origins == 1 ? strndup(h.origin, GW_MAX_ORIGIN_BYTES) : NULL;
+    req->origin_sent = h.origins > 0;
+    req->origin_whole = req->origin != NULL && strlen(h.origin) <= GW_MAX_ORIGIN_BYTES;
+    req->cors_origin = gw_cors_allow_origin(cfg, req->origin_whole ? req->origin : NULL);
+    req->vary_origin = cfg->cors.enabled;
+    req->preflight = cfg->cors.enabled && h.origins > 0 && h.methods > 0 &&
+                     strcmp(req->method, "OPTIONS") == 0;
+    req->preflight_method_ok = h.methods == 1 && gw_cors_valid_method(h.method);
+}
+
+/*
+ * A preflight's verdict from @p rc, the router's answer to its OPTIONS: 0 (the 204), or the
+ * error to answer. A preflight carries no credential, so it is judged by its origin first:
+ * from an origin not allowed it learns nothing, not even a 404.
+ */
+static int preflight_verdict(const struct gw_request *req, int rc)
+{
+    if (req->cors_origin == NULL)
+        return GW_ERR_CORS_ORIGIN_NOT_ALLOWED;
+    if (rc != GW_ERR_METHOD_NOT_ALLOWED)
+        return rc; /* no such path (404), or a URI too long (414) */
+    if (!req->preflight_method_ok)
+        return GW_ERR_INVALID_PREFLIGHT;
+    return 0;
 }
 
 /*
@@ -990,6 +1161,8 @@ static enum MHD_Result on_headers(struct gw_request *req, const char *method)
         new_request_id(w, req->request_id);
     snprintf(req->method, sizeof(req->method), "%s", method);
     req->state = REQ_BODY;
+    /* Before any answer, so that every answer to an allowed origin names it. */
+    take_cors(req);
 
     if (__atomic_load_n(w->stopping, __ATOMIC_RELAXED) || w->draining)
         return answer_error(req, GW_ERR_SHUTTING_DOWN);
@@ -998,21 +1171,26 @@ static enum MHD_Result on_headers(struct gw_request *req, const char *method)
     else
         rc = gw_router_match(method, req->uri, &req->match);
     req->route = req->match.route;
-    /* A caller without a valid credential is answered at once, before its body is read; a
-     * known client refused this route gets its 403 after the body, like a validation error,
-     * and before any (so it learns nothing about a route it may not call). */
-    auth = authorize(req);
-    if (auth == GW_ERR_UNAUTHENTICATED)
-        return answer_error(req, auth);
-    if (auth != 0)
-        rc = auth;
+    if (req->preflight) {
+        /* Not a caller of hcgw yet: the browser asks whether its page may call. */
+        rc = preflight_verdict(req, rc);
+    } else {
+        /* A caller without a valid credential is answered at once, before its body is read;
+         * a known client refused this route gets its 403 after the body, like a validation
+         * error, and before any (so it learns nothing about a route it may not call). */
+        auth = authorize(req);
+        if (auth == GW_ERR_UNAUTHENTICATED)
+            return answer_error(req, auth);
+        if (auth != 0)
+            rc = auth;
+    }
     if (parse_length(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH),
                      &clen) &&
         clen > (unsigned long long)w->cfg->limits.max_body_bytes)
         return answer_error(req, GW_ERR_BODY_TOO_LARGE);
-    if (rc != 0) {
-        req->pending = rc;
+    if (rc != 0 || req->preflight) {
+        req->pending = rc; /* a preflight's 204 too: after its (bounded, unused) body */
         return MHD_YES;
     }
     if (req->route->body != GW_BODY_NONE) {
@@ -1032,6 +1210,8 @@ static enum MHD_Result on_request_read(struct gw_request *req)
 {
     if (req->pending != GW_OK)
         return answer_error(req, req->pending);
+    if (req->preflight)
+        return answer_preflight(req);
     if (req->route->reply == GW_REPLY_LOCAL)
         return answer_local(req);
     return start_upstream(req);
@@ -1198,10 +1378,13 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     }
     if (req->state == REQ_NEW && req->request_id[0] == '\0')
         new_request_id(w, req->request_id);
-    /* Every claim on an Idempotency-Key ends at its answer; this is a last line of defence. */
-    if (req->idem != NULL)
+    /* Every claim on an Idempotency-Key ends at its answer, and nothing waits on the store
+     * any more (a suspended request is not completed); this is a last line of defence. */
+    if (req->idem != NULL) {
+        gw_idem_cancel(w->idem, &req->idem->claim);
         idem_end(req, req->idem->was_unknown || req->call.attempts > 0 ? GW_IDEM_UNKNOWN
                                                                         : GW_IDEM_FORGET);
+    }
     attempts = req->call.attempts + (req->idem != NULL ? req->idem->search_attempts : 0);
     upstream_ms = req->call.upstream_ms + (req->idem != NULL ? req->idem->search_ms : 0);
     gw_metrics_request(w->metrics, req->route, req->method[0] ? req->method : NULL, status,
@@ -1227,6 +1410,8 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
         gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
         gw_log_str(&l, "contact_id", req->match.id[0] ? req->match.id : NULL);
         gw_log_str(&l, "client", req->client[0] ? req->client : NULL);
+        if (req->origin != NULL)
+            gw_log_str(&l, "origin", req->origin);
         gw_log_int(&l, "status", status);
         /* Only hcgw's own envelopes have a code: not a cut, not libmicrohttpd's answers. */
         if (!req->client_gone && req->err != GW_OK)
@@ -1263,9 +1448,12 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     gw_buf_free(&req->body);
     free(req->up_body);
     free(req->url);
+    free(req->origin);
     if (req->idem != NULL) {
         free(req->idem->search_body);
         free(req->idem->search_url);
+        free(req->idem->found);
+        free(req->idem->claim.rec.body);
         free(req->idem);
     }
     if (req->state == REQ_ANSWERED)

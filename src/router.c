@@ -203,6 +203,16 @@ static bool allow_add(char *allow, size_t cap, const char *method)
     return true;
 }
 
+/*
+ * Does the row @p r serve @p method? HEAD is served by every GET row (RFC 9110 section 9.3.2):
+ * the same answer, which libmicrohttpd sends without its body.
+ */
+static bool serves(const struct gw_route *r, const char *method)
+{
+    return strcmp(r->method, method) == 0 ||
+           (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
+}
+
 /* Is @p method already in the comma-separated @p allow? */
 static bool allow_has(const char *allow, const char *method)
 {
@@ -294,7 +304,7 @@ int gw_router_match(const char *method, const char *path, struct gw_match *m)
 
         if (strcmp(r->pattern, winner->pattern) != 0)
             continue;
-        if (method != NULL && strcmp(r->method, method) == 0) {
+        if (method != NULL && serves(r, method)) {
             m->route = r;
             break;
         }
@@ -305,7 +315,8 @@ int gw_router_match(const char *method, const char *path, struct gw_match *m)
 
             if (strcmp(r->pattern, winner->pattern) != 0 || allow_has(m->allow, r->method))
                 continue;
-            if (!allow_add(m->allow, sizeof m->allow, r->method)) {
+            if (!allow_add(m->allow, sizeof m->allow, r->method) ||
+                (strcmp(r->method, "GET") == 0 && !allow_add(m->allow, sizeof m->allow, "HEAD"))) {
                 rc = GW_ERR_INTERNAL;
                 goto out;
             }

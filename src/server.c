@@ -32,6 +32,7 @@
 #include "hcgw/homes.h"
 #include "hcgw/idem.h"
 #include "hcgw/idem_local.h"
+#include "hcgw/idem_redis.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
@@ -217,6 +218,15 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
     if (srv->shared.homes != NULL)
         gw_homes_attach(srv->shared.homes, index, w->loop, w->calls);
     gw_calls_register_metrics(w->calls, srv->registry);
+    /* With a redis group the worker keeps Idempotency-Key records in Redis, on its own
+     * connection, over the server's table (the fallback); without one, in the table. */
+    if (cfg->redis.url != NULL) {
+        struct gw_idem_store *own = gw_idem_redis_new(w->loop, gw_calls_redis(w->calls), cfg,
+                                                      srv->secret, srv->idem, w->metrics);
+        if (own == NULL)
+            goto fail_idem;
+        w->idem = own;
+    }
     if (cfg->listen.tls.creds != NULL) {
         gw_tls_mhd_options(tls_opts);
         tls_flag = MHD_USE_TLS;
@@ -254,6 +264,10 @@ fail_epoll:
     w->mhd = NULL;
     w->listen_fd = -1; /* MHD closed it */
 fail_mhd:
+    if (w->idem != srv->idem)
+        gw_idem_free(w->idem);
+    w->idem = srv->idem;
+fail_idem:
     gw_calls_free(w->calls);
     w->calls = NULL;
 fail_calls:
@@ -266,7 +280,7 @@ fail_metrics:
     return -1;
 }
 
-static void worker_fini(struct gw_worker *w)
+static void worker_fini(struct gw_server *srv, struct gw_worker *w)
 {
     if (w->mhd != NULL) {
         gw_loop_io_set(w->loop, &w->mhd_io, 0);
@@ -278,6 +292,10 @@ static void worker_fini(struct gw_worker *w)
         close(w->listen_fd);
         w->listen_fd = -1;
     }
+    /* Its own store goes before the Redis connection it uses. */
+    if (w->idem != srv->idem)
+        gw_idem_free(w->idem);
+    w->idem = srv->idem;
     gw_calls_free(w->calls);
     w->calls = NULL;
     gw_request_worker_fini(w);
@@ -335,6 +353,8 @@ static void *worker_main(void *arg)
                 gw_logf(w->log, GW_LOG_WARN, "drain timeout: answering %zu requests still "
                                              "waiting on HelpCrunch with shutting_down",
                         w->in_flight);
+                /* Those waiting on the Idempotency-Key store (Redis) are answered too. */
+                gw_idem_stop(w->idem);
                 gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
                 flush_deadline = now + SRV_FLUSH_MS;
                 continue;
@@ -356,8 +376,10 @@ static void *worker_main(void *arg)
         if (gw_loop_run_once(w->loop, wait) < 0 && errno != EINTR)
             break;
     }
-    /* Nothing may stay suspended or in flight when MHD stops. Calls of other workers still
-     * waiting here go back to run there. */
+    /* Nothing may stay suspended or in flight when MHD stops: requests waiting on the
+     * Idempotency-Key store are answered (shutting_down) or go on to their call, which is
+     * cancelled below. Calls of other workers still waiting here go back to run there. */
+    gw_idem_stop(w->idem);
     if (w->homes != NULL)
         gw_homes_close(w->homes, w->index, true);
     gw_calls_cancel_all(w->calls, GW_ERR_SHUTTING_DOWN);
@@ -388,6 +410,8 @@ static void on_wake(void *data)
         if (gw_calls_reconfigure(w->calls, srv->next_cfg, srv->next_secret) == 0) {
             w->cfg = srv->next_cfg;
             w->secret = srv->next_secret;
+            if (w->idem != srv->idem)
+                gw_idem_redis_reconfigure(w->idem, srv->next_cfg, srv->next_secret);
         } else {
             srv->reload_failures++;
         }
@@ -592,7 +616,7 @@ void gw_server_free(struct gw_server *srv)
     if (srv == NULL)
         return;
     for (i = 0; i < srv->n_workers; i++)
-        worker_fini(&srv->workers[i]);
+        worker_fini(srv, &srv->workers[i]);
     gw_metrics_registry_free(srv->registry);
     gw_homes_free(srv->shared.homes);
     gw_governor_free(srv->shared.governor);

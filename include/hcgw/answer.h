@@ -43,6 +43,9 @@ struct gw_answer {
     const char *cache_status;        /* Cache-Status (RFC 9211) */
     long age_s;                      /* Age, seconds */
     bool replayed;                   /* Idempotent-Replayed: true (idem.h) */
+    /* Browsers (cors.h): Access-Control-Allow-Origin and -Expose-Headers on the answer to an
+     * allowed origin, or NULL: none. */
+    const char *cors_origin;
     unsigned vary;                   /* enum gw_vary bits: the fields of the Vary header */
     /* Compression: the worker's deflater when the caller accepts gzip, else NULL (never
      * compress); a body of gzip_min_bytes or more is then compressed at gzip_level. */
@@ -64,14 +67,24 @@ void gw_answer_encode(struct gw_answer *a, char **body, size_t *len);
 /**
  * Queue @p status with @p body of @p len bytes, which libmicrohttpd takes and frees (NULL: no
  * body), as @p content_type (NULL: none), with the common headers (X-Request-Id,
- * Cache-Control: no-store, X-Content-Type-Options: nosniff, Vary, and Idempotent-Replayed when
- * @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them. A body is
- * gzip-compressed as gw_answer_encode says (Content-Encoding: gzip), unless the status is 204
- * or 304. Returns what MHD_queue_response returned, or MHD_NO when out of memory (the body is
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff, Idempotent-Replayed, Vary, and the
+ * CORS ones, when @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them.
+ * Every answer below carries the common headers. A body is gzip-compressed as
+ * gw_answer_encode says (Content-Encoding: gzip), unless the status is 204 or 304. To a HEAD
+ * request libmicrohttpd sends the same status and headers, Content-Length included, and no
+ * body. Returns what MHD_queue_response returned, or MHD_NO when out of memory (the body is
  * freed).
  */
 enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,
                                size_t len, const char *content_type);
+
+/**
+ * Queue the 204 to a CORS preflight from the allowed origin a->cors_origin: the common headers,
+ * Access-Control-Allow-Methods @p methods, Access-Control-Allow-Headers (GW_CORS_ALLOW_HEADERS)
+ * and Access-Control-Max-Age @p max_age_s. Returns as gw_answer_body.
+ */
+enum MHD_Result gw_answer_preflight(const struct gw_answer *a, const char *methods,
+                                    long max_age_s);
 
 /** gw_answer_body with a copy of the NUL-terminated JSON text @p text. */
 enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,

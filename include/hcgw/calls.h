@@ -30,6 +30,7 @@ struct gw_log;
 struct gw_loop;
 struct gw_metrics;
 struct gw_metrics_registry;
+struct gw_redis;
 struct gw_secret;
 
 /**
@@ -123,6 +124,12 @@ void gw_calls_cancel_all(struct gw_calls *calls, enum gw_err err);
  * /metrics. Before threads start.
  */
 void gw_calls_register_metrics(const struct gw_calls *calls, struct gw_metrics_registry *reg);
+
+/**
+ * This layer's Redis connection (with a redis group; NULL without), for the worker's other
+ * users of Redis (idem_redis.h). It lives as long as the layer.
+ */
+struct gw_redis *gw_calls_redis(const struct gw_calls *calls);
 
 /** Calls in flight (submitted and not yet done; each caller of a shared read counts). */
 size_t gw_calls_in_flight(const struct gw_calls *calls);

@@ -31,6 +31,12 @@ enum gw_auth_mode {
     GW_AUTH_MODE_NONE = 1            /* "none": no caller checks at all (a mesh enforces policy) */
 };
 
+/** A list of strings read from the configuration (each malloc'd, as the array). */
+struct gw_strings {
+    char **v;                        /* NULL when empty */
+    size_t n;
+};
+
 /** One entry of the top-level `clients` list: a caller, its credentials and its routes. */
 struct gw_client {
     char *name;                      /* 1..GW_MAX_CLIENT_NAME of [A-Za-z0-9._-], unique */
@@ -38,6 +44,9 @@ struct gw_client {
     unsigned char token_sha256[32];  /* SHA-256 of its bearer token (never the token itself) */
     char *identity;                  /* the mesh identity (SPIFFE URI, X-Client-Id), or NULL */
     uint64_t routes;                 /* bit 1 << enum gw_route_id for every route it may call */
+    /* origins: the browser origins it may be used from, a subset of cors.allow_origins; empty:
+     * any of them (cors.h) */
+    struct gw_strings origins;
 };
 
 struct gw_config {
@@ -106,6 +115,7 @@ struct gw_config {
         /* The password read from password_file when the file was loaded (NULL without one);
          * wiped when this config is freed, so a reload that replaces it wipes the old one. */
         struct gw_secret *password;
+        bool password_shared;        /* its file is readable by others (key_file_mode warn) */
         long timeout_ms;             /* redis.timeout_ms, each command's deadline; default 50 */
         char *key_prefix;            /* redis.key_prefix, default "hcgw:" */
         int expected_replicas;       /* redis.expected_replicas, 1..GW_MAX_REPLICAS; default 1 */
@@ -131,6 +141,14 @@ struct gw_config {
         long max_entries;            /* idempotency.max_entries; default 10000 */
         long max_bytes;              /* idempotency.max_bytes; default 16 MiB */
     } idempotency;
+    struct {
+        /* Browsers as callers (cors.h): true when the file has a cors group. Without one, no
+         * answer carries a CORS header and OPTIONS is not served. */
+        bool enabled;
+        struct gw_strings allow_origins; /* cors.allow_origins: origins, or the one "*" */
+        bool any;                    /* allow_origins is [ "*" ] (only while no clients) */
+        long max_age_s;              /* cors.max_age_s, Access-Control-Max-Age; default 600 */
+    } cors;
     struct {
         enum gw_log_level level;     /* log.level "debug" | "info" | "warn" | "error"; default info */
     } log;

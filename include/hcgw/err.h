@@ -36,7 +36,9 @@ enum gw_err {
     GW_ERR_INVALID_IDEMPOTENCY_KEY = -27, /* 400 invalid_idempotency_key: not one valid key */
     GW_ERR_IDEMPOTENCY_KEY_REUSED = -28,  /* 422 idempotency_key_reused: another body */
     GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS = -29, /* 409 idempotency_key_in_progress */
-    GW_ERR__LAST = -30                  /* not an error: one past the last */
+    GW_ERR_CORS_ORIGIN_NOT_ALLOWED = -30, /* 403 cors_origin_not_allowed: browser origin refused */
+    GW_ERR_INVALID_PREFLIGHT = -31,     /* 400 invalid_preflight: Access-Control-Request-Method */
+    GW_ERR__LAST = -32                  /* not an error: one past the last */
 };
 
 #endif

@@ -2,7 +2,8 @@
  * The local idempotency store: the records of one server (one process), shared by its workers
  * under one mutex, in a hash table bounded by a number of records and of bytes, the least
  * recently used first out, each kept for the ttl. It implements struct gw_idem_store_ops
- * (idem.h); the server owns it, like the contact cache.
+ * (idem.h) and answers at once; the server owns it, like the contact cache. With a redis
+ * group it is each replica's fallback while Redis cannot answer (idem_redis.h).
  */
 #ifndef HCGW_IDEM_LOCAL_H
 #define HCGW_IDEM_LOCAL_H

@@ -98,7 +98,7 @@
 #define GW_GZIP_WINDOW_BITS 15
 #define GW_GZIP_MEM_LEVEL 8
 
-/* ---- Redis: the connection (redis.c) and the shared quota (sharedquota.c) ---- */
+/* ---- Redis: the connection (redis.c), the shared quota (redis_quota.c), idempotency ---- */
 
 /** redis.url: at most this many bytes. */
 #define GW_MAX_REDIS_URL_BYTES 512
@@ -164,6 +164,13 @@
 #define GW_IDEM_LEASE_GRACE_MS 5000
 /** Customers a recovery search asks for (HelpCrunch's page limit). */
 #define GW_IDEM_SEARCH_LIMIT 100
+/**
+ * The largest final answer an idempotency record keeps in Redis (idem_redis.c): its replay
+ * comes back in one answer, which must stay within GW_REDIS_MAX_REPLY_BYTES with room for the
+ * rest of it. A larger one leaves the record unknown (a later request finds the contact by a
+ * search), as idempotency.max_bytes does.
+ */
+#define GW_IDEM_REDIS_MAX_BODY_BYTES (GW_REDIS_MAX_REPLY_BYTES - 1024)
 
 /* ---- TLS on the listener (tls.c) ---- */
 
@@ -181,5 +188,20 @@
  */
 #define GW_MAX_TLS_PEER_NAMES 16
 #define GW_MAX_TLS_PEER_TEXT 4096
+
+/* ---- Browsers (CORS, cors.h) ---- */
+
+/**
+ * An origin, as browsers send it and cors.allow_origins lists it: "https://", a host name of
+ * at most GW_MAX_HOSTNAME_BYTES (an IP literal is shorter) and ":65535". A request's Origin
+ * longer than this names no configured origin.
+ */
+#define GW_MAX_ORIGIN_BYTES (8 + GW_MAX_HOSTNAME_BYTES + 6)
+/** Origins in cors.allow_origins, and in one client's origins. */
+#define GW_MAX_CORS_ORIGINS 64
+/** A method named by Access-Control-Request-Method: 1 to this many token characters. */
+#define GW_MAX_METHOD_BYTES 32
+/** cors.max_age_s: 0 to this (a day; Chromium keeps a preflight at most 2 hours anyway). */
+#define GW_MAX_CORS_MAX_AGE_S 86400
 
 #endif

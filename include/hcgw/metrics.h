@@ -50,6 +50,14 @@ enum gw_saved_reason {
     GW_SAVED__COUNT
 };
 
+/** Idempotency-Key verbs Redis could not answer in time (idem_redis.h), by verb (label op). */
+enum gw_idem_fallback {
+    GW_IDEM_FALLBACK_BEGIN,          /* the local table decided, and held the claim */
+    GW_IDEM_FALLBACK_COMPLETE,       /* the final answer was kept in the local table */
+    GW_IDEM_FALLBACK_ABANDON,        /* the claim is left to its lease */
+    GW_IDEM_FALLBACK__COUNT
+};
+
 struct gw_histogram {
     uint64_t buckets[GW_METRICS_BUCKETS + 1];
     uint64_t sum_us;
@@ -70,6 +78,7 @@ struct gw_metrics {
     uint64_t cache_lookups[GW_LOOKUP__COUNT];
     uint64_t calls_saved[GW_SAVED__COUNT];
     uint64_t idempotency_replays;    /* creates answered from an Idempotency-Key record */
+    uint64_t idempotency_fallbacks[GW_IDEM_FALLBACK__COUNT]; /* with a redis group */
 };
 
 struct gw_metrics_registry;

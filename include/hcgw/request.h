@@ -36,7 +36,8 @@ struct gw_worker {
     struct gw_loop *loop;
     struct gw_calls *calls;    /* the call layer, and the transport under it */
     struct gw_homes *homes;    /* the server's contact homes; NULL with one worker */
-    struct gw_idem_store *idem; /* the server's Idempotency-Key records (idem.h) */
+    struct gw_idem_store *idem; /* its Idempotency-Key store (idem.h): the server's table,
+                                   or with a redis group its own over Redis (idem_redis.h) */
     struct gw_metrics *metrics;         /* this worker's block */
     struct gw_metrics_registry *registry; /* the server's, whose blocks /metrics sums */
     struct gw_log *log;                 /* the server's logger */

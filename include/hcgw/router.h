@@ -82,15 +82,17 @@ struct gw_match {
     char id[GW_MAX_ID_DIGITS + 1];     /* "" when the route has no {id} */
     char name[GW_MAX_TAG_BYTES + 1];   /* decoded {name}, NUL-terminated; "" when none */
     size_t name_len;
-    char allow[64];                    /* for 405: "GET, PATCH, DELETE" */
+    char allow[64];                    /* for 405: "GET, HEAD, PATCH, DELETE" */
 };
 
 /**
  * Match @p method and the raw, still percent-encoded @p path (no query string) against the
  * table. The most specific pattern shape wins (literal segments beat parameters), so
- * "/contacts/search" is that route, not a contact id. Returns 0 and fills @p m, or
+ * "/contacts/search" is that route, not a contact id. HEAD matches the GET row of its path
+ * (m->route is that row; the caller's method stays HEAD). Returns 0 and fills @p m, or
  * GW_ERR_ROUTE_NOT_FOUND (no pattern has this shape), GW_ERR_METHOD_NOT_ALLOWED (m->allow
- * holds the allowed methods), GW_ERR_INVALID_CONTACT_ID or GW_ERR_INVALID_TAG (m->route is set).
+ * holds the path's methods in table order, HEAD right after GET; OPTIONS, which is no row,
+ * always gets this), GW_ERR_INVALID_CONTACT_ID or GW_ERR_INVALID_TAG (m->route is set).
  * Pure; any thread.
  */
 int gw_router_match(const char *method, const char *path, struct gw_match *m);

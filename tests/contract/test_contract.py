@@ -4,8 +4,9 @@ Replays requests through real hcgw processes in front of hcgw-sim (through the i
 harness): every operation's success, and the error answers of docs/contract.md, local and
 upstream (the simulator is scripted to fail the way HelpCrunch or the network can), with a
 gateway for each kind of setup (defaults, short deadlines without retries, a quota governor,
-client credentials, a drain). Each exchange is checked here for the status and code this test
-expects (so that the replay really covers what it claims), recorded as it went over the wire,
+client credentials, a drain, a cors group with a client bound to an origin). Each exchange is
+checked here for the status and code this test expects (so that the replay really covers what
+it claims), recorded as it went over the wire,
 and written to a JSON file; validate.mjs then checks the document against hcgw's own tables
 (routes and error codes, as `hcgw --dump-tables` prints them) and every recorded exchange
 against the document (see its header), and fails on any drift. A last test checks that
@@ -50,6 +51,10 @@ NOT_EXERCISED = ["internal_error"]
 
 MAX_BODY = 4096
 READER_TOKEN = "contract-reader-token-0123456789"
+BROWSER_TOKEN = "contract-browser-token-0123456789"
+APP = "https://crm.example.com"          # the origin the cors gateway allows
+OPS = "https://ops.example.com"          # allowed too, but not for the browser client
+EVIL = "https://evil.example"
 JSON_CT = {"Content-Type": "application/json"}
 
 SEARCH = {"filter": [{"field": "customers.email", "operator": "~", "value": "gmail"}],
@@ -150,7 +155,8 @@ class ContractTest(unittest.TestCase):
     @classmethod
     def replay(cls, rec):
         for scenario in (cls.main_gateway, cls.cache_gateway, cls.fast_gateway,
-                         cls.quota_gateway, cls.auth_gateway, cls.drain_gateway):
+                         cls.quota_gateway, cls.auth_gateway, cls.drain_gateway,
+                         cls.cors_gateway):
             sim = Sim()
             gw = None
             try:
@@ -210,6 +216,19 @@ class ContractTest(unittest.TestCase):
           {"name": "Grace Hopper", "email": "grace@example.com", "userId": "u_grace"}, status=201)
         s(gw, "delete", "DELETE", "/contacts/" + ADA, status=204)
         ContractTest.idempotency(rec, gw, sim)
+        # HEAD of every GET route: the GET's answer without its body.
+        for target in ("/healthz", "/readyz", "/metrics", "/openapi.yaml", "/contacts?limit=2",
+                       "/contacts/" + JOHN, "/contacts/%s/tags" % JOHN):
+            s(gw, "head", "HEAD", target)
+        s(gw, "head, bad id", "HEAD", "/contacts/0", status=400)
+        s(gw, "head, no such contact", "HEAD", "/contacts/999999", status=404)
+        s(gw, "head, bad query", "HEAD", "/contacts?limit=x", status=400)
+        s(gw, "head, no GET here", "HEAD", "/contacts/search", status=405)
+        s(gw, "head, no route", "HEAD", "/nope", status=404)
+        # Without a cors group, OPTIONS is no method of hcgw's.
+        s(gw, "preflight, no cors group", "OPTIONS", "/contacts/" + JOHN,
+          headers={"Origin": APP, "Access-Control-Request-Method": "PATCH"}, status=405,
+          code="method_not_allowed")
 
         # Local refusals, no upstream call.
         for target in ("/contacts/0", "/contacts/abc", "/contacts/01",
@@ -448,6 +467,57 @@ class ContractTest(unittest.TestCase):
         return gw
 
     @staticmethod
+    def cors_gateway(rec, sim):
+        """A cors group and a client bound to one origin: preflights of every path, refusals,
+        answers to an allowed origin."""
+        digest = hashlib.sha256(BROWSER_TOKEN.encode()).hexdigest()
+        conf = full_conf(sim.base_url, cors={"allow_origins": [APP, OPS], "max_age_s": 300}) + (
+            'clients = ( { name = "browser"; token_sha256 = "%s"; routes = [ "*" ]; '
+            'origins = [ "%s" ]; } );\n' % (digest, APP))
+        gw = Gateway(sim, conf=conf)
+        s = rec.send
+
+        def pf(origin, method="PUT", **more):
+            return dict({"Origin": origin, "Access-Control-Request-Method": method}, **more)
+
+        for target in ("/contacts/%s/tags/Lead" % JOHN, "/contacts/%s/tags" % JOHN,
+                       "/contacts/%s/block" % JOHN, "/contacts/search", "/contacts/" + JOHN,
+                       "/contacts", "/healthz", "/readyz", "/metrics", "/openapi.yaml"):
+            s(gw, "preflight", "OPTIONS", target, status=204,
+              headers=pf(APP, **{"Access-Control-Request-Headers": "authorization"}))
+        s(gw, "preflight, method the path lacks", "OPTIONS", "/contacts/search",
+          headers=pf(OPS, "DELETE"), status=204)
+        s(gw, "preflight, other origin", "OPTIONS", "/contacts/" + JOHN, headers=pf(EVIL),
+          status=403, code="cors_origin_not_allowed")
+        s(gw, "preflight, other origin, no route", "OPTIONS", "/nope", headers=pf(EVIL),
+          status=403, code="cors_origin_not_allowed")
+        s(gw, "preflight, no route", "OPTIONS", "/nope", headers=pf(APP), status=404,
+          code="route_not_found")
+        s(gw, "preflight, bad method", "OPTIONS", "/contacts/" + JOHN, headers=pf(APP, "P T"),
+          status=400, code="invalid_preflight")
+        s(gw, "OPTIONS, not a preflight", "OPTIONS", "/contacts/" + JOHN,
+          headers={"Origin": APP, "Authorization": "Bearer " + BROWSER_TOKEN}, status=405,
+          code="method_not_allowed")
+        good = {"Authorization": "Bearer " + BROWSER_TOKEN}
+        s(gw, "read from the client's origin", "GET", "/contacts/" + JOHN,
+          headers=dict(good, Origin=APP))
+        s(gw, "write from the client's origin", "PUT", "/contacts/%s/tags/Web" % JANE,
+          headers=dict(good, Origin=APP))
+        s(gw, "head from the client's origin", "HEAD", "/contacts/" + JOHN,
+          headers=dict(good, Origin=APP))
+        s(gw, "error to an allowed origin", "GET", "/contacts/0",
+          headers=dict(good, Origin=APP), status=400, code="invalid_contact_id")
+        s(gw, "401 to an allowed origin", "GET", "/contacts/" + JOHN, headers={"Origin": APP},
+          status=401, code="unauthenticated")
+        s(gw, "the client's token from another origin", "PUT", "/contacts/%s/tags/Web" % JANE,
+          headers=dict(good, Origin=OPS), status=403, code="cors_origin_not_allowed")
+        s(gw, "the client's token from another origin, no route", "GET", "/nope",
+          headers=dict(good, Origin=EVIL), status=403, code="cors_origin_not_allowed")
+        s(gw, "an origin not allowed, public route", "GET", "/healthz",
+          headers={"Origin": EVIL})
+        return gw
+
+    @staticmethod
     def cache_gateway(rec, sim):
         """The contact cache on: misses, hits with Age, 304 from If-None-Match, a forced
         refresh; the answers' Cache-Status, ETag and Age against the document."""
@@ -524,6 +594,10 @@ class ContractTest(unittest.TestCase):
             "tag-name-shorter": "hcgw took it, the document refuses",
             "list-total-renamed": "count",
             "search-limit-looser": "hcgw refused the body, the document accepts it",
+            "drop-preflight-healthz": "OPTIONS /healthz (its CORS preflight) is not in the "
+                                      "document",
+            "drop-head-contact": "HEAD /contacts/{id} (the HEAD of contact_get) is not in the "
+                                 "document",
         }
         for name, needle in mutations.items():
             with self.subTest(mutation=name):

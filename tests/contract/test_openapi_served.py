@@ -45,12 +45,12 @@ class ServedTest(GatewayCase):
         # The same bytes every time (a copy per answer, nothing consumed).
         self.assertEqual(self.req("GET", "/openapi.yaml").body, want)
 
-    def test_only_get(self):
+    def test_only_get_and_head(self):
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             with self.subTest(method=method):
                 r = self.req(method, "/openapi.yaml")
                 self.assertEnvelope(r, 405, "method_not_allowed")
-                self.assertEqual(r.header("Allow"), "GET")
+                self.assertEqual(r.header("Allow"), "GET, HEAD")
         for path in ("/openapi.json", "/openapi.yaml/", "/openapi"):
             with self.subTest(path=path):
                 self.assertEnvelope(self.req("GET", path), 404, "route_not_found")

@@ -9,23 +9,30 @@
 //    - its operations are exactly the rows of the route table: same method and path,
 //      operationId = the route's name, the one 2xx status = the route's success status, a
 //      request body iff the route takes one, and x-hcgw-upstream = the HelpCrunch call
-//      (method, path, retried) for upstream routes, absent for local ones;
+//      (method, path, retried) for upstream routes, absent for local ones; plus, for each GET
+//      row, its HEAD (operationId <name>_head, the same success status and x-hcgw-upstream, no
+//      body in or out), and on every path one OPTIONS, the CORS preflight (operationId
+//      preflight_*, 204 with no body, 403 for an origin not allowed, no security);
 //    - the ErrorCode enum is exactly the set of codes in the error table, and every
 //      (status, code) row of that table is allowed by some response of that status;
 //    - info.version is the project version of CMakeLists.txt.
 // 2. Each recorded exchange (tests/contract/test_contract.py writes them) against the document:
 //    - the request picks its operation as hcgw's router does (literal segments beat
 //      parameters); a path no operation has must have got x-unmatched-requests' 404, a method
-//      the path does not have its 405, with an Allow header naming exactly the path's methods;
+//      the path does not have its 405, with an Allow header naming exactly the path's methods
+//      (OPTIONS aside: it is served as a preflight only), as a preflight's
+//      Access-Control-Allow-Methods does;
 //    - the status is declared for that operation (no ranges, no default), every required
 //      header is there and each declared header's value fits its schema, the Content-Type is
 //      a declared media type, and the body fits its schema (JSON Schema 2020-12, ajv);
-//      a response without content has no body;
-//    - envelope consistency: error.status = the HTTP status, error.request_id = X-Request-Id,
-//      and a caller's valid X-Request-Id is echoed;
+//      a response without content has no body, and neither has any answer to HEAD (whose
+//      content, if its response declares one, is the GET's and is not checked);
+//    - envelope consistency (but for HEAD, which has no body): error.status = the HTTP status,
+//      error.request_id = X-Request-Id, and a caller's valid X-Request-Id is echoed;
 //    - the request side: parameters and bodies hcgw refused (invalid_contact_id, invalid_tag,
 //      invalid_query, invalid_body) must be refused by the document's schemas too, and those
-//      hcgw accepted (a 2xx, or an answer HelpCrunch gave) must be accepted by them.
+//      hcgw accepted (a 2xx, or an answer HelpCrunch gave) must be accepted by them (a
+//      preflight does not look at the path's parameters).
 // 3. Coverage: every operation answered its success status at least once, and every error
 //    code was seen, except those named in --not-exercised.
 // --mutate applies one deliberate drift to the document first (the test's self-check that
@@ -132,7 +139,18 @@ const MUTATIONS = {
   'search-limit-looser': (doc) => {
     doc.components.schemas.SearchBody.properties.limit.maximum = 1000;
   },
+  'drop-preflight-healthz': (doc) => {
+    delete doc.paths['/healthz'].options;
+  },
+  'drop-head-contact': (doc) => {
+    delete doc.paths['/contacts/{id}'].head;
+  },
 };
+
+// The methods a path's Allow names: its operations but OPTIONS (a preflight only).
+function allowedMethods(item) {
+  return METHODS.filter((m) => m !== 'options' && item[m]).map((m) => m.toUpperCase());
+}
 
 // ---- the code ----
 
@@ -209,6 +227,57 @@ function staticChecks(doc, routes, errors) {
       problem(`${where}: x-hcgw-upstream ${JSON.stringify(up)}, the route calls ` +
               `${r.up_method} ${r.up_path} (retried: ${r.retryable})`);
     }
+  }
+  // HEAD: the twin of each GET row.
+  for (const r of routes.filter((x) => x.method === 'GET')) {
+    const where = `HEAD ${r.pattern}`;
+    const o = byKey.get(where);
+    const get = ops.find((x) => x.method === 'GET' && x.path === r.pattern);
+    if (!o) {
+      problem(`${where} (the HEAD of ${r.name}) is not in the document`);
+      continue;
+    }
+    byKey.delete(where);
+    if (o.op.operationId !== `${r.name}_head`) {
+      problem(`${where}: operationId ${o.op.operationId}, want ${r.name}_head`);
+    }
+    const ok = Object.keys(o.op.responses || {}).filter((st) => /^2/.test(st));
+    if (ok.length !== 1 || Number(ok[0]) !== r.success_status) {
+      problem(`${where}: success responses [${ok}], the GET answers ${r.success_status}`);
+    }
+    if (o.op.requestBody) problem(`${where}: a requestBody`);
+    for (const [st, resp] of Object.entries(o.op.responses || {})) {
+      const [obj] = deref(doc, resp, '');
+      if (obj?.content && Object.keys(obj.content).length > 0) {
+        problem(`${where}: response ${st} has content; a HEAD answer has no body`);
+      }
+    }
+    const up = o.op['x-hcgw-upstream'];
+    if (JSON.stringify(up) !== JSON.stringify(get?.op['x-hcgw-upstream'])) {
+      problem(`${where}: x-hcgw-upstream ${JSON.stringify(up)} is not the GET's`);
+    }
+  }
+  // OPTIONS: the CORS preflight, on every path.
+  for (const path of Object.keys(doc.paths || {})) {
+    const where = `OPTIONS ${path}`;
+    const o = byKey.get(where);
+    if (!o) {
+      problem(`${where} (its CORS preflight) is not in the document`);
+      continue;
+    }
+    byKey.delete(where);
+    if (!/^preflight_[a-z_]+$/.test(o.op.operationId || '')) {
+      problem(`${where}: operationId ${o.op.operationId}, want preflight_<path>`);
+    }
+    const ok = Object.keys(o.op.responses || {}).filter((st) => /^2/.test(st));
+    if (ok.join() !== '204') {
+      problem(`${where}: success responses [${ok}], a preflight answers 204`);
+    }
+    if (!o.op.responses?.['403']) problem(`${where}: no 403 (cors_origin_not_allowed)`);
+    if (!Array.isArray(o.op.security) || o.op.security.length !== 0) {
+      problem(`${where}: a preflight carries no credential (security: [])`);
+    }
+    if (o.op.requestBody) problem(`${where}: a requestBody`);
   }
   for (const key of byKey.keys()) problem(`${key} is in the document but not a route of hcgw`);
 
@@ -422,6 +491,10 @@ function validateResponse(doc, ex, respPointer, label) {
   const body = decodeBody(ex.body_b64);
   const ctype = header(ex.headers, 'Content-Type');
   const content = resp.content || {};
+  if (ex.method === 'HEAD') {
+    if (body.length !== 0) fail(`a body of ${body.length} bytes in an answer to HEAD`);
+    return null;
+  }
   if (Object.keys(content).length === 0) {
     if (body.length !== 0) fail(`a body of ${body.length} bytes where the document declares none`);
     return null;
@@ -489,7 +562,7 @@ function validateExchange(doc, ex, coverage) {
       if (ex.status === 405) {
         respPointer = '#/x-unmatched-requests/405';
         const allow = (header(ex.headers, 'Allow') || '').split(',').map((s) => s.trim()).filter(Boolean);
-        const declared = METHODS.filter((m) => item[m]).map((m) => m.toUpperCase());
+        const declared = allowedMethods(item);
         if ([...allow].sort().join(',') !== [...declared].sort().join(',')) {
           fail(`Allow: ${allow.join(', ')}, the document gives ${match.template} ${declared.join(', ')}`);
         }
@@ -527,7 +600,7 @@ function validateExchange(doc, ex, coverage) {
   }
   let code = null;
   let upstreamAnswered = ex.status >= 200 && ex.status < 300;
-  if (ex.status >= 400) {
+  if (ex.status >= 400 && ex.method !== 'HEAD') {
     const err = body && typeof body === 'object' ? body.error : undefined;
     if (!err) {
       fail('an error answer without the envelope');
@@ -540,9 +613,19 @@ function validateExchange(doc, ex, coverage) {
     }
   }
   if (op && ex.status >= 200 && ex.status < 300) coverage.ops.add(op.operationId);
+  // A preflight names the path's methods, as its Allow would.
+  if (op && method === 'options' && ex.status === 204) {
+    const named = (header(ex.headers, 'Access-Control-Allow-Methods') || '').split(',')
+      .map((m) => m.trim()).filter(Boolean);
+    const declared = allowedMethods(item);
+    if ([...named].sort().join(',') !== [...declared].sort().join(',')) {
+      fail(`Access-Control-Allow-Methods: ${named.join(', ')}, the document gives ` +
+           `${match.template} ${declared.join(', ')}`);
+    }
+  }
 
-  // The request side.
-  if (!op) return;
+  // The request side (a preflight looks at no parameter).
+  if (!op || method === 'options') return;
   const fit = requestFit(doc, ex, match, item, op, itemPointer, method);
   const pathIds = fit.path.filter((r) => r.startsWith('id'));
   const pathNames = fit.path.filter((r) => r.startsWith('name'));

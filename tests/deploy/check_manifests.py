@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Offline checks of deploy/: the Kubernetes objects kustomize renders, the compose file and the
-systemd unit. Python's standard library plus PyYAML (Debian: python3-yaml); no cluster, no
-network.
+"""Offline checks of deploy/: the Kubernetes objects kustomize renders, the compose file, the
+systemd unit and deploy/redis. Python's standard library plus PyYAML (Debian: python3-yaml); no
+cluster, no network. The rules for Redis are in check_redis.py, next to this file.
 
-    check_manifests.py k8s RENDERED.yaml --variant base|istio|linkerd
-    check_manifests.py self-test --base B.yaml [--istio I.yaml] [--linkerd L.yaml]
+    check_manifests.py k8s RENDERED.yaml --variant VARIANT
+        (VARIANT: base, istio, linkerd, redis, istio-redis, linkerd-redis)
+    check_manifests.py self-test --base B.yaml [--VARIANT RENDERED.yaml]...
                                  [--unit hcgw.service] [--compose compose.yaml]
+                                 [--redis-files deploy/redis] [--src src]
     check_manifests.py compose deploy/compose/compose.yaml
+    check_manifests.py redis deploy/redis [src]
     check_manifests.py systemd deploy/systemd/hcgw.service
 
 "k8s" does two things to every rendered object:
@@ -18,9 +21,12 @@ network.
    the preStop pause plus server.drain_timeout_ms; the key as a read-only Secret file named by
    HCGW_API_KEY_FILE (never an environment value, never a subPath, never a Secret in git); the
    configuration from a ConfigMap at the -c path, listening on 0.0.0.0; the quota divided
-   among the HorizontalPodAutoscaler's maxReplicas; a NetworkPolicy letting in only labelled
-   namespaces and out only DNS (53) and HTTPS (443); and per mesh overlay, its mTLS and
-   authorization objects.
+   among the HorizontalPodAutoscaler's maxReplicas (requests_per_minute is a ceiling on every
+   60 s window, the burst included); a NetworkPolicy letting in only labelled namespaces (and,
+   under Linkerd, its inbound proxy port) and out only DNS (53) and HTTPS (443); per mesh
+   overlay, its mTLS and authorization objects; and in the variants with Redis, the account's
+   quota with maxReplicas x the fallback rate within the limit, and Redis's own objects
+   (check_redis.py).
 "self-test" removes or breaks each of those settings in turn and fails unless every
 mutation is caught: the checks cannot rot into passing anything.
 Each problem is one line; exit 0 when there are none.
@@ -33,12 +39,12 @@ import tempfile
 
 import yaml
 
-ACCOUNT_LIMIT_PER_MINUTE = 120  # HelpCrunch's documented limit, per account
-NAMESPACE = "hcgw"
+import check_redis
+from deploy_facts import (ACCOUNT_LIMIT_PER_MINUTE, DNS_PORTS, LINKERD_INBOUND_PORT,
+                          MESH_NAMESPACES, NAMESPACE, matches)
+
 CLIENT_LABEL = ("hcgw-client", "true")
-DNS_PORTS = {(53, "UDP"), (53, "TCP")}
 HTTPS_PORTS = {(443, "TCP")}
-MESH_NAMESPACES = {"istio": "istio-system", "linkerd": "linkerd"}
 CONF_DEFAULTS = {("listen", "address"): "127.0.0.1", ("listen", "port"): 8080,
                  ("server", "drain_timeout_ms"): 10000, ("quota", "requests_per_minute"): 120,
                  ("quota", "burst"): 10, ("", "auth"): "clients",
@@ -228,11 +234,6 @@ def parse_conf(text):
     return conf
 
 
-def matches(selector, labels):
-    ml = (selector or {}).get("matchLabels") or {}
-    return bool(ml) and all(labels.get(k) == v for k, v in ml.items())
-
-
 def port_number(port, container):
     if isinstance(port, int):
         return port
@@ -260,9 +261,22 @@ def prestop_seconds(container):
 
 
 # ------------------------------------------------------------------------------ k8s ------
+VARIANTS = ("base", "istio", "linkerd", "redis", "istio-redis", "linkerd-redis")
+# The objects each variant has of these kinds, by name: anything else is a surprise.
+NAMED_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+               "NetworkPolicy", "ServiceAccount")
+
+
+def variant_parts(variant):
+    """'istio-redis' -> ('istio', True); 'redis' -> (None, True); 'base' -> (None, False)."""
+    mesh = variant.split("-")[0] if variant.split("-")[0] in MESH_NAMESPACES else None
+    return mesh, variant == "redis" or variant.endswith("-redis")
+
+
 def check_k8s(docs, variant):
     errs = []
     by_kind = {}
+    mesh, redis = variant_parts(variant)
     for i, d in enumerate(docs):
         if not isinstance(d, dict):
             errs.append(f"document {i}: not a mapping")
@@ -290,12 +304,21 @@ def check_k8s(docs, variant):
     if errs:
         return errs  # the rules below assume well-formed objects
 
-    def one(kind):
-        objs = by_kind.get(kind, [])
+    def one(kind, name="hcgw"):
+        objs = [o for o in by_kind.get(kind, []) if o["metadata"]["name"] == name]
         if len(objs) != 1:
-            errs.append(f"{kind}: expected exactly one, found {len(objs)}")
+            errs.append(f"{kind}/{name}: expected exactly one, found {len(objs)}")
             return None
         return objs[0]
+
+    for kind in NAMED_KINDS:
+        want = {"hcgw"} | ({check_redis.REDIS_NAME} if redis and kind in (
+            "Deployment", "Service", "NetworkPolicy", "ServiceAccount") else set())
+        for o in by_kind.get(kind, []):
+            if o["metadata"]["name"] not in want:
+                errs.append(f"{kind}/{o['metadata']['name']}: not an object of the {variant} "
+                            f"variant (expected {sorted(want)})" +
+                            ("" if redis else ": Redis belongs to the overlays with -redis"))
 
     dep, svc, pdb, hpa, np = (one(k) for k in (
         "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
@@ -350,11 +373,11 @@ def check_k8s(docs, variant):
         if not c.get("routes"):
             errs.append(f"ConfigMap: client {c.get('name')!r} has no routes")
     trust = conf[("", "trust_mesh_identity")]
-    if variant == "base" and trust:
+    if mesh is None and trust:
         errs.append("ConfigMap: trust_mesh_identity must be false without a mesh: any caller "
                     "could send the identity header")
-    if variant in MESH_IDENTITY_HEADERS:
-        want = MESH_IDENTITY_HEADERS[variant]
+    if mesh is not None:
+        want = MESH_IDENTITY_HEADERS[mesh]
         if trust is not True:
             errs.append(f"ConfigMap: trust_mesh_identity must be true in the {variant} overlay")
         if conf[("", "mesh_identity_header")].lower() != want:
@@ -363,38 +386,9 @@ def check_k8s(docs, variant):
         if any(not c.get("identity") for c in clients):
             errs.append(f"ConfigMap: every client needs an identity in the {variant} overlay")
 
-    # Security: the pod and every container.
-    psc = pod.get("securityContext") or {}
-    if pod.get("automountServiceAccountToken") is not False:
-        errs.append(f"{W}: automountServiceAccountToken must be false (hcgw never calls the API)")
-    for c in containers:
-        cw = f"{W}: container {c['name']}"
-        sc = c.get("securityContext") or {}
-
-        def eff(key):
-            return sc.get(key, psc.get(key))
-        if eff("runAsNonRoot") is not True:
-            errs.append(f"{cw}: runAsNonRoot must be true")
-        if eff("runAsUser") == 0:
-            errs.append(f"{cw}: runAsUser is 0 (root)")
-        if sc.get("readOnlyRootFilesystem") is not True:
-            errs.append(f"{cw}: securityContext.readOnlyRootFilesystem must be true")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            errs.append(f"{cw}: securityContext.allowPrivilegeEscalation must be false")
-        if sc.get("privileged"):
-            errs.append(f"{cw}: securityContext.privileged must not be true")
-        caps = sc.get("capabilities") or {}
-        if "ALL" not in (caps.get("drop") or []):
-            errs.append(f"{cw}: securityContext.capabilities.drop must contain ALL")
-        if caps.get("add"):
-            errs.append(f"{cw}: securityContext.capabilities.add must be empty")
-        if (eff("seccompProfile") or {}).get("type") != "RuntimeDefault":
-            errs.append(f"{cw}: seccompProfile.type must be RuntimeDefault")
-        res = c.get("resources") or {}
-        for part, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
-            for k in keys:
-                if k not in (res.get(part) or {}):
-                    errs.append(f"{cw}: resources.{part}.{k} is missing")
+    # Security: every pod (hcgw's, Redis's) and every container.
+    for d in by_kind["Deployment"]:
+        errs += check_pod_security(d)
 
     # The served port, the probes.
     served = {p["containerPort"] for p in gw.get("ports") or []}
@@ -420,15 +414,16 @@ def check_k8s(docs, variant):
     if "HCGW_API_KEY" in env:
         errs.append(f"{W}: HCGW_API_KEY in the environment: the key must be a mounted file "
                     "(HCGW_API_KEY_FILE)")
-    for c in containers:
-        for e in c.get("envFrom") or []:
-            if "secretRef" in (e or {}):
-                errs.append(f"{W}: container {c['name']}: envFrom a Secret puts the key in "
-                            "the environment")
-        for e in c.get("env") or []:
-            if "secretKeyRef" in ((e.get("valueFrom") or {})):
-                errs.append(f"{W}: container {c['name']}: env {e['name']} from a Secret puts "
-                            "the key in the environment")
+    for d in by_kind["Deployment"]:
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            cw = f"Deployment/{d['metadata']['name']}: container {c['name']}"
+            for e in c.get("envFrom") or []:
+                if "secretRef" in (e or {}):
+                    errs.append(f"{cw}: envFrom a Secret puts a secret in the environment")
+            for e in c.get("env") or []:
+                if "secretKeyRef" in ((e.get("valueFrom") or {})):
+                    errs.append(f"{cw}: env {e['name']} from a Secret puts a secret in the "
+                                "environment")
     key_file = (env.get("HCGW_API_KEY_FILE") or {}).get("value")
     if not key_file:
         errs.append(f"{W}: HCGW_API_KEY_FILE is not set to the mounted key file")
@@ -474,11 +469,18 @@ def check_k8s(docs, variant):
     if isinstance(mina, int) and mina >= lo:
         errs.append(f"PodDisruptionBudget/hcgw: minAvailable {mina} >= minReplicas {lo} "
                     "blocks every node drain")
-    rpm, burst = conf[("quota", "requests_per_minute")], conf[("quota", "burst")]
-    if rpm == 0 or hi * (rpm + burst) > ACCOUNT_LIMIT_PER_MINUTE:
-        errs.append(f"ConfigMap: quota is per process: maxReplicas {hi} x (requests_per_minute "
-                    f"{rpm} + burst {burst}) exceeds the account's {ACCOUNT_LIMIT_PER_MINUTE} "
-                    "a minute; divide it among the replicas")
+    # requests_per_minute is a ceiling on every 60 s window, the burst included. With Redis
+    # the bucket is the account's and the fallback rate is per replica (check_redis).
+    rpm = conf[("quota", "requests_per_minute")]
+    if redis:
+        errs += check_redis.check_k8s(by_kind, mesh, dep, gw, conf, hi)
+    elif conf.get(("redis", "url")):
+        errs.append("ConfigMap: a redis group, but no Redis in the manifests: use an overlay "
+                    "with Redis (overlays/redis, istio-redis, linkerd-redis)")
+    elif rpm == 0 or hi * rpm > ACCOUNT_LIMIT_PER_MINUTE:
+        errs.append(f"ConfigMap: quota is per process: maxReplicas {hi} x requests_per_minute "
+                    f"{rpm} (the burst included) exceeds the account's "
+                    f"{ACCOUNT_LIMIT_PER_MINUTE} a minute; divide it among the replicas")
 
     # NetworkPolicy.
     N = "NetworkPolicy/hcgw"
@@ -500,10 +502,14 @@ def check_k8s(docs, variant):
                 errs.append(f"{N}: ingress[{i}] admits more than namespaces labelled "
                             f"{CLIENT_LABEL[0]}={CLIENT_LABEL[1]}")
         ports = {port_number(p.get("port"), gw) for p in r.get("ports") or []}
-        if ports != {listen_port}:
+        if mesh == "linkerd" and ports != {listen_port, LINKERD_INBOUND_PORT}:
+            errs.append(f"{N}: ingress[{i}] must admit listen.port {listen_port} and Linkerd's "
+                        f"inbound proxy port {LINKERD_INBOUND_PORT} (meshed callers arrive "
+                        "there), nothing else")
+        elif mesh != "linkerd" and ports != {listen_port}:
             errs.append(f"{N}: ingress[{i}] must admit only listen.port {listen_port}")
     seen = set()
-    mesh_ns = MESH_NAMESPACES.get(variant)
+    mesh_ns = MESH_NAMESPACES.get(mesh)
     for i, r in enumerate(ns_.get("egress") or []):
         ports = {(p.get("port"), p.get("protocol", "TCP")) for p in r.get("ports") or []}
         if not ports or any(p[0] is None for p in ports):
@@ -515,19 +521,62 @@ def check_k8s(docs, variant):
             seen |= ports
         elif mesh_ns and r.get("to") and to_ns == {mesh_ns}:
             pass  # the mesh's control plane, in its own namespace only
+        elif redis and check_redis.egress_redis_ports(r, mesh == "linkerd"):
+            pass  # the Redis pods alone, on Redis's port (check_redis requires it)
         else:
-            errs.append(f"{N}: egress[{i}] allows {sorted(ports)}: only DNS (53) and HTTPS "
-                        "(443) may leave hcgw" + (f" (and the {mesh_ns} control plane)"
-                                                  if mesh_ns else ""))
+            errs.append(f"{N}: egress[{i}] allows {sorted(ports, key=str)}: only DNS (53) and "
+                        "HTTPS (443) may leave hcgw" +
+                        (f" (and the {mesh_ns} control plane)" if mesh_ns else "") +
+                        (" (and the Redis pods on 6379)" if redis else ""))
     if not DNS_PORTS <= seen:
         errs.append(f"{N}: egress must allow DNS on 53/UDP and 53/TCP")
     if not HTTPS_PORTS <= seen:
         errs.append(f"{N}: egress must allow HTTPS on 443/TCP")
 
-    if variant == "istio":
+    if mesh == "istio":
         errs += check_istio(by_kind, dep, pod_labels, gw, grace, pause + drain_s, clients)
-    elif variant == "linkerd":
+    elif mesh == "linkerd":
         errs += check_linkerd(by_kind, dep, pod_labels, gw, grace, pause + drain_s, clients)
+    return errs
+
+
+def check_pod_security(dep):
+    """The pod and every container of a Deployment: non-root, read-only, no capabilities,
+    RuntimeDefault seccomp, no service-account token, resources."""
+    errs = []
+    W = f"Deployment/{dep['metadata']['name']}"
+    pod = dep["spec"]["template"]["spec"]
+    psc = pod.get("securityContext") or {}
+    if pod.get("automountServiceAccountToken") is not False:
+        errs.append(f"{W}: automountServiceAccountToken must be false (it never calls the API)")
+    for c in pod["containers"]:
+        cw = f"{W}: container {c['name']}"
+        sc = c.get("securityContext") or {}
+
+        def eff(key):
+            return sc.get(key, psc.get(key))
+        if eff("runAsNonRoot") is not True:
+            errs.append(f"{cw}: runAsNonRoot must be true")
+        if eff("runAsUser") == 0:
+            errs.append(f"{cw}: runAsUser is 0 (root)")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            errs.append(f"{cw}: securityContext.readOnlyRootFilesystem must be true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            errs.append(f"{cw}: securityContext.allowPrivilegeEscalation must be false")
+        if sc.get("privileged"):
+            errs.append(f"{cw}: securityContext.privileged must not be true")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            errs.append(f"{cw}: securityContext.capabilities.drop must contain ALL")
+        if caps.get("add"):
+            errs.append(f"{cw}: securityContext.capabilities.add must be empty")
+        if (eff("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            errs.append(f"{cw}: seccompProfile.type must be RuntimeDefault")
+        res = c.get("resources") or {}
+        for part, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
+            for k in keys:
+                if k not in (res.get(part) or {}):
+                    errs.append(f"{cw}: resources.{part}.{k} is missing")
     return errs
 
 
@@ -636,7 +685,11 @@ def check_compose(path):
         if not (services.get(s) or {}).get("image"):
             errs.append(f"compose: service {s} with an image is required")
     gw, sim = services.get("hcgw") or {}, services.get("hcgw-sim") or {}
-    for name, svc in (("hcgw", gw), ("hcgw-sim", sim)):
+    # The hcgw replicas: the services that run hcgw's image as hcgw (not as the simulator).
+    replicas = [n for n, svc in services.items() if (svc or {}).get("image") == gw.get("image")
+                and not (svc or {}).get("entrypoint")]
+    for name, svc in services.items():
+        svc = svc or {}
         for p in svc.get("ports") or []:
             if not str(p).startswith("127.0.0.1:"):
                 errs.append(f"compose: {name}: port {p} must be published on 127.0.0.1 only")
@@ -644,44 +697,53 @@ def check_compose(path):
             errs.append(f"compose: {name}: read_only must be true")
         if "ALL" not in (svc.get("cap_drop") or []):
             errs.append(f"compose: {name}: cap_drop must contain ALL")
-    env = gw.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(e.split("=", 1) for e in env)
-    if "HCGW_API_KEY" in env:
-        errs.append("compose: hcgw: the key must be a secret file, not HCGW_API_KEY")
     secrets = doc.get("secrets") or {}
-    used = [s if isinstance(s, str) else s.get("source") for s in gw.get("secrets") or []]
-    kf = env.get("HCGW_API_KEY_FILE", "")
-    if not used or kf not in [f"/run/secrets/{s}" for s in used]:
-        errs.append("compose: hcgw: HCGW_API_KEY_FILE must name a secret it uses "
-                    "(/run/secrets/NAME)")
-    key = None
-    for s in used:
-        f = os.path.join(here, (secrets.get(s) or {}).get("file", ""))
-        if not os.path.isfile(f):
-            errs.append(f"compose: secret {s}: file {f} is missing")
-        else:
-            with open(f) as fh:
-                key = fh.read().rstrip("\r\n")
+    conf, key = None, None
+    for name in replicas:
+        svc = services[name]
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) for e in env)
+        if "HCGW_API_KEY" in env:
+            errs.append(f"compose: {name}: the key must be a secret file, not HCGW_API_KEY")
+        used = [s if isinstance(s, str) else s.get("source") for s in svc.get("secrets") or []]
+        kf = env.get("HCGW_API_KEY_FILE", "")
+        if kf not in [f"/run/secrets/{s}" for s in used]:
+            errs.append(f"compose: {name}: HCGW_API_KEY_FILE must name a secret it uses "
+                        "(/run/secrets/NAME)")
+        for s in used:
+            f = os.path.join(here, (secrets.get(s) or {}).get("file", ""))
+            if not os.path.isfile(f):
+                errs.append(f"compose: secret {s}: file {f} is missing")
+            elif kf == f"/run/secrets/{s}":
+                with open(f) as fh:
+                    key = fh.read().rstrip("\r\n")
+        mounted = None
+        for v in svc.get("volumes") or []:
+            src, _, rest = str(v).partition(":")
+            if rest.split(":")[0] == DEFAULT_CONF_PATH:
+                mounted = src
+                with open(os.path.join(here, src)) as fh:
+                    conf = parse_conf(fh.read())
+        if mounted is None:
+            errs.append(f"compose: {name}: no configuration mounted at {DEFAULT_CONF_PATH}")
+        grace = duration_seconds(svc.get("stop_grace_period", "10s"))
+        if conf and (grace is None or grace <= conf[("server", "drain_timeout_ms")] / 1000):
+            errs.append(f"compose: {name}: stop_grace_period must be above "
+                        "server.drain_timeout_ms")
     sim_env = sim.get("environment") or {}
     if key is not None and sim_env.get("HCGW_SIM_KEY") != key:
         errs.append("compose: hcgw-sim's HCGW_SIM_KEY differs from the key hcgw is given")
-    conf = None
-    for v in gw.get("volumes") or []:
-        src, _, rest = str(v).partition(":")
-        if rest.split(":")[0] == DEFAULT_CONF_PATH:
-            with open(os.path.join(here, src)) as fh:
-                conf = parse_conf(fh.read())
     if conf is None:
-        errs.append(f"compose: hcgw: no configuration mounted at {DEFAULT_CONF_PATH}")
-        conf = dict(CONF_DEFAULTS)
+        return errs
     if conf[("listen", "address")] != "0.0.0.0":
         errs.append("compose: hcgw.conf must listen on 0.0.0.0")
     if "hcgw-sim" not in str(conf.get(("upstream", "base_url"), "")):
         errs.append("compose: hcgw.conf's upstream.base_url must be the hcgw-sim service")
-    grace = duration_seconds(gw.get("stop_grace_period", "10s"))
-    if grace is None or grace <= conf[("server", "drain_timeout_ms")] / 1000:
-        errs.append("compose: hcgw: stop_grace_period must be above server.drain_timeout_ms")
+    if conf.get(("redis", "url")) or len(replicas) > 1:
+        errs += check_redis.check_compose(doc, here, replicas, conf)
+    elif conf[("quota", "requests_per_minute")] > ACCOUNT_LIMIT_PER_MINUTE:
+        errs.append("compose: quota.requests_per_minute is above the account's limit")
     return errs
 
 
@@ -742,12 +804,13 @@ def check_systemd(path):
 
 # --------------------------------------------------------------------------- self-test ---
 def _gw(docs):
-    dep = next(d for d in docs if d["kind"] == "Deployment")
+    dep = _kind(docs, "Deployment")
     return dep, dep["spec"]["template"]["spec"], dep["spec"]["template"]["spec"]["containers"][0]
 
 
 def _kind(docs, kind):
-    return next(d for d in docs if d["kind"] == kind)
+    """The first object of a kind that is hcgw's, not Redis's."""
+    return next(d for d in docs if d["kind"] == kind and not check_redis._is_redis(d))
 
 
 def _conf_edit(docs, pattern, repl):
@@ -824,13 +887,14 @@ MUTATIONS = [
      "name its callers"),
     ("identity header trusted without a mesh", lambda d: _conf_edit(
         d, r"trust_mesh_identity = false;", "trust_mesh_identity = true;"),
-     "trust_mesh_identity"),
+     "trust_mesh_identity", (None,)),
     ("token automounted", _mut(lambda d, dep, pod, c: pod.update(
         automountServiceAccountToken=True)), "automountServiceAccountToken"),
     ("quota not divided", lambda d: _conf_edit(
-        d, r"requests_per_minute = \d+", "requests_per_minute = 120"), "quota is per process"),
+        d, r"requests_per_minute = \d+", "requests_per_minute = 120"), "quota is per process",
+     "without redis"),
     ("HPA max raised alone", lambda d: _kind(d, "HorizontalPodAutoscaler")["spec"].update(
-        maxReplicas=10), "quota is per process"),
+        maxReplicas=10), "maxReplicas"),
     ("HPA autoscaling/v1", lambda d: _kind(d, "HorizontalPodAutoscaler").update(
         apiVersion="autoscaling/v1"), "autoscaling/v2"),
     ("PDB blocks drains", lambda d: _kind(d, "PodDisruptionBudget")["spec"].update(
@@ -900,6 +964,8 @@ MESH_MUTATIONS = {
             "config.alpha.linkerd.io/proxy-wait-before-exit-seconds": "2"}), "proxy-wait"),
         ("control-plane rule opened to all", lambda d: _kind(d, "NetworkPolicy")["spec"][
             "egress"][-1].pop("to"), "only DNS"),
+        ("inbound proxy port closed", lambda d: _kind(d, "NetworkPolicy")["spec"]["ingress"][0]
+         .update(ports=[{"port": "http", "protocol": "TCP"}]), "4143"),
         ("Istio's identity header", lambda d: _conf_edit(
             d, r'mesh_identity_header = "l5d-client-id";',
             'mesh_identity_header = "x-forwarded-client-cert";'), "mesh_identity_header"),
@@ -919,7 +985,12 @@ def _mutations(path, variant, mutations):
               "\n  ".join(clean))
         return 1
     failures = 0
-    for name, mutate, expect in mutations:
+    mesh, redis = variant_parts(variant)
+    for name, mutate, expect, *only in mutations:
+        if only and only[0] == "without redis" and redis:
+            continue
+        if only and isinstance(only[0], tuple) and mesh not in only[0]:
+            continue
         docs = copy.deepcopy(base)
         mutate(docs)
         errs = check_k8s(docs, variant)
@@ -933,12 +1004,24 @@ def _mutations(path, variant, mutations):
     return failures
 
 
-def self_test(renders, unit=None, compose=None):
+def self_test(renders, unit=None, compose=None, redis_files=None, src=None):
     """renders: {variant: rendered file}; base is required."""
     failures = _mutations(renders["base"], "base", MUTATIONS)
     for variant, mutations in MESH_MUTATIONS.items():
         if variant in renders:
             failures += _mutations(renders[variant], variant, mutations)
+    for variant in ("redis", "istio-redis", "linkerd-redis"):
+        if variant in renders:
+            mesh, _ = variant_parts(variant)
+            failures += _mutations(renders[variant], variant,
+                                   MUTATIONS + MESH_MUTATIONS.get(mesh, []) +
+                                   check_redis.K8S_MUTATIONS)
+    if redis_files:
+        deploy_dir = os.path.dirname(os.path.abspath(redis_files))
+        with tempfile.TemporaryDirectory() as tmp:
+            failures += check_redis.self_test_files(
+                redis_files, deploy_dir, src or os.path.join(os.path.dirname(deploy_dir), "src"),
+                parse_conf, tmp)
     if unit:
         with open(unit) as f:
             text = f.read()
@@ -976,6 +1059,7 @@ def self_test(renders, unit=None, compose=None):
                 print(f"self-test FAIL: compose mutation {pattern!r}: not caught")
             else:
                 print(f"self-test ok: compose mutation {what!r} -> {errs[0]}")
+        failures += check_redis.self_test_compose(compose, check_compose)
     return 1 if failures else 0
 
 
@@ -986,17 +1070,23 @@ def main(argv):
     cmd, path = argv[1], argv[2]
     if cmd == "self-test":
         opts = dict(zip(argv[2::2], argv[3::2]))
-        renders = {v: opts["--" + v] for v in ("base", "istio", "linkerd") if "--" + v in opts}
+        renders = {v: opts["--" + v] for v in VARIANTS if "--" + v in opts}
         if "base" not in renders:
             print("self-test needs --base RENDERED.yaml", file=sys.stderr)
             return 2
-        return self_test(renders, opts.get("--unit"), opts.get("--compose"))
+        return self_test(renders, opts.get("--unit"), opts.get("--compose"),
+                         opts.get("--redis-files"), opts.get("--src"))
     if cmd == "k8s":
         variant = argv[4] if len(argv) > 4 and argv[3] == "--variant" else "base"
         with open(path) as f:
             errs = check_k8s([d for d in yaml.safe_load_all(f) if d], variant)
     elif cmd == "compose":
         errs = check_compose(path)
+    elif cmd == "redis":
+        deploy_dir = os.path.dirname(os.path.abspath(path))
+        src_dir = argv[3] if len(argv) > 3 else os.path.join(os.path.dirname(deploy_dir), "src")
+        errs = check_redis.check_files(path, deploy_dir, src_dir, parse_conf) + \
+            check_redis.check_conf_pairs(deploy_dir, parse_conf)
     elif cmd == "systemd":
         errs = check_systemd(path)
     else:

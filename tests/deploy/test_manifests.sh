@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # deploy/ checked offline (ctest label "deploy"):
-# 1. `kubectl kustomize` renders deploy/kubernetes/base and both overlays (istio, linkerd) with
-#    no error and no warning;
+# 1. `kubectl kustomize` renders deploy/kubernetes/base and the five overlays (istio, linkerd,
+#    and redis, istio-redis, linkerd-redis with components/redis) with no error and no
+#    warning;
 # 2. yamllint (tests/deploy/yamllint.yaml, strict) passes on every YAML file in deploy/ and on
-#    the three renders;
+#    the six renders;
 # 3. check_manifests.py: the schema and the rules deploy/ promises, on each render (see its
-#    docstring), then its self-test: every security setting removed or broken in turn must be
-#    caught;
-# 4. every hcgw.conf shipped in deploy/ (container, compose, the kubernetes base and both
-#    overlays) passes the real `hcgw --check-config` (needs HCGW_BIN, which ctest sets);
-# 5. compose.yaml: parsed and checked (services, loopback ports, read-only, secret file, the
-#    simulator's key matching hcgw's, grace period);
-# 6. the systemd unit: the hardening directives, then `systemd-analyze verify` and
+#    docstring and check_redis.py's), then its self-test: every security setting removed or
+#    broken in turn must be caught, in the renders, the compose file, the systemd unit and
+#    deploy/redis;
+# 4. every hcgw.conf shipped in deploy/ (container, compose, the kubernetes base and the five
+#    overlays) passes the real `hcgw --check-config` (needs HCGW_BIN, which ctest sets), with
+#    stand-ins for the secret files they name;
+# 5. compose.yaml: parsed and checked (services, loopback ports, read-only, secret files, the
+#    simulator's key matching hcgw's, grace period; two replicas on one Redis, one password
+#    secret, the fallback arithmetic, throwaway secrets only);
+# 6. deploy/redis: redis.conf, the ACL template (against the commands src/ sends), the
+#    Dockerfile (check_redis.py), and `sh -n` on its two scripts; the hcgw.conf of each
+#    overlay with Redis differs from its original only in the quota and redis groups;
+# 7. the systemd unit: the hardening directives, then `systemd-analyze verify` and
 #    `systemd-analyze security --offline` (exposure at most 2.0) when systemd-analyze exists.
+# deploy/redis's files are run for real by tests/deploy/test_redis_topology.py.
 # Prints one line per check and "N passed, N failed, N skipped"; exits 1 if any failed, else 77
 # (ctest: skipped) when kubectl is missing and the renders could not be checked, else 0.
 # kubectl (with kustomize v5) is not a Debian 12 package (its kubernetes-client's kustomize is
@@ -55,8 +63,10 @@ if ! command -v kubectl >/dev/null; then
 fi
 
 # 1. Render.
-declare -A dirs=([base]=base [istio]=overlays/istio [linkerd]=overlays/linkerd)
-((kubectl)) && for v in base istio linkerd; do
+variants=(base istio linkerd redis istio-redis linkerd-redis)
+declare -A dirs=([base]=base [istio]=overlays/istio [linkerd]=overlays/linkerd
+  [redis]=overlays/redis [istio-redis]=overlays/istio-redis [linkerd-redis]=overlays/linkerd-redis)
+((kubectl)) && for v in "${variants[@]}"; do
   if kubectl kustomize "$deploy/kubernetes/${dirs[$v]}" >"$tmp/$v.yaml" 2>"$tmp/$v.err" &&
     [[ ! -s $tmp/$v.err ]] && [[ -s $tmp/$v.yaml ]]; then
     ok "kubectl kustomize renders ${dirs[$v]} ($(grep -c '^kind:' "$tmp/$v.yaml") objects)"
@@ -69,19 +79,23 @@ done
 mapfile -t sources < <(find "$deploy" -name '*.yaml' -o -name '*.yml' | sort)
 run "yamllint: ${#sources[@]} YAML files in deploy/" \
   yamllint -s -c "$here/yamllint.yaml" "${sources[@]}"
-((kubectl)) && run "yamllint: the rendered base and overlays" \
-  yamllint -s -c "$here/yamllint.yaml" "$tmp/base.yaml" "$tmp/istio.yaml" "$tmp/linkerd.yaml"
+renders=()
+for v in "${variants[@]}"; do renders+=("$tmp/$v.yaml"); done
+((kubectl)) && run "yamllint: the ${#renders[@]} rendered base and overlays" \
+  yamllint -s -c "$here/yamllint.yaml" "${renders[@]}"
 
 # 3. Schema and rules, then the checker's own mutations.
-((kubectl)) && for v in base istio linkerd; do
+((kubectl)) && for v in "${variants[@]}"; do
   [[ -s $tmp/$v.yaml ]] || continue
   run "schema and security rules: $v" "$py" "$here/check_manifests.py" k8s "$tmp/$v.yaml" \
     --variant "$v"
 done
 if ((kubectl)); then
-  if out=$("$py" "$here/check_manifests.py" self-test --base "$tmp/base.yaml" \
-    --istio "$tmp/istio.yaml" --linkerd "$tmp/linkerd.yaml" \
-    --unit "$deploy/systemd/hcgw.service" --compose "$deploy/compose/compose.yaml" 2>&1); then
+  args=()
+  for v in "${variants[@]}"; do args+=("--$v" "$tmp/$v.yaml"); done
+  if out=$("$py" "$here/check_manifests.py" self-test "${args[@]}" \
+    --unit "$deploy/systemd/hcgw.service" --compose "$deploy/compose/compose.yaml" \
+    --redis-files "$deploy/redis" --src "$src/src" 2>&1); then
     ok "self-test: all $(grep -c '^self-test ok' <<<"$out") removed or broken settings are caught"
   else
     fail "self-test: every removed or broken setting is caught" \
@@ -93,25 +107,34 @@ fi
 bin=${HCGW_BIN:-}
 [[ -z $bin && -x $src/build/asan/hcgw ]] && bin=$src/build/asan/hcgw
 if [[ -n $bin && -x $bin ]]; then
-  # Files the configurations name under /run/secrets (client token hashes) are mounted at
-  # run time; here they are stand-ins in $tmp/secrets.
-  mkdir -p "$tmp/secrets" "$tmp/conf"
+  # Files the configurations name under /run/secrets (client token hashes, the Redis
+  # password) are mounted at run time; here they are stand-ins in $tmp/secrets.
+  mkdir -p "$tmp/secrets/hcgw-redis" "$tmp/conf"
   printf '%064d\n' 0 >"$tmp/secrets/hcgw-client.sha256"
+  (umask 077 && echo stand-in-password >"$tmp/secrets/hcgw-redis/password" &&
+    echo stand-in-password >"$tmp/secrets/hcgw-redis-password")
   while IFS= read -r conf; do
     rel=${conf#"$deploy"/}
     sed "s#/run/secrets/#$tmp/secrets/#g" "$conf" >"$tmp/conf/${rel//\//_}"
     run "hcgw --check-config deploy/$rel" env -u HCGW_API_KEY_FILE HCGW_API_KEY=check-only \
       "$bin" --check-config -c "$tmp/conf/${rel//\//_}"
-  done < <(find "$deploy" -name '*.conf' | sort)
+  done < <(find "$deploy" -name hcgw.conf | sort)
 else
   fail "hcgw binary for --check-config (set HCGW_BIN)"
 fi
 
 # 5. Compose.
-run "compose.yaml: services, loopback ports, read-only, secret, keys, grace" \
+run "compose.yaml: services, loopback ports, read-only, secrets, keys, grace, Redis" \
   "$py" "$here/check_manifests.py" compose "$deploy/compose/compose.yaml"
 
-# 6. systemd.
+# 6. deploy/redis.
+run "deploy/redis: redis.conf, users.acl.in, Dockerfile; the overlays' hcgw.conf pairs" \
+  "$py" "$here/check_manifests.py" redis "$deploy/redis" "$src/src"
+for script in hcgw-redis-start hcgw-redis-probe; do
+  run "sh -n deploy/redis/$script" sh -n "$deploy/redis/$script"
+done
+
+# 7. systemd.
 unit=$deploy/systemd/hcgw.service
 run "hcgw.service: hardening directives" "$py" "$here/check_manifests.py" systemd "$unit"
 if command -v systemd-analyze >/dev/null; then

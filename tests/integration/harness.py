@@ -407,6 +407,7 @@ CONF_DEFAULTS = {
 def full_conf(base_url, **groups):
     """A whole hcgw config: the harness defaults with base_url, overridden per group by dicts,
     e.g. full_conf(sim.base_url, upstream={"timeout_ms": 500}, limits={"max_in_flight": 10}).
+    A list of strings becomes a libconfig array: cors={"allow_origins": ["https://a.example"]}.
     The quota governor is off unless a quota group is given, so that its budget shapes only
     the tests that are about it; so is the contact cache (cache.ttl_ms = 0), so that the tests
     that count upstream calls or reset the simulator between tests (which brings back contacts
@@ -429,8 +430,8 @@ def _conf_value(v):
     """A value as libconfig text; a dict is a group (listen = { tls = { … }; })."""
     if isinstance(v, dict):
         return "{ %s }" % " ".join("%s = %s;" % (k, _conf_value(x)) for k, x in v.items())
-    if isinstance(v, str):
-        return json.dumps(v)
+    if isinstance(v, (str, list)):
+        return json.dumps(v)  # a list of strings or numbers: a libconfig array
     return "true" if v is True else "false" if v is False else str(v)
 
 

@@ -17,7 +17,9 @@ The table covers bad ids, bad percent escapes, NUL and CRLF in names, invalid UT
 request lines, huge headers, wrong methods, bad JSON, deep JSON nesting, duplicate and
 conflicting headers, chunked bodies that lie, request smuggling (CL.TE, TE.CL, obfuscated
 Transfer-Encoding), HTTP/0.9 and the HTTP/2 preface, absolute-form targets, header lines
-without a colon and bare LF line ends.
+without a colon and bare LF line ends, HEAD where no GET is, and CORS preflights (the gateway
+has a cors group) from origins not allowed or with odd Origin and Access-Control-Request-Method
+values: long, empty, repeated, not a method, not ASCII.
 """
 import collections
 import re
@@ -31,6 +33,8 @@ from harness import GatewayCase
 
 C = "1568834"
 HOST = b"Host: hcgw\r\n"
+# The one origin the gateway's cors group allows.
+ALLOWED = b"http://127.0.0.1:8000"
 JSON_CT = b"Content-Type: application/json\r\n"
 
 # A request that reaches HelpCrunch if anything ever reads it as a request of its own.
@@ -161,14 +165,16 @@ def build_table():
                                        b"Cookie: " + b"a=b; " * 8192 + b"\r\n")))
 
     # ---- wrong methods
-    for m, target in ((b"FOO", C), (b"TRACE", C), (b"OPTIONS", C), (b"HEAD", C),
+    for m, target in ((b"FOO", C), (b"TRACE", C), (b"OPTIONS", C), (b"head", C),
                       (b"get", C), (b"Get", C), (b"PROPFIND", C), (b"POST", C),
                       (b"CONNECTX", C), (b"M" * 100, C)):
         t.append(case("method %r" % m[:10], req(m, b"/contacts/" + target.encode())))
     for m, path in ((b"PATCH", b"/contacts"), (b"DELETE", b"/contacts"),
                     (b"PUT", b"/contacts/search"), (b"GET", b"/contacts/%s/tags/Lead" % C.encode()),
                     (b"POST", b"/healthz"), (b"DELETE", b"/metrics"), (b"PUT", b"/readyz"),
-                    (b"GET", b"/contacts/%s/block" % C.encode())):
+                    (b"GET", b"/contacts/%s/block" % C.encode()),
+                    (b"HEAD", b"/contacts/search"), (b"HEAD", b"/contacts/%s/block" % C.encode()),
+                    (b"HEAD", b"/contacts/%s/tags/Lead" % C.encode())):
         t.append(case("method %s %s" % (m.decode(), path.decode()), req(m, path)))
     t.append(case("OPTIONS *", req(b"OPTIONS", b"*")))
     t.append(case("CONNECT authority", req(b"CONNECT", b"api.helpcrunch.com:443")))
@@ -304,6 +310,46 @@ def build_table():
         t.append(case("smuggle " + name, req(b"POST", bad_tags, JSON_CT + headers, body,
                                              length=False)))
 
+    # ---- CORS preflights (OPTIONS with Origin and Access-Control-Request-Method) that must be
+    # refused: 403 from an origin not allowed, 400 for a method that is none, 404 for no path
+    cid = b"/contacts/" + C.encode()
+
+    def preflight(origin, method=b"PUT", target=cid, more=b""):
+        return req(b"OPTIONS", target, b"Origin: " + origin + b"\r\n" +
+                   b"Access-Control-Request-Method: " + method + b"\r\n" + more)
+
+    for name, origin in (("evil", b"https://evil.example"), ("null", b"null"), ("star", b"*"),
+                         ("empty", b""), ("trailing slash", ALLOWED + b"/"),
+                         ("upper case", ALLOWED.upper()), ("other port", ALLOWED[:-1] + b"1"),
+                         ("path", ALLOWED + b"/app"), ("user", b"http://a@127.0.0.1:8000"),
+                         ("suffix", ALLOWED + b".evil.example"), ("prefix", b"x" + ALLOWED),
+                         ("8 KiB", b"https://" + b"a" * 8192), ("14 KiB", b"h" * 14336),
+                         ("latin-1", b"https://\xe9vil.example"),
+                         ("bytes", bytes(range(0x80, 0xff))),
+                         ("comma list", ALLOWED + b", " + ALLOWED), ("tab inside", b"http://a\tb")):
+        t.append(case("preflight origin " + name, preflight(origin)))
+    t.append(case("preflight two origins", preflight(ALLOWED, more=b"Origin: " + ALLOWED +
+                                                     b"\r\n")))
+    t.append(case("preflight evil origin, unknown path", preflight(b"https://evil.example",
+                                                                   target=b"/nope")))
+    for name, method in (("empty", b""), ("list", b"PUT, DELETE"), ("space", b"P T"),
+                         ("33 bytes", b"A" * 33), ("8 KiB", b"M" * 8192),
+                         ("parenthesis", b"(PUT)"), ("slash", b"GET/1"), ("non-ASCII", b"\xc3\xa9"),
+                         ("high bytes", bytes(range(0x80, 0xa0))), ("quote", b'"PUT"')):
+        t.append(case("preflight method " + name, preflight(ALLOWED, method)))
+    t.append(case("preflight two methods", preflight(
+        ALLOWED, more=b"Access-Control-Request-Method: DELETE\r\n")))
+    t.append(case("preflight unknown path", preflight(ALLOWED, target=b"/nope")))
+    t.append(case("preflight asterisk", preflight(ALLOWED, target=b"*")))
+    t.append(case("preflight path 3000", preflight(ALLOWED, target=b"/contacts/" + b"1" * 3000)))
+    t.append(case("preflight body too large", preflight(ALLOWED, more=b"Content-Length: 99999999"
+                                                                  b"\r\n")))
+    t.append(case("preflight no origin", req(b"OPTIONS", cid,
+                                             b"Access-Control-Request-Method: PUT\r\n")))
+    t.append(case("preflight no method", req(b"OPTIONS", cid, b"Origin: " + ALLOWED + b"\r\n")))
+    t.append(case("origin on a refused GET", req(b"GET", b"/contacts/0",
+                                                 b"Origin: " + ALLOWED + b"\r\n")))
+
     # ---- HTTP versions and request forms
     t += [
         case("HTTP/0.9", b"GET /contacts/" + C.encode() + b"\r\n"),
@@ -411,7 +457,8 @@ def complete_answer(buf):
 
 
 class HostileTest(GatewayCase):
-    conf_groups = {"limits": {"header_timeout_ms": 3000, "connection_timeout_ms": 2000}}
+    conf_groups = {"limits": {"header_timeout_ms": 3000, "connection_timeout_ms": 2000},
+                   "cors": {"allow_origins": [ALLOWED.decode()]}}
 
     def healthz(self):
         r = harness.http_request(self.gw.port, "GET", "/healthz", timeout=10)

@@ -249,6 +249,25 @@ class StartupTest(harness.SimCase):
                     "upstream.key_file_mode = \"warn\"" % (key_path, path, mode), env=clean_env(),
                     start_prefix="hcgw: key file ")
 
+    def test_redis_password_file_readable_by_others_warns(self):
+        # The password file follows the key file's rule; the warning names the file, never the
+        # password. (No Redis is needed: the warning comes at the load.)
+        secret = "redis-password-never-logged-0123"
+        pw = self.files.write("redis.password", secret + "\n", 0o644)
+        path = self.conf(full_conf(self.sim.base_url,
+                                   redis={"url": "redis://127.0.0.1:1/0", "password_file": pw}))
+        proc, _ = self.start(path)
+        warned = [w for w in self.warnings(proc)
+                  if "the Redis password file is readable by other users" in w["msg"]]
+        self.assertEqual(len(warned), 1, proc.stderr_text())
+        self.assertEqual(warned[0]["password_file"], pw)
+        self.assertNotIn(secret, proc.stderr_text())
+        self.stop_clean(proc)
+        os.chmod(pw, 0o600)
+        proc, _ = self.start(path)
+        self.assertFalse([w for w in self.warnings(proc) if "Redis password" in w["msg"]])
+        self.stop_clean(proc)
+
     def test_key_file_of_the_process_group_is_fine(self):
         # What Kubernetes mounts with fsGroup and defaultMode 0440: the file's group is the
         # process's own. No warning, even with "refuse".

@@ -477,19 +477,19 @@ class ValidationTest(GatewayCase):
         cases = [
             ("GET", "/contacts/search", "POST"),
             ("PUT", "/contacts/search", "POST"),
-            ("POST", "/contacts/1", "GET, PATCH, DELETE"),
-            ("PUT", "/contacts/%s" % cid, "GET, PATCH, DELETE"),
-            ("PATCH", "/contacts/%s/tags" % cid, {"POST", "DELETE", "GET"}),
-            ("PUT", "/contacts/%s/tags" % cid, {"POST", "DELETE", "GET"}),
+            ("POST", "/contacts/1", "GET, HEAD, PATCH, DELETE"),
+            ("PUT", "/contacts/%s" % cid, "GET, HEAD, PATCH, DELETE"),
+            ("PATCH", "/contacts/%s/tags" % cid, {"POST", "DELETE", "GET", "HEAD"}),
+            ("PUT", "/contacts/%s/tags" % cid, {"POST", "DELETE", "GET", "HEAD"}),
             ("GET", "/contacts/%s/tags/Lead" % cid, {"PUT", "DELETE"}),
             ("POST", "/contacts/%s/tags/Lead" % cid, {"PUT", "DELETE"}),
             ("GET", "/contacts/%s/block" % cid, {"PUT", "DELETE"}),
             ("POST", "/contacts/%s/block" % cid, {"PUT", "DELETE"}),
-            ("DELETE", "/contacts", {"GET", "POST"}),
-            ("PATCH", "/contacts", {"GET", "POST"}),
-            ("POST", "/healthz", {"GET"}),
-            ("DELETE", "/readyz", {"GET"}),
-            ("PUT", "/metrics", {"GET"}),
+            ("DELETE", "/contacts", {"GET", "HEAD", "POST"}),
+            ("PATCH", "/contacts", {"GET", "HEAD", "POST"}),
+            ("POST", "/healthz", {"GET", "HEAD"}),
+            ("DELETE", "/readyz", {"GET", "HEAD"}),
+            ("PUT", "/metrics", {"GET", "HEAD"}),
         ]
         for method, path, allow in cases:
             with self.subTest(method=method, path=path):

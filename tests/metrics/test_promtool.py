@@ -329,6 +329,8 @@ class RedisMetricsTest(unittest.TestCase):
             self.assertGreaterEqual(value(samples, "hcgw_quota_shared_decisions_total"), 1)
             self.assertGreaterEqual(value(samples, "hcgw_redis_duration_seconds_count"), 1)
             self.assertEqual(types["hcgw_redis_duration_seconds"], "histogram")
+            for op in ("begin", "complete", "abandon"):
+                self.assertEqual(value(samples, "hcgw_idempotency_fallbacks_total", op=op), 0)
         finally:
             if gw is not None:
                 self.assertEqual(gw.stop(), 0)

@@ -145,7 +145,7 @@ static inline void redis_server_start(struct redis_server *s)
                  "user default on >" ADMIN_PASSWORD " ~* &* +@all\n"
                  /* What docs/configuration.md tells to grant hcgw's user. */
                  "user hcgw on >" HCGW_PASSWORD " ~hcgw:* resetchannels -@all +eval +evalsha "
-                 "+get +set +pttl +time +select +ping\n"
+                 "+get +set +del +pttl +time +select +ping\n"
                  /* A user who may not run scripts: the quota's error answers. */
                  "user noeval on >" HCGW_PASSWORD " ~hcgw:* resetchannels -@all +ping\n",
                  s->port, tmpdir, tmpdir);

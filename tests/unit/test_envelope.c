@@ -81,6 +81,11 @@ static const struct {
      "This Idempotency-Key was already used with a different request body"},
     {GW_ERR_IDEMPOTENCY_KEY_IN_PROGRESS, 409, "idempotency_key_in_progress",
      "A request with this Idempotency-Key is still in progress; retry later"},
+    {GW_ERR_CORS_ORIGIN_NOT_ALLOWED, 403, "cors_origin_not_allowed",
+     "This browser origin may not call the gateway (cors.allow_origins, or the client's "
+     "origins)"},
+    {GW_ERR_INVALID_PREFLIGHT, 400, "invalid_preflight",
+     "A CORS preflight needs exactly one Access-Control-Request-Method naming an HTTP method"},
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */

@@ -3,7 +3,7 @@
  * done one replayed, a held one in progress, another body a mismatch, an unknown one taken
  * again for recovery; expiry by ttl, the lease of a lost claim, the LRU bounds by entries and
  * bytes (held records are never evicted), scoping by caller, stale claims, turning it off.
- * Time is passed in, so the tests are exact. */
+ * Time is passed in, so the tests are exact; each begin is one request's claim (idem.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,21 +217,82 @@ static struct gw_idem_key key_of(const char *scope, const char *key, const char 
     return k;
 }
 
-/* Begin and expect @p verdict; returns the token of a claim. */
+/*
+ * A request's claim on @p k (gw_idem_begin's), and what it calls. The local store answers at
+ * once: never GW_IDEM_LATER, so no callback is set.
+ */
+static int begin_claim(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t now,
+                       struct gw_idem_claim *c)
+{
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    c->key = *k;
+    rc = gw_idem_begin(s, c, now, LEASE, now + 1000);
+    assert_int_not_equal(rc, GW_IDEM_LATER);
+    assert_int_equal(c->verdict, rc);
+    assert_null(c->trip);
+    if (rc == GW_IDEM_NEW || rc == GW_IDEM_RECOVER) {
+        assert_true(c->held || gw_idem_stats(s).entries == 0);
+        assert_true(!c->held || c->holder == s);
+    } else {
+        assert_false(c->held);
+    }
+    if (rc != GW_IDEM_REPLAY)
+        assert_null(c->rec.body);
+    return rc;
+}
+
+/* Begin and expect @p verdict; returns the token of a claim (0: nothing held). */
 static uint64_t begin(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t now,
                       int verdict)
 {
-    struct gw_idem_record rec;
-    uint64_t token = 0;
-    int rc = gw_idem_begin(s, k, now, LEASE, &rec, &token);
+    struct gw_idem_claim c;
 
-    assert_int_equal(rc, verdict);
-    if (rc == GW_IDEM_NEW || rc == GW_IDEM_RECOVER)
-        assert_true(token != 0 || gw_idem_stats(s).entries == 0);
-    else
-        assert_int_equal(token, 0);
-    free(rec.body);
-    return token;
+    assert_int_equal(begin_claim(s, k, now, &c), verdict);
+    free(c.rec.body);
+    return c.held ? c.token : 0;
+}
+
+/* Begin, and the record of a replay in @p rec (the caller frees its body). */
+static int begin_rec(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t now,
+                     struct gw_idem_record *rec)
+{
+    struct gw_idem_claim c;
+    int rc = begin_claim(s, k, now, &c);
+
+    *rec = c.rec;
+    return rc;
+}
+
+/* The claim on @p k with @p token, held (as a request keeps it between begin and its end). */
+static struct gw_idem_claim held_claim(const struct gw_idem_key *k, uint64_t token)
+{
+    struct gw_idem_claim c;
+
+    memset(&c, 0, sizeof(c));
+    c.key = *k;
+    c.token = token;
+    c.held = true;
+    return c;
+}
+
+static void complete(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t token,
+                     long status, const char *body, size_t len, uint64_t now)
+{
+    struct gw_idem_claim c = held_claim(k, token);
+
+    assert_int_equal(gw_idem_complete(s, &c, status, body, len, now), 0);
+    assert_false(c.held);
+}
+
+static void abandon(struct gw_idem_store *s, const struct gw_idem_key *k, uint64_t token,
+                    bool unknown, uint64_t now)
+{
+    struct gw_idem_claim c = held_claim(k, token);
+
+    gw_idem_abandon(s, &c, unknown, now);
+    assert_false(c.held);
 }
 
 static void test_new_replay_in_progress_mismatch(void **state)
@@ -241,18 +302,17 @@ static void test_new_replay_in_progress_mismatch(void **state)
     struct gw_idem_key other_body = key_of("", "k1", "{\"email\":\"b@x\"}");
     struct gw_idem_record rec;
     uint64_t token;
-    uint64_t t;
 
     (void)state;
     token = begin(s, &k, T0, GW_IDEM_NEW);
     assert_int_equal(gw_idem_stats(s).held, 1);
     begin(s, &k, T0 + 1, GW_IDEM_IN_PROGRESS);
     begin(s, &other_body, T0 + 1, GW_IDEM_MISMATCH);
-    gw_idem_complete(s, &k, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 5);
+    complete(s, &k, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 5);
     assert_int_equal(gw_idem_stats(s).held, 0);
     assert_int_equal(gw_idem_stats(s).entries, 1);
 
-    assert_int_equal(gw_idem_begin(s, &k, T0 + 10, LEASE, &rec, &t), GW_IDEM_REPLAY);
+    assert_int_equal(begin_rec(s, &k, T0 + 10, &rec), GW_IDEM_REPLAY);
     assert_int_equal(rec.status, 201);
     assert_int_equal(rec.len, strlen(CUSTOMER));
     assert_string_equal(rec.body, CUSTOMER);
@@ -261,9 +321,9 @@ static void test_new_replay_in_progress_mismatch(void **state)
     begin(s, &k, T0 + 11, GW_IDEM_REPLAY);
     begin(s, &other_body, T0 + 12, GW_IDEM_MISMATCH);
     /* A stale claim's end changes nothing. */
-    gw_idem_complete(s, &k, token, 500, "x", 1, T0 + 13);
-    gw_idem_abandon(s, &k, token, false, T0 + 13);
-    assert_int_equal(gw_idem_begin(s, &k, T0 + 14, LEASE, &rec, &t), GW_IDEM_REPLAY);
+    complete(s, &k, token, 500, "x", 1, T0 + 13);
+    abandon(s, &k, token, false, T0 + 13);
+    assert_int_equal(begin_rec(s, &k, T0 + 14, &rec), GW_IDEM_REPLAY);
     assert_int_equal(rec.status, 201);
     free(rec.body);
     gw_idem_free(s);
@@ -279,23 +339,23 @@ static void test_abandon(void **state)
     (void)state;
     /* Not sent: the record goes, and the key is free again, for any body. */
     token = begin(s, &k, T0, GW_IDEM_NEW);
-    gw_idem_abandon(s, &k, token, false, T0 + 1);
+    abandon(s, &k, token, false, T0 + 1);
     assert_int_equal(gw_idem_stats(s).entries, 0);
     token = begin(s, &other_body, T0 + 2, GW_IDEM_NEW);
-    gw_idem_abandon(s, &other_body, token, false, T0 + 3);
+    abandon(s, &other_body, token, false, T0 + 3);
 
     /* Unknown: the next request with the key holds it to look first; another body is refused. */
     token = begin(s, &k, T0 + 4, GW_IDEM_NEW);
-    gw_idem_abandon(s, &k, token, true, T0 + 5);
+    abandon(s, &k, token, true, T0 + 5);
     assert_int_equal(gw_idem_stats(s).entries, 1);
     assert_int_equal(gw_idem_stats(s).held, 0);
     begin(s, &other_body, T0 + 6, GW_IDEM_MISMATCH);
     token = begin(s, &k, T0 + 7, GW_IDEM_RECOVER);
     begin(s, &k, T0 + 8, GW_IDEM_IN_PROGRESS);
     /* Still unknown after this attempt too, then found. */
-    gw_idem_abandon(s, &k, token, true, T0 + 9);
+    abandon(s, &k, token, true, T0 + 9);
     token = begin(s, &k, T0 + 10, GW_IDEM_RECOVER);
-    gw_idem_complete(s, &k, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 11);
+    complete(s, &k, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 11);
     begin(s, &k, T0 + 12, GW_IDEM_REPLAY);
     gw_idem_free(s);
 }
@@ -309,13 +369,13 @@ static void test_expiry(void **state)
 
     (void)state;
     token = begin(s, &a, T0, GW_IDEM_NEW);
-    gw_idem_complete(s, &a, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 100);
+    complete(s, &a, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 100);
     token = begin(s, &b, T0 + 200, GW_IDEM_NEW);
-    gw_idem_abandon(s, &b, token, true, T0 + 300);
+    abandon(s, &b, token, true, T0 + 300);
     /* The ttl counts from the end of the claim. */
     begin(s, &a, T0 + 100 + TTL - 1, GW_IDEM_REPLAY);
     token = begin(s, &a, T0 + 100 + TTL, GW_IDEM_NEW);
-    gw_idem_abandon(s, &a, token, false, T0 + 100 + TTL);
+    abandon(s, &a, token, false, T0 + 100 + TTL);
     /* Each begin sweeps what expired, whatever its key. */
     assert_int_equal(gw_idem_stats(s).entries, 1);
     begin(s, &a, T0 + 300 + TTL, GW_IDEM_NEW);
@@ -338,9 +398,9 @@ static void test_lost_claim_becomes_unknown(void **state)
     token = begin(s, &k, T0 + LEASE, GW_IDEM_RECOVER);
     assert_true(token != lost);
     /* The lost holder's end, should it still come, changes nothing. */
-    gw_idem_complete(s, &k, lost, 201, CUSTOMER, strlen(CUSTOMER), T0 + LEASE + 1);
+    complete(s, &k, lost, 201, CUSTOMER, strlen(CUSTOMER), T0 + LEASE + 1);
     begin(s, &k, T0 + LEASE + 2, GW_IDEM_IN_PROGRESS);
-    gw_idem_complete(s, &k, token, 422, "{\"errors\":[]}", 13, T0 + LEASE + 3);
+    complete(s, &k, token, 422, "{\"errors\":[]}", 13, T0 + LEASE + 3);
     begin(s, &k, T0 + LEASE + 4, GW_IDEM_REPLAY);
     gw_idem_free(s);
 }
@@ -360,7 +420,7 @@ static void test_scopes_never_collide(void **state)
     token = begin(s, &billing, T0, GW_IDEM_NEW);
     begin(s, &crm, T0, GW_IDEM_NEW);
     begin(s, &none, T0, GW_IDEM_NEW);
-    gw_idem_complete(s, &billing, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 1);
+    complete(s, &billing, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 1);
     begin(s, &billing, T0 + 2, GW_IDEM_REPLAY);
     begin(s, &crm, T0 + 2, GW_IDEM_IN_PROGRESS);
     begin(s, &ab_c, T0 + 3, GW_IDEM_NEW);
@@ -380,7 +440,7 @@ static void fill(struct gw_idem_store *s, int n)
         snprintf(name, sizeof(name), "k%d", i);
         k = key_of("", name, "{}");
         token = begin(s, &k, T0, GW_IDEM_NEW);
-        gw_idem_complete(s, &k, token, 201, CUSTOMER, strlen(CUSTOMER), T0);
+        complete(s, &k, token, 201, CUSTOMER, strlen(CUSTOMER), T0);
     }
 }
 
@@ -410,11 +470,11 @@ static void test_lru_by_entries(void **state)
     begin(s, &k5, T0 + 5, GW_ERR_OVERLOADED);
     begin(s, &k0, T0 + 5, GW_ERR_OVERLOADED);
     /* Once one ends, room is made again from those not held. */
-    gw_idem_complete(s, &k3, t3, 201, CUSTOMER, strlen(CUSTOMER), T0 + 6);
+    complete(s, &k3, t3, 201, CUSTOMER, strlen(CUSTOMER), T0 + 6);
     begin(s, &k6, T0 + 7, GW_IDEM_NEW);
     begin(s, &k3, T0 + 8, GW_ERR_OVERLOADED);
-    gw_idem_abandon(s, &k1, t1, false, T0 + 9);
-    gw_idem_abandon(s, &k4, t4, true, T0 + 9);
+    abandon(s, &k1, t1, false, T0 + 9);
+    abandon(s, &k4, t4, true, T0 + 9);
     assert_int_equal(gw_idem_stats(s).entries, 2);
     begin(s, &k3, T0 + 10, GW_IDEM_NEW);
     begin(s, &k4, T0 + 11, GW_IDEM_RECOVER);
@@ -429,7 +489,6 @@ static void test_lru_by_bytes_and_too_big(void **state)
     struct gw_idem_record rec;
     char big[5000];
     uint64_t token;
-    uint64_t t;
     struct gw_idem_stats st;
 
     (void)state;
@@ -444,8 +503,8 @@ static void test_lru_by_bytes_and_too_big(void **state)
     st = gw_idem_stats(s);
     memset(big, 'x', sizeof(big));
     token = begin(s, &k, T0 + 2, GW_IDEM_NEW);
-    gw_idem_complete(s, &k, token, 201, big, sizeof(big), T0 + 3);
-    assert_int_equal(gw_idem_begin(s, &k, T0 + 4, LEASE, &rec, &t), GW_IDEM_RECOVER);
+    complete(s, &k, token, 201, big, sizeof(big), T0 + 3);
+    assert_int_equal(begin_rec(s, &k, T0 + 4, &rec), GW_IDEM_RECOVER);
     assert_null(rec.body);
     assert_true(gw_idem_stats(s).bytes <= 4096);
     assert_true(gw_idem_stats(s).entries >= st.entries - 1);
@@ -469,7 +528,7 @@ static void test_off_and_reconfigure(void **state)
     /* Off: everything goes, the held record too; its end keeps nothing. */
     assert_int_equal(gw_idem_configure(s, 0, 4, 1 << 20), 0);
     assert_int_equal(gw_idem_stats(s).entries, 0);
-    gw_idem_complete(s, &held, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 1);
+    complete(s, &held, token, 201, CUSTOMER, strlen(CUSTOMER), T0 + 1);
     assert_int_equal(gw_idem_stats(s).entries, 0);
     /* Off, every request is new and nothing is held for it. */
     assert_int_equal(begin(s, &k, T0 + 2, GW_IDEM_NEW), 0);

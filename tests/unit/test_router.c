@@ -210,6 +210,14 @@ static void test_match_every_route(void **state)
         { "GET", "/readyz", GW_ROUTE_READYZ, "", "", 0 },
         { "GET", "/metrics", GW_ROUTE_METRICS, "", "", 0 },
         { "GET", "/openapi.yaml", GW_ROUTE_OPENAPI, "", "", 0 },
+        /* HEAD is answered by every GET row: the same route, parameters and all. */
+        { "HEAD", "/contacts/42/tags", GW_ROUTE_TAGS_GET, "42", "", 0 },
+        { "HEAD", "/contacts/542335", GW_ROUTE_CONTACT_GET, "542335", "", 0 },
+        { "HEAD", "/contacts", GW_ROUTE_CONTACTS_LIST, "", "", 0 },
+        { "HEAD", "/healthz", GW_ROUTE_HEALTHZ, "", "", 0 },
+        { "HEAD", "/readyz", GW_ROUTE_READYZ, "", "", 0 },
+        { "HEAD", "/metrics", GW_ROUTE_METRICS, "", "", 0 },
+        { "HEAD", "/openapi.yaml", GW_ROUTE_OPENAPI, "", "", 0 },
         /* Names are decoded; '+' stays a plus; the decoded characters are all legal. */
         { "PUT", "/contacts/1/tags/a%2Fb", GW_ROUTE_TAG_PUT, "1", "a/b", 3 },
         { "PUT", "/contacts/1/tags/a+b", GW_ROUTE_TAG_PUT, "1", "a+b", 3 },
@@ -294,32 +302,36 @@ static void test_method_not_allowed(void **state)
         { "GET", "/contacts/1/tags/a", "DELETE, PUT" },
         { "POST", "/contacts/1/tags/a", "DELETE, PUT" },
         { "PATCH", "/contacts/1/tags/a", "DELETE, PUT" },
-        { "PUT", "/contacts/1/tags", "POST, DELETE, GET" },
-        { "PATCH", "/contacts/1/tags", "POST, DELETE, GET" },
-        { "POST", "/contacts/1", "GET, PATCH, DELETE" },
-        { "PUT", "/contacts/1", "GET, PATCH, DELETE" },
+        { "PUT", "/contacts/1/tags", "POST, DELETE, GET, HEAD" },
+        { "PATCH", "/contacts/1/tags", "POST, DELETE, GET, HEAD" },
+        { "POST", "/contacts/1", "GET, HEAD, PATCH, DELETE" },
+        { "PUT", "/contacts/1", "GET, HEAD, PATCH, DELETE" },
         { "GET", "/contacts/1/block", "PUT, DELETE" },
         { "POST", "/contacts/1/block", "PUT, DELETE" },
         { "PATCH", "/contacts/1/block", "PUT, DELETE" },
-        { "PUT", "/contacts", "GET, POST" },
-        { "DELETE", "/contacts", "GET, POST" },
+        { "PUT", "/contacts", "GET, HEAD, POST" },
+        { "DELETE", "/contacts", "GET, HEAD, POST" },
         /* The literal "search" beats {id}: not a contact with the id "search". */
         { "GET", "/contacts/search", "POST" },
         { "DELETE", "/contacts/search", "POST" },
         { "PATCH", "/contacts/search", "POST" },
-        { "POST", "/healthz", "GET" },
-        { "DELETE", "/readyz", "GET" },
-        { "PUT", "/metrics", "GET" },
-        { "POST", "/openapi.yaml", "GET" },
+        { "POST", "/healthz", "GET, HEAD" },
+        { "DELETE", "/readyz", "GET, HEAD" },
+        { "PUT", "/metrics", "GET, HEAD" },
+        { "POST", "/openapi.yaml", "GET, HEAD" },
         /* Methods are case-sensitive and compared whole. */
-        { "get", "/contacts", "GET, POST" },
-        { "Get", "/healthz", "GET" },
-        { "GETX", "/healthz", "GET" },
-        { "HEAD", "/healthz", "GET" },
-        { "OPTIONS", "/contacts/1", "GET, PATCH, DELETE" },
-        { "", "/contacts", "GET, POST" },
+        { "get", "/contacts", "GET, HEAD, POST" },
+        { "Get", "/healthz", "GET, HEAD" },
+        { "GETX", "/healthz", "GET, HEAD" },
+        { "head", "/healthz", "GET, HEAD" },
+        /* HEAD is served where GET is, and nowhere else. */
+        { "HEAD", "/contacts/1/tags/a", "DELETE, PUT" },
+        { "HEAD", "/contacts/1/block", "PUT, DELETE" },
+        { "HEAD", "/contacts/search", "POST" },
+        { "OPTIONS", "/contacts/1", "GET, HEAD, PATCH, DELETE" },
+        { "", "/contacts", "GET, HEAD, POST" },
         /* The method is checked before the parameters. */
-        { "POST", "/contacts/abc", "GET, PATCH, DELETE" },
+        { "POST", "/contacts/abc", "GET, HEAD, PATCH, DELETE" },
         { "GET", "/contacts/0/tags/%ZZ", "DELETE, PUT" },
     };
     size_t i;
@@ -340,7 +352,7 @@ static void test_method_not_allowed(void **state)
         struct gw_match m;
 
         assert_int_equal(gw_router_match(NULL, "/contacts", &m), GW_ERR_METHOD_NOT_ALLOWED);
-        assert_string_equal(m.allow, "GET, POST");
+        assert_string_equal(m.allow, "GET, HEAD, POST");
     }
 }
 
