@@ -15,6 +15,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "hcgw/buf.h"
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
 
@@ -161,8 +162,12 @@ bool gw_gzip_accepted(const struct gw_gzip_accept *acc)
 
 struct gw_gzip {
     z_stream z;
-    bool ready;                      /* z is set up (deflateInit2 succeeded) */
-    int level;                       /* its level */
+    bool ready;                      /* z and scratch are set up */
+    int level;                       /* z's level */
+    /* deflate writes here first: the answer then gets a buffer of its compressed size. A
+     * buffer of the body's size for every answer, shrunk afterwards, gave back its tail to
+     * the system each time and cost ~15 page faults per 46 KB answer (docs/performance.md). */
+    char *scratch;                   /* GW_GZIP_SCRATCH_BYTES */
 };
 
 struct gw_gzip *gw_gzip_new(void)
@@ -176,6 +181,7 @@ void gw_gzip_free(struct gw_gzip *gz)
         return;
     if (gz->ready)
         deflateEnd(&gz->z);
+    free(gz->scratch);
     free(gz);
 }
 
@@ -185,12 +191,18 @@ static int prepare(struct gw_gzip *gz, int level)
     int zr;
 
     if (!gz->ready) {
+        gz->scratch = malloc(GW_GZIP_SCRATCH_BYTES);
+        if (gz->scratch == NULL)
+            return GW_ERR_NOMEM;
         memset(&gz->z, 0, sizeof(gz->z));
         /* windowBits + 16: a gzip header and trailer around the deflate data. */
         zr = deflateInit2(&gz->z, level, Z_DEFLATED, GW_GZIP_WINDOW_BITS + 16, GW_GZIP_MEM_LEVEL,
                           Z_DEFAULT_STRATEGY);
-        if (zr != Z_OK)
+        if (zr != Z_OK) {
+            free(gz->scratch);
+            gz->scratch = NULL;
             return zr == Z_MEM_ERROR ? GW_ERR_NOMEM : GW_ERR_INTERNAL;
+        }
         gz->ready = true;
         gz->level = level;
         return 0;
@@ -209,8 +221,8 @@ static int prepare(struct gw_gzip *gz, int level)
 int gw_gzip_compress(struct gw_gzip *gz, int level, const char *in, size_t len, char **out,
                      size_t *out_len)
 {
-    char *buf = NULL;
-    char *smaller;
+    struct gw_buf acc;
+    size_t n;
     int zr;
     int rc;
 
@@ -222,22 +234,49 @@ int gw_gzip_compress(struct gw_gzip *gz, int level, const char *in, size_t len, 
     rc = prepare(gz, level);
     if (rc != 0)
         return rc;
-    buf = malloc(len - 1);
-    if (buf == NULL)
-        return GW_ERR_NOMEM;
+    /* What does not fit the scratch at once gathers here, never past the body's size. */
+    gw_buf_init(&acc, len - 1, 2 * (size_t)GW_GZIP_SCRATCH_BYTES, 0);
     gz->z.next_in = (const Bytef *)in;
     gz->z.avail_in = (uInt)len;
-    gz->z.next_out = (Bytef *)buf;
-    gz->z.avail_out = (uInt)(len - 1);
-    zr = deflate(&gz->z, Z_FINISH);
-    if (zr != Z_STREAM_END) {
-        /* Z_OK or Z_BUF_ERROR: out of room, so not smaller; anything else: zlib failed. */
-        free(buf);
-        return zr == Z_OK || zr == Z_BUF_ERROR ? 1 : GW_ERR_INTERNAL;
+    for (;;) {
+        gz->z.next_out = (Bytef *)gz->scratch;
+        gz->z.avail_out = GW_GZIP_SCRATCH_BYTES;
+        zr = deflate(&gz->z, Z_FINISH);
+        n = GW_GZIP_SCRATCH_BYTES - gz->z.avail_out;
+        /* With Z_FINISH and room to write, deflate always moves: anything else is a failure. */
+        if ((zr != Z_OK && zr != Z_STREAM_END) || (zr == Z_OK && n == 0)) {
+            rc = GW_ERR_INTERNAL;
+            goto out;
+        }
+        if (zr == Z_STREAM_END && acc.len == 0) {
+            /* The usual case: all of it in the scratch, copied into a buffer of its size. */
+            if (n >= len) {
+                rc = 1;
+                goto out;
+            }
+            *out = malloc(n);
+            if (*out == NULL) {
+                rc = GW_ERR_NOMEM;
+                goto out;
+            }
+            memcpy(*out, gz->scratch, n);
+            *out_len = n;
+            rc = 0;
+            goto out;
+        }
+        rc = gw_buf_append(&acc, gz->scratch, n);
+        if (rc == GW_ERR_BODY_TOO_LARGE) {
+            rc = 1; /* not smaller than the body */
+            goto out;
+        }
+        if (rc != 0)
+            goto out;
+        if (zr == Z_STREAM_END) {
+            *out = gw_buf_take(&acc, out_len);
+            goto out;
+        }
     }
-    *out_len = (size_t)gz->z.total_out;
-    /* Give the room gzip saved back: libmicrohttpd holds the body until it is sent. */
-    smaller = realloc(buf, *out_len);
-    *out = smaller != NULL ? smaller : buf;
-    return 0;
+out:
+    gw_buf_free(&acc);
+    return rc;
 }

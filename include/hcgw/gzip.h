@@ -3,9 +3,10 @@
  * an answer go gzip-compressed, and a worker's deflater that compresses one body at a time.
  *
  * The Accept-Encoding functions are pure (any thread). A deflater belongs to one worker and is
- * used on its thread only; it keeps one zlib stream for the worker's life (about 262 KiB once
- * it first compressed), because setting a stream up for every answer costs several times more
- * than the compression itself (docs/performance.md, Compression).
+ * used on its thread only; it keeps one zlib stream and a scratch buffer for the worker's life
+ * (about 326 KiB once it first compressed), because setting a stream up for every answer, or
+ * a buffer of the body's size, costs several times more than the compression itself
+ * (docs/performance.md, Compression).
  */
 #ifndef HCGW_GZIP_H
 #define HCGW_GZIP_H
@@ -55,11 +56,11 @@ void gw_gzip_free(struct gw_gzip *gz);
 
 /**
  * Compress the @p len bytes at @p in into one gzip member at zlib @p level (1..9), with a
- * 32 KiB window (the most any one compression holds beside the body). The output is never
- * larger than the input: it is written into a buffer of len - 1 bytes, and when it does not
- * fit, the answer is better sent as it is. Returns 0 with *out (malloc'd, the caller's) and
- * *out_len < len; 1 when gzip would not be smaller (nothing allocated); GW_ERR_NOMEM, or
- * GW_ERR_INTERNAL when zlib failed (nothing allocated).
+ * 32 KiB window. The output is never larger than the input: it is held to len - 1 bytes, and
+ * when it does not fit, the answer is better sent as it is. Returns 0 with *out (malloc'd, of
+ * exactly *out_len bytes when it fit the deflater's scratch, GW_GZIP_SCRATCH_BYTES; the
+ * caller's) and *out_len < len; 1 when gzip would not be smaller (nothing allocated);
+ * GW_ERR_NOMEM, or GW_ERR_INTERNAL when zlib failed (nothing allocated).
  */
 int gw_gzip_compress(struct gw_gzip *gz, int level, const char *in, size_t len, char **out,
                      size_t *out_len);

@@ -97,6 +97,12 @@
  */
 #define GW_GZIP_WINDOW_BITS 15
 #define GW_GZIP_MEM_LEVEL 8
+/**
+ * A worker's deflater writes into this much memory of its own first; an answer whose gzip is
+ * longer (a body of several hundred KiB) gathers it in a buffer that doubles, never past the
+ * body's size. A 100-customer list's gzip is about 5.5 KB.
+ */
+#define GW_GZIP_SCRATCH_BYTES 65536
 
 /* ---- Redis: the connection (redis.c), the shared quota (redis_quota.c), idempotency ---- */
 

@@ -225,34 +225,71 @@ static void test_compress_round_trip(void **state)
     gw_gzip_free(NULL);
 }
 
-/* Bytes gzip cannot shrink: the deflater says so, and allocates nothing for the caller. */
-static void test_compress_never_larger(void **state)
+/* @p len pseudo-random bytes; with @p alphabet, each one of its characters. */
+static char *noise(size_t len, const char *alphabet)
 {
-    struct gw_gzip *gz = gw_gzip_new();
-    size_t len = 4096;
-    char *in = malloc(len);
-    char *out = (char *)1;
-    size_t out_len = 99;
+    char *s = malloc(len);
     uint64_t x = 0x9E3779B97F4A7C15ull;
     size_t i;
 
-    (void)state;
-    assert_non_null(gz);
-    assert_non_null(in);
+    assert_non_null(s);
     for (i = 0; i < len; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        in[i] = (char)(x >> 24);
+        s[i] = alphabet != NULL ? alphabet[(x >> 24) % strlen(alphabet)] : (char)(x >> 24);
     }
-    assert_int_equal(gw_gzip_compress(gz, 9, in, len, &out, &out_len), 1);
-    assert_null(out);
-    assert_int_equal(out_len, 0);
-    /* The stream is still good for the next body. */
-    memset(in, 'a', len);
-    assert_int_equal(gw_gzip_compress(gz, 1, in, len, &out, &out_len), 0);
-    assert_true(out_len < 100);
+    return s;
+}
+
+/* Bytes gzip cannot shrink: the deflater says so, and allocates nothing for the caller; both
+ * when the attempt fits its scratch and when it runs past it. */
+static void test_compress_never_larger(void **state)
+{
+    static const size_t sizes[] = {4096, 3 * GW_GZIP_SCRATCH_BYTES};
+    struct gw_gzip *gz = gw_gzip_new();
+    size_t i;
+
+    (void)state;
+    assert_non_null(gz);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char *in = noise(sizes[i], NULL);
+        char *out = (char *)1;
+        size_t out_len = 99;
+
+        assert_int_equal(gw_gzip_compress(gz, 9, in, sizes[i], &out, &out_len), 1);
+        assert_null(out);
+        assert_int_equal(out_len, 0);
+        /* The stream is still good for the next body. */
+        memset(in, 'a', sizes[i]);
+        assert_int_equal(gw_gzip_compress(gz, 1, in, sizes[i], &out, &out_len), 0);
+        assert_true(out_len < 64 + sizes[i] / 100);
+        free(out);
+        free(in);
+    }
+    gw_gzip_free(gz);
+}
+
+/* A gzip longer than the deflater's scratch (hex noise: about half its size) is gathered
+ * across several passes and still inflates to the very bytes. */
+static void test_compress_past_the_scratch(void **state)
+{
+    size_t len = 4 * GW_GZIP_SCRATCH_BYTES;
+    char *in = noise(len, "0123456789abcdef");
+    char *back = malloc(len);
+    struct gw_gzip *gz = gw_gzip_new();
+    char *out = NULL;
+    size_t out_len = 0;
+
+    (void)state;
+    assert_non_null(gz);
+    assert_non_null(back);
+    assert_int_equal(gw_gzip_compress(gz, 6, in, len, &out, &out_len), 0);
+    assert_true(out_len > GW_GZIP_SCRATCH_BYTES && out_len < len);
+    assert_int_equal(gunzip(out, out_len, back, len), (long)len);
+    assert_memory_equal(back, in, len);
     free(out);
+    free(back);
     free(in);
     gw_gzip_free(gz);
 }
@@ -265,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_accept_bound),
         cmocka_unit_test(test_compress_round_trip),
         cmocka_unit_test(test_compress_never_larger),
+        cmocka_unit_test(test_compress_past_the_scratch),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
