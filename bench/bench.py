@@ -13,7 +13,10 @@ Phases, each with fresh processes:
      run), medians quoted;
   3. HTTPS: the fast upstream over TLS against plain HTTP, c=100, one worker, alternating;
   4. the default pool (upstream.max_connections = 64) with the slow upstream at c=1000, hcgw
-     only, to show what the pool size does.
+     only, to show what the pool size does;
+  5. the cache-hit path: GET /contacts/{id} answered from hcgw's contact cache against nginx
+     answering it from its proxy_cache, one worker each, c=100 and 1000, alternating runs
+     (--phases cachehit alone writes bench/results/cachehit-latest.md).
 Writes a markdown report to stdout and bench/results/latest.md (and the raw runs as JSON).
 """
 import argparse
@@ -127,29 +130,40 @@ def tree_pids(pid):
     return pids
 
 
-def cpu_ticks(pids):
-    total = 0
+def cpu_ticks_by_pid(pids):
+    """{pid: utime + stime} of the processes still there (nginx's cache loader, started with a
+    proxy_cache, exits by itself about a minute after nginx started)."""
+    out = {}
     for pid in pids:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return out
 
 
 def status_kib(pids, key):
     total = 0
     for pid in pids:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    total += int(line.split()[1])
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:  # gone since the list was made
+            continue
     return total
 
 
 def reset_hwm(pids):
     for pid in pids:
-        with open("/proc/%d/clear_refs" % pid, "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS
+        try:
+            with open("/proc/%d/clear_refs" % pid, "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+        except OSError:
+            continue
 
 
 def set_affinity(pids, cpus):
@@ -278,7 +292,8 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.run = tempfile.mkdtemp(prefix="hcgw-bench-")
-        self.hcgw_bin = os.path.join(ROOT, "build", "release", "hcgw")
+        self.hcgw_bin = (getattr(args, "hcgw", None)
+                         or os.path.join(ROOT, "build", "release", "hcgw"))
         self.nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
         with open(os.path.join(BENCH, "customer.json")) as f:
             self.customer = f.read().strip()
@@ -352,7 +367,7 @@ class Bench:
     def status_port(self, kind):
         return self.up_slow_status if kind == "slow" else self.up_fast_status
 
-    def start_hcgw(self, workers, upstream, port, cpus, pool=POOL, tag="hcgw"):
+    def start_hcgw(self, workers, upstream, port, cpus, pool=POOL, tag="hcgw", cache_line=""):
         scheme = "https" if upstream == "tls" else "http"
         ca_line = ""
         if scheme == "https":
@@ -360,7 +375,7 @@ class Bench:
         conf = render("hcgw.bench.conf", os.path.join(self.run, "%s.conf" % tag),
                       dict(HCGW_PORT=port, WORKERS=workers, UP_SCHEME=scheme,
                            UP_PORT=self.up_port(upstream), API_KEY=API_KEY, POOL=pool,
-                           CA_FILE_LINE=ca_line))
+                           CA_FILE_LINE=ca_line, CACHE_LINE=cache_line))
         logf = os.path.join(self.run, "%s.log" % tag)
         t0 = time.monotonic()
         p = PROCS.start([self.hcgw_bin, "-c", conf], cpus=cpus, name=tag,
@@ -371,13 +386,19 @@ class Bench:
         p.bench_ready_s = time.monotonic() - t0
         return p
 
-    def start_nginx(self, workers, upstream, port, cpus, tag="nginx"):
+    def start_nginx(self, workers, upstream, port, cpus, tag="nginx", conf="proxy.nginx.conf"):
         scheme = "https" if upstream == "tls" else "http"
         run = os.path.join(self.run, tag)
         os.makedirs(run, exist_ok=True)
         if not os.path.exists(os.path.join(run, "tls")):
             os.symlink(os.path.join(self.run, "tls"), os.path.join(run, "tls"))
-        conf = render("proxy.nginx.conf", os.path.join(run, "proxy.conf"),
+        if conf == "proxy-cache.nginx.conf" and os.geteuid() == 0:
+            # Run as root, nginx's workers run as "nobody" and must reach the cache directory
+            # that the master creates (and hands to them) inside the run directory: let them
+            # through the two folders above it (search permission only, no listing).
+            os.chmod(self.run, 0o711)
+            os.chmod(run, 0o711)
+        conf = render(conf, os.path.join(run, "proxy.conf"),
                       dict(RUN=run, WORKERS=workers, PROXY_PORT=port, UP_SCHEME=scheme,
                            UP_HOST="127.0.0.1", UP_PORT=self.up_port(upstream), POOL=POOL,
                            API_KEY=API_KEY, SSL_VERIFY="on" if scheme == "https" else "off"))
@@ -397,15 +418,17 @@ class Bench:
 
     # ------------------------------------------------------------ one run
 
-    def wrk(self, port, conns, seconds, load, direct=False, during=None):
+    def wrk(self, port, conns, seconds, load, direct=False, during=None, script=None):
         """Run wrk; during(proc), when given, runs while it does (for mid-run samples)."""
         threads = len(parse_cpus(load))
         threads = max(1, min(threads, conns))
         argv = ["taskset", "-c", load, "wrk", "-t%d" % threads, "-c%d" % conns,
-                "-d%ds" % seconds, "--timeout", "5s", "-s", os.path.join(BENCH, "delete_tag.lua"),
-                "http://127.0.0.1:%d" % port]
+                "-d%ds" % seconds, "--timeout", "5s", "-s",
+                os.path.join(BENCH, script or "delete_tag.lua"), "http://127.0.0.1:%d" % port]
         if direct:
             argv += ["--", "direct", API_KEY]
+        elif script == "get_contact.lua":
+            argv += ["--", str(self.args.cachehit_ids)]
         p = PROCS.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, name="wrk")
         try:
             if during is not None:
@@ -419,7 +442,7 @@ class Bench:
                                                            err.decode()[-500:]))
         return json.loads(m.group(1))
 
-    def measure(self, target, proc, upstream, conns, seconds, load, extra=None):
+    def measure(self, target, proc, upstream, conns, seconds, load, extra=None, script=None):
         """One wrk run against target ("direct", "nginx", "hcgw"), with the proxy's CPU time,
         peak RSS, and the connections the upstream accepted per request it served, in the
         steady part of the run (from 30% of it to 0.5 s before its end): at the start of a
@@ -434,7 +457,7 @@ class Bench:
         pids = tree_pids(proc.pid) if proc else []
         if pids:
             reset_hwm(pids)
-            ticks0 = cpu_ticks(pids)
+            ticks0 = cpu_ticks_by_pid(pids)
         sport = self.status_port(upstream)
         acc0 = stub_accepts(sport)
         window = {}
@@ -447,7 +470,8 @@ class Bench:
             time.sleep(max(0.0, b - (time.monotonic() - t0)))
             window["b"] = stub_counts(sport)
 
-        w = self.wrk(port, conns, seconds, load, direct=(target == "direct"), during=sample)
+        w = self.wrk(port, conns, seconds, load, direct=(target == "direct"), during=sample,
+                     script=script)
         acc1 = stub_accepts(sport)
         row = dict(target=target, upstream=upstream, c=conns, **(extra or {}))
         secs = w["duration_us"] / 1e6
@@ -464,8 +488,11 @@ class Bench:
         row["up_reqs"] = b_req - a_req - 1
         row["up_conns_per_10k"] = row["up_conns"] * 10000.0 / max(1, row["up_reqs"])
         if pids:
-            ticks1 = cpu_ticks(pids)
-            row["cpu_us_per_req"] = (ticks1 - ticks0) * 1e6 / HZ / max(1, w["requests"])
+            # A process that ended during the run (nginx's cache loader) counts up to its
+            # last reading before the run; its time in the run is lost, and it did little.
+            ticks1 = cpu_ticks_by_pid(pids)
+            ticks = sum(t - ticks0[p] for p, t in ticks1.items() if p in ticks0)
+            row["cpu_us_per_req"] = ticks * 1e6 / HZ / max(1, w["requests"])
             row["peak_rss_kib"] = status_kib(pids, "VmHWM")
             row["rss_kib"] = status_kib(pids, "VmRSS")
             # Keep the access logs from filling the disk: they are emptied after every run.
@@ -586,6 +613,59 @@ class Bench:
         finally:
             PROCS.stop(hc)
 
+    def phase_cachehit(self):
+        """GET /contacts/{id} from hcgw's contact cache against nginx's proxy_cache: one worker
+        each, the proxy pinned to its own CPU, every id read once first (so that each measured
+        request is a hit; the upstream's request count over the run says whether any was not),
+        then alternating runs at each concurrency."""
+        a = self.args
+        load, proxy = self.layout(1)
+        set_affinity(sum((tree_pids(p.pid) for p in self.upstreams.values()), []), load)
+        log("cache hits: GET /contacts/{id} over %d ids, one worker, load on CPU %s, proxies on "
+            "CPU %s" % (a.cachehit_ids, load, proxy))
+        ng = self.start_nginx(1, "fast", self.p_nginx, proxy, tag="nginx-cache",
+                              conf="proxy-cache.nginx.conf")
+        hc = self.start_hcgw(1, "fast", self.p_hcgw, proxy, tag="hcgw-cache",
+                             cache_line="cache = { ttl_ms = 3600000; };")
+        procs = {"nginx": ng, "hcgw": hc}
+        try:
+            for t, p in procs.items():
+                self.fill_cache(t, p.bench_port)
+            for c in a.cachehit_conns:
+                for t in ("nginx", "hcgw"):
+                    self.measure(t, procs[t], "fast", c, a.warmup, load,
+                                 script="get_contact.lua")
+                for rep in range(a.reps):
+                    order = ["nginx", "hcgw"] if rep % 2 == 0 else ["hcgw", "nginx"]
+                    for t in order:
+                        row = self.measure(t, procs[t], "fast", c, a.duration, load,
+                                           dict(workers=1, rep=rep, phase="cachehit"),
+                                           script="get_contact.lua")
+                        self.rows.append(row)
+                        log("  cache hits c=%d %-5s rep %d: %8.0f req/s p50 %6.2f p99 %7.2f ms "
+                            "err %d cpu %.1f us/req upstream calls %d"
+                            % (c, t, rep, row["rps"], row["p50_ms"], row["p99_ms"],
+                               row["errors"], row["cpu_us_per_req"], row["up_reqs"]))
+        finally:
+            PROCS.stop(ng)
+            PROCS.stop(hc)
+
+    def fill_cache(self, target, port):
+        """Reads every id the wrk script will ask for, once, and checks the second read is a
+        hit (Cache-Status says so for both proxies)."""
+        for k in range(self.args.cachehit_ids):
+            st, _ = http_get(port, "/contacts/%d" % (1568834 + k), timeout=5.0)
+            if st != 200:
+                raise RuntimeError("%s: GET /contacts/%d answered %s while filling its cache"
+                                   % (target, 1568834 + k, st))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /contacts/1568834 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            head = s.recv(65536).split(b"\r\n\r\n")[0].decode(errors="replace")
+        m = re.search(r"(?im)^Cache-Status: *(.*)$", head)
+        if not m or "hit" not in m.group(1).lower():
+            raise RuntimeError("%s: a second read of a contact is not a hit (Cache-Status %r)"
+                               % (target, m.group(1) if m else None))
+
     # ------------------------------------------------------------ report
 
     def cell(self, workers, upstream, c, target, phase=None):
@@ -605,7 +685,8 @@ class Bench:
         self.start_upstreams()
         self.out_of_time = False
         for name, phase in (("startup", self.phase_startup), ("matrix", self.phase_matrix),
-                            ("tls", self.phase_tls), ("pool", self.phase_default_pool)):
+                            ("tls", self.phase_tls), ("pool", self.phase_default_pool),
+                            ("cachehit", self.phase_cachehit)):
             if name not in a.phases:
                 continue
             try:
@@ -634,7 +715,7 @@ class Bench:
                 f.write(text)
             if not a.from_json:
                 meta = {k: getattr(self, k, None) for k in self.META}
-                meta["args"] = {k: portable_path(v) if k in ("output", "from_json") else v
+                meta["args"] = {k: portable_path(v) if k in ("output", "from_json", "hcgw") else v
                                 for k, v in vars(a).items()}
                 with open(os.path.splitext(out)[0] + ".json", "w") as f:
                     json.dump({"meta": meta, "rows": self.rows, "extra": self.extra}, f,
@@ -654,7 +735,7 @@ class Bench:
                 setattr(self, k, v)
         for k, v in data.get("meta", {}).get("args", {}).items():
             if k in ("duration", "warmup", "reps", "startup_reps", "workers", "upstreams",
-                     "conns", "tls_conns"):
+                     "conns", "tls_conns", "cachehit_conns", "cachehit_ids", "phases"):
                 setattr(self.args, k, v)
 
 
@@ -692,10 +773,17 @@ def main():
     ap.add_argument("--conns", type=int, nargs="+", default=None,
                     help="concurrencies (default 10 100 1000; --quick: 100)")
     ap.add_argument("--tls-conns", type=int, default=100)
-    ap.add_argument("--phases", nargs="+", default=["startup", "matrix", "tls", "pool"])
+    ap.add_argument("--phases", nargs="+", default=["startup", "matrix", "tls", "pool", "cachehit"],
+                    choices=["startup", "matrix", "tls", "pool", "cachehit"])
+    ap.add_argument("--cachehit-conns", type=int, nargs="+", default=[100, 1000],
+                    help="concurrencies of the cache-hit phase")
+    ap.add_argument("--cachehit-ids", type=int, default=1000,
+                    help="distinct contacts the cache-hit phase reads")
     ap.add_argument("--output", default=os.path.join(BENCH, "results", "latest.md"),
                     help="markdown report ('' for none)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
+    ap.add_argument("--hcgw", metavar="PATH",
+                    help="the hcgw binary (default build/release/hcgw, which run.sh builds)")
     ap.add_argument("--from-json", metavar="FILE",
                     help="only render the report again from a run's .json (nothing is started)")
     ap.add_argument("--max-minutes", type=int, default=20,
@@ -709,6 +797,10 @@ def main():
         if a.output == os.path.join(BENCH, "results", "latest.md"):
             a.output = os.path.join(BENCH, "results", "quick.md")
     a.conns = a.conns or [10, 100, 1000]
+    if a.quick:
+        a.cachehit_conns = [100]
+    if set(a.phases) == {"cachehit"} and a.output == os.path.join(BENCH, "results", "latest.md"):
+        a.output = os.path.join(BENCH, "results", "cachehit-latest.md")
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     raise_nofile()

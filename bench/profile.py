@@ -9,7 +9,10 @@ Against the fast upstream, one worker each, on loopback, everything bounded:
   2. strace -c -f: system calls per request at c=100;
   3. perf record -e cpu-clock (a software clock: works in VMs without a PMU): user/kernel split
      and the hottest symbols, when perf works here.
-Writes bench/results/profile.md (and prints it).
+Writes bench/results/profile.md (and prints it). With --cachehit the job is GET /contacts/{id}
+answered from the proxy's cache (hcgw's contact cache, nginx's proxy_cache, both filled first,
+as in bench.py --phases cachehit) instead of DELETE /contacts/{id}/tags/{name}; it writes
+bench/results/profile-cachehit.md.
 """
 import argparse
 import collections
@@ -25,11 +28,11 @@ import bench  # noqa: E402
 from bench import PROCS, Bench, log, tree_pids, wait_ready  # noqa: E402
 
 
-def count_hcgw_requests(port):
+def count_hcgw_requests(port, route="tag_delete"):
     st, body = bench.http_get(port, "/metrics")
     n = 0
     for line in (body or b"").decode().splitlines():
-        if line.startswith("hcgw_requests_total{") and 'route="tag_delete"' in line:
+        if line.startswith("hcgw_requests_total{") and 'route="%s"' % route in line:
             n += int(float(line.rsplit(" ", 1)[1]))
     return n
 
@@ -83,7 +86,37 @@ def annotate(cg_file, requests, top=25):
     return total, per_obj, sorted(incl.values(), reverse=True)[:top]
 
 
+CACHE_LINE = "cache = { ttl_ms = 3600000; };"
+
+
 class Profile(Bench):
+    """The cache-hit job (--cachehit) changes the proxies' configurations, the wrk script, the
+    route counted, and fills both caches before anything is measured."""
+
+    @property
+    def cachehit(self):
+        return self.args.cachehit
+
+    @property
+    def script(self):
+        return "get_contact.lua" if self.cachehit else None
+
+    @property
+    def route(self):
+        return "contact_get" if self.cachehit else "tag_delete"
+
+    def proxy(self, target, proxy_cpus):
+        if target == "hcgw":
+            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy_cpus,
+                                cache_line=CACHE_LINE if self.cachehit else "")
+        else:
+            p = self.start_nginx(1, "fast", self.p_nginx, proxy_cpus,
+                                 conf="proxy-cache.nginx.conf" if self.cachehit
+                                 else "proxy.nginx.conf")
+        if self.cachehit:
+            self.fill_cache(target, p.bench_port)
+        return p
+
     def callgrind(self, target, seconds):
         a = self.args
         cg = os.path.join(self.run, "%s.cg" % target)
@@ -92,7 +125,8 @@ class Profile(Bench):
             conf = bench.render("hcgw.bench.conf", os.path.join(self.run, "cg-hcgw.conf"),
                                 dict(HCGW_PORT=self.p_hcgw, WORKERS=1, UP_SCHEME="http",
                                      UP_PORT=self.up_fast, API_KEY=bench.API_KEY, POOL=bench.POOL,
-                                     CA_FILE_LINE=""))
+                                     CA_FILE_LINE="",
+                                     CACHE_LINE=CACHE_LINE if self.cachehit else ""))
             argv = [self.hcgw_bin, "-c", conf]
             port = self.p_hcgw
             logf = open(os.path.join(self.run, "cg-hcgw.log"), "w")
@@ -100,7 +134,8 @@ class Profile(Bench):
             run = os.path.join(self.run, "cg-nginx")
             os.makedirs(run, exist_ok=True)
             os.symlink(os.path.join(self.run, "tls"), os.path.join(run, "tls"))
-            conf = bench.render("proxy.nginx.conf", os.path.join(run, "proxy.conf"),
+            conf = bench.render("proxy-cache.nginx.conf" if self.cachehit else "proxy.nginx.conf",
+                                os.path.join(run, "proxy.conf"),
                                 dict(RUN=run, WORKERS=1, PROXY_PORT=self.p_nginx, UP_SCHEME="http",
                                      UP_HOST="127.0.0.1", UP_PORT=self.up_fast, POOL=bench.POOL,
                                      API_KEY=bench.API_KEY, SSL_VERIFY="off"))
@@ -115,17 +150,21 @@ class Profile(Bench):
                          "--callgrind-out-file=" + cg] + argv, stderr=logf,
                         name="callgrind-" + target)
         wait_ready(port, timeout=60, proc=p)
+        if self.cachehit:
+            self.fill_cache(target, port)
         time.sleep(0.5)
-        before = count_hcgw_requests(port) if target == "hcgw" else 0
+        before = count_hcgw_requests(port, self.route) if target == "hcgw" else 0
+        lines0 = (count_lines(os.path.join(self.run, "cg-nginx", "proxy.access.log"))
+                  if target == "nginx" else 0)
         cg_control(p.pid, "-i", "on")
-        w = self.wrk(port, a.cg_conns, seconds, "0-%d" % (self.ncpu - 1))
+        w = self.wrk(port, a.cg_conns, seconds, "0-%d" % (self.ncpu - 1), script=self.script)
         time.sleep(1.0)  # requests wrk left in flight finish (and are counted)
         cg_control(p.pid, "-i", "off")
         cg_control(p.pid, "-d")
         if target == "hcgw":
-            n = count_hcgw_requests(port) - before
+            n = count_hcgw_requests(port, self.route) - before
         else:
-            n = count_lines(os.path.join(self.run, "cg-nginx", "proxy.access.log"))
+            n = count_lines(os.path.join(self.run, "cg-nginx", "proxy.access.log")) - lines0
         PROCS.stop(p, wait=10)
         dump = cg + ".1"
         if not os.path.exists(dump) or os.path.getsize(dump) == 0:
@@ -137,22 +176,19 @@ class Profile(Bench):
 
     def strace(self, target, seconds):
         load, proxy = self.layout(1)
-        if target == "hcgw":
-            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy)
-            pids = [p.pid]
-        else:
-            p = self.start_nginx(1, "fast", self.p_nginx, proxy)
-            pids = tree_pids(p.pid)[1:]  # the worker
+        p = self.proxy(target, proxy)
+        pids = [p.pid] if target == "hcgw" else tree_pids(p.pid)[1:]  # nginx: the worker
         try:
-            self.wrk(p.bench_port, 100, 1, load)  # warm-up
+            self.wrk(p.bench_port, 100, 1, load, script=self.script)  # warm-up
             out = os.path.join(self.run, "strace-%s.txt" % target)
             st = PROCS.start(["strace", "-c", "-f", "-o", out] +
                              sum((["-p", str(x)] for x in pids), []), name="strace")
             time.sleep(0.5)
-            before = count_hcgw_requests(p.bench_port) if target == "hcgw" else 0
-            w = self.wrk(p.bench_port, 100, seconds, load)
+            before = count_hcgw_requests(p.bench_port, self.route) if target == "hcgw" else 0
+            w = self.wrk(p.bench_port, 100, seconds, load, script=self.script)
             PROCS.stop(st, sig=2, wait=10)
-            n = (count_hcgw_requests(p.bench_port) - before) if target == "hcgw" else w["requests"]
+            n = ((count_hcgw_requests(p.bench_port, self.route) - before) if target == "hcgw"
+                 else w["requests"])
             calls = {}
             with open(out) as f:
                 for line in f:
@@ -169,15 +205,11 @@ class Profile(Bench):
         if shutil.which("perf") is None:
             return None
         load, proxy = self.layout(1)
-        if target == "hcgw":
-            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy)
-            pids = [p.pid]
-        else:
-            p = self.start_nginx(1, "fast", self.p_nginx, proxy)
-            pids = tree_pids(p.pid)[1:]
+        p = self.proxy(target, proxy)
+        pids = [p.pid] if target == "hcgw" else tree_pids(p.pid)[1:]
         data = os.path.join(self.run, "perf-%s.data" % target)
         try:
-            self.wrk(p.bench_port, 100, 1, load)
+            self.wrk(p.bench_port, 100, 1, load, script=self.script)
 
             def rec(_):
                 time.sleep(0.5)
@@ -186,7 +218,7 @@ class Profile(Bench):
                                 str(max(1, seconds - 1))], capture_output=True,
                                timeout=seconds + 30)
 
-            self.wrk(p.bench_port, 100, seconds, load, during=rec)
+            self.wrk(p.bench_port, 100, seconds, load, during=rec, script=self.script)
         finally:
             PROCS.stop(p)
         if not os.path.exists(data):
@@ -226,8 +258,11 @@ class Profile(Bench):
         w = L.append
         w("# Where the CPU goes: hcgw and nginx, same job (bench/profile.sh)")
         w("")
-        w("Run %s, %.0f s. Fast upstream, DELETE /contacts/{id}/tags/{name}, one worker each."
-          % (time.strftime("%Y-%m-%d %H:%M %Z"), elapsed))
+        w("Run %s, %.0f s. Fast upstream, %s, one worker each."
+          % (time.strftime("%Y-%m-%d %H:%M %Z"), elapsed,
+             "GET /contacts/{id} answered from the proxy's cache (hcgw's contact cache, nginx's "
+             "proxy_cache; %d ids, read once before measuring)" % self.args.cachehit_ids
+             if self.cachehit else "DELETE /contacts/{id}/tags/{name}"))
         w("")
         w("## Instructions per request (callgrind, user space, c=%d)" % self.args.cg_conns)
         w("")
@@ -311,9 +346,17 @@ def main():
     ap.add_argument("--cg-conns", type=int, default=10)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--no-perf", dest="perf", action="store_false")
-    ap.add_argument("--output", default=os.path.join(bench.BENCH, "results", "profile.md"))
+    ap.add_argument("--output", default=None,
+                    help="default bench/results/profile.md, profile-cachehit.md with --cachehit")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--cachehit", action="store_true",
+                    help="profile GET /contacts/{id} answered from each proxy's cache")
+    ap.add_argument("--cachehit-ids", type=int, default=1000)
+    ap.add_argument("--hcgw", metavar="PATH", help="the hcgw binary (default build/release/hcgw)")
     a = ap.parse_args()
+    if a.output is None:
+        a.output = os.path.join(bench.BENCH, "results",
+                                "profile-cachehit.md" if a.cachehit else "profile.md")
     for s in (bench.signal.SIGINT, bench.signal.SIGTERM, bench.signal.SIGHUP):
         bench.signal.signal(s, bench.on_signal)
     bench.raise_nofile()

@@ -123,6 +123,15 @@ def make_report(b):
     w("| libcurl (curl tool) | %s |" % v["curl"])
     w("")
     lay1, lay2 = b.layout(1), b.layout(2)
+    matrix = "matrix" in getattr(a, "phases", ["matrix"])
+    if matrix:
+        method_and_matrix(b, w, a, lay1, lay2)
+    cachehit_section(b, w, a, lay1)
+    rest(b, w, a)
+    return "\n".join(L) + "\n"
+
+
+def method_and_matrix(b, w, a, lay1, lay2):
     w("Method: each cell is %d run(s) of %d s after a %d s warm-up, medians quoted; nginx and "
       "hcgw alternate (their order flips every run) and the direct runs sit between them. "
       "Load: wrk -t<load CPUs> -c<c> with bench/delete_tag.lua (4096 distinct ids and tag "
@@ -188,6 +197,59 @@ def make_report(b):
                     fmt(h["rps"] / d["rps"] if d["rps"] else None, "%.3f")))
     w("")
 
+
+def cachehit_section(b, w, a, lay1):
+    rows = [r for r in b.rows if r.get("phase") == "cachehit"]
+    if not rows:
+        return
+    w("## The cache-hit path: hcgw's contact cache against nginx's proxy_cache")
+    w("")
+    w("GET /contacts/{id} over %d ids (bench/get_contact.lua), each read once through each "
+      "proxy before the runs so that every measured request is a hit: hcgw with "
+      "cache.ttl_ms = 3600000 (bench/hcgw.bench.conf), nginx with proxy_cache, "
+      "proxy_cache_valid 200 60m and proxy_cache_lock (bench/proxy-cache.nginx.conf). One "
+      "worker each, the load (wrk, the upstream) on CPU %s and the proxy on CPU %s; %d run(s) of "
+      "%d s after a %d s warm-up per concurrency, nginx and hcgw alternating; medians. Upstream "
+      "calls = requests the upstream served from 30%% of a run to 0.5 s before its end (0: all "
+      "hits)." % (a.cachehit_ids, lay1[0], lay1[1], a.reps, a.duration, a.warmup))
+    w("")
+    w("| c | target | req/s | p50 ms | p99 ms | errors | CPU µs/req | peak RSS MiB | upstream "
+      "calls |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c in a.cachehit_conns:
+        for t in ("nginx", "hcgw"):
+            s = summary(b, 1, "fast", c, t, "cachehit")
+            if s is None:
+                continue
+            up = sum(r["up_reqs"] for r in b.cell(1, "fast", c, t, "cachehit"))
+            w("| %d | %s | %s | %s | %s | %d | %s | %s | %d |" % (
+                c, t, fmt(s["rps"]), fmt(s["p50"], "%.2f"), fmt(s["p99"], "%.2f"), s["errors"],
+                fmt(s["cpu"], "%.1f"), fmt(s["rss"], "%.1f"), up))
+    w("")
+    w("| c | req/s hcgw/nginx | CPU/req hcgw/nginx | peak RSS hcgw/nginx |")
+    w("|---:|---:|---:|---:|")
+    for c in a.cachehit_conns:
+        w("| %d | %s | %s | %s |" % (
+            c, fmt(pair_ratios(b, 1, "fast", c, "rps", "cachehit"), "%.2f"),
+            fmt(pair_ratios(b, 1, "fast", c, "cpu_us_per_req", "cachehit"), "%.2f"),
+            fmt(pair_ratios(b, 1, "fast", c, "peak_rss_kib", "cachehit"), "%.2f")))
+    w("")
+    w("Target (issue 11): at c=100, hcgw's requests per second at least nginx's, at no more CPU "
+      "per request.")
+    w("")
+    r = pair_ratios(b, 1, "fast", 100, "rps", "cachehit")
+    cr = pair_ratios(b, 1, "fast", 100, "cpu_us_per_req", "cachehit")
+    if r is not None and cr is not None:
+        w("| target | measured | |")
+        w("|---|---|---|")
+        w("| cache hits, c=100: hcgw req/s ≥ nginx's | ratio %.2f | %s |"
+          % (r, "met" if r >= 1.0 else "**missed**"))
+        w("| cache hits, c=100: hcgw CPU/req ≤ nginx's | ratio %.2f | %s |"
+          % (cr, "met" if cr <= 1.0 else "**missed**"))
+        w("")
+
+
+def rest(b, w, a):
     # ---- the rest
     ex = b.extra
     if "startup_ms" in ex:
@@ -245,6 +307,8 @@ def make_report(b):
         w("")
 
     # ---- targets
+    if "matrix" not in getattr(a, "phases", ["matrix"]):
+        return
     w("## Targets (issue 6)")
     w("")
     w("| target | measured | |")
@@ -285,11 +349,11 @@ def make_report(b):
             s = ex["startup_ms"]["hcgw"][wk]
             w("| start-up to ready ≤ 50 ms, %d worker(s) | %.1f ms | %s |"
               % (wk, s, verdict(s <= 50)))
-    hc_rows = [r for r in b.rows if r["target"] == "hcgw" and r.get("phase") != "pool64"]
+    hc_rows = [r for r in b.rows if r["target"] == "hcgw"
+               and r.get("phase") not in ("pool64", "cachehit")]
     if hc_rows:
         worst = max(hc_rows, key=lambda r: r["up_conns_per_10k"])
         w("| new upstream conns per 10k requests ≤ pool (%d) | worst cell %.1f (w=%d %s c=%d) "
           "| %s |" % (1024, worst["up_conns_per_10k"], worst["workers"], worst["upstream"],
                       worst["c"], verdict(worst["up_conns_per_10k"] <= 1024)))
     w("")
-    return "\n".join(L) + "\n"

@@ -30,6 +30,7 @@
 #include "hcgw/redis.h"
 #include "hcgw/redis_cache.h"
 #include "hcgw/redis_quota.h"
+#include "hcgw/trace.h"
 
 /*
  * One upstream read of a contact that its callers share (single flight, on the contact's home
@@ -45,6 +46,7 @@ struct gw_flight {
     struct gw_flight *next;          /* bucket chain */
     char *url;
     char request_id[GW_MAX_REQUEST_ID + 1];
+    struct gw_trace trace;           /* the trace of the caller who started it */
 };
 
 /*
@@ -67,6 +69,7 @@ struct gw_batch {
     char *body;                      /* the merged body of several members */
     char *url;                       /* its own copy: the first member may leave */
     char request_id[GW_MAX_REQUEST_ID + 1];
+    struct gw_trace trace;           /* the first member's, when the call is sent */
 };
 
 struct gw_lane {
@@ -437,6 +440,7 @@ static void free_flight(struct gw_flight *f)
 {
     gw_call_release(&f->call);
     free(f->url);
+    gw_trace_clear(&f->trace);
     free(f);
 }
 
@@ -499,6 +503,10 @@ static int fly(struct gw_calls *calls, struct gw_call *call)
     f->call.url = f->url;
     f->call.retryable = call->retryable;
     f->call.request_id = f->request_id;
+    if (call->trace != NULL) {
+        gw_trace_copy(&f->trace, call->trace);
+        f->call.trace = &f->trace;
+    }
     f->call.deadline_ms = call->deadline_ms;
     f->call.done = flight_done;
     f->call.data = f;
@@ -603,6 +611,7 @@ static void batch_free(struct gw_batch *b)
     gw_call_release(&b->call);
     free(b->body);
     free(b->url);
+    gw_trace_clear(&b->trace);
     free(b);
 }
 
@@ -737,6 +746,11 @@ static int batch_send(struct gw_calls *calls, struct gw_batch *b)
     snprintf(b->request_id, sizeof(b->request_id), "%s", first->request_id);
     b->call.retryable = members_retryable(b);
     b->call.request_id = b->request_id;
+    gw_trace_clear(&b->trace);
+    if (first->trace != NULL) {
+        gw_trace_copy(&b->trace, first->trace);
+        b->call.trace = &b->trace;
+    }
     b->call.deadline_ms = batch_deadline(b);
     b->call.done = batch_done;
     b->call.data = b;

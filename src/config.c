@@ -178,6 +178,9 @@ static const struct key keys[] = {
     STRING_KEY("upstream.proxy", upstream.proxy, NULL, check_proxy),
     {.name = "upstream.key_file_mode", .type = KEY_STRING, .def_str = "warn",
      .set = set_key_file_mode},
+    /* HelpCrunch is a third party: a caller's trace context goes there only on purpose. */
+    {.name = "upstream.propagate_trace", .type = KEY_BOOL, .def = 0,
+     .offset = FIELD_OF(upstream.propagate_trace)},
 
     LONG_KEY("limits.max_body_bytes", limits.max_body_bytes, 1, 16777216, 65536),
     LONG_KEY("limits.max_upstream_body_bytes", limits.max_upstream_body_bytes, 1024, 268435456,

@@ -35,7 +35,11 @@ uint64_t gw_governor_interval_us(int requests_per_minute, int burst)
 {
     int b = gw_governor_burst(requests_per_minute, burst);
 
-    return 60000000u / (uint64_t)(requests_per_minute - b + 1);
+    uint64_t n = (uint64_t)(requests_per_minute - b + 1);
+
+    /* Rounded up: truncated (540540 us for 120 and 10), the burst and limit - burst + 1 steady
+     * calls would fit in one 60 s window, one too many. */
+    return (60000000u + n - 1) / n;
 }
 
 static void set_from(struct gw_governor *g, const struct gw_config *cfg)

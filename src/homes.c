@@ -25,6 +25,7 @@
 #include "hcgw/calls.h"
 #include "hcgw/limits.h"
 #include "hcgw/loop.h"
+#include "hcgw/trace.h"
 #include "hcgw/upstream.h"
 
 enum hop_where { HOP_QUEUED, HOP_HOSTED, HOP_BACK };
@@ -52,6 +53,7 @@ struct gw_hop {
     char *url;
     char *body;
     char request_id[GW_MAX_REQUEST_ID + 1];
+    struct gw_trace trace;           /* the caller's, for the home's call */
 };
 
 struct hop_list {
@@ -105,6 +107,7 @@ static void hop_free(struct gw_hop *h)
     gw_call_release(&h->call);
     free(h->url);
     free(h->body);
+    gw_trace_clear(&h->trace);
     free(h);
 }
 
@@ -209,6 +212,10 @@ int gw_homes_send(struct gw_homes *homes, int from, int to, struct gw_call *call
     h->call.body_len = call->body_len;
     h->call.retryable = call->retryable;
     h->call.request_id = h->request_id;
+    if (call->trace != NULL) {
+        gw_trace_copy(&h->trace, call->trace);
+        h->call.trace = &h->trace;
+    }
     h->call.deadline_ms = call->deadline_ms;
     h->call.cache_role = call->cache_role;
     h->call.contact_id = call->contact_id;

@@ -85,7 +85,7 @@ static const char script[] =
     "return 1\n";
 
 /* What the hash of a record's name starts with: these hashes name idempotency records. */
-#define ACCOUNT_DOMAIN "hcgw idem\n"
+#define NAME_DOMAIN "hcgw idem\n"
 
 /* Hex digits of the hash in a record's name: half of SHA-256, ample to tell records apart. */
 #define NAME_HEX 32
@@ -96,9 +96,6 @@ static const char script[] =
 /* The fingerprint in hex, and the token's fixed width in decimal digits. */
 #define FP_HEX (2 * GW_IDEM_FINGERPRINT_BYTES)
 #define TOKEN_DIGITS 20
-
-/* A SHA-1 in hex and its NUL, as EVALSHA takes it. */
-#define SHA1_HEX_BYTES 41
 
 /* One decimal argument (a 64-bit number) and its NUL. */
 #define NUMBER_BYTES 24
@@ -156,23 +153,12 @@ struct shared {
     const struct gw_config *cfg;
     struct gw_idem_store *fallback;  /* the server's local table */
     struct gw_metrics *metrics;      /* the worker's block */
-    unsigned char account[GW_SHA256_BYTES]; /* SHA-256 of the domain and the API key */
-    char sha[SHA1_HEX_BYTES];
+    char account[GW_REDIS_ACCOUNT_HEX + 1]; /* the account's tag (redis.h) */
+    char sha[GW_REDIS_SHA1_HEX_BYTES];
     uint64_t rng[2];                 /* the claims' tokens */
     uint64_t held;                   /* claims this worker holds in Redis; read atomically */
     struct trip *trips;              /* in flight */
 };
-
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 static void add_held(struct shared *s, int d)
 {
@@ -215,29 +201,10 @@ static uint64_t new_token(struct shared *s)
     return t != 0 ? t : 1;
 }
 
-/* The SHA-1 of the script in hex, the name EVALSHA knows it by. */
-static void script_sha(char out[SHA1_HEX_BYTES])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-
-    if (EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL) != 1 || len != 20)
-        len = 0; /* never with libcrypto's own SHA-1; EVAL then carries the script */
-    to_hex(md, len, out);
-}
-
-/* The account's part of every record's name: a hash of the API key, never the key. */
+/* The account's part of every record's name: its tag (a hash of the API key, never the key). */
 static void account_of(struct shared *s, const struct gw_secret *key)
 {
-    unsigned int len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-
-    memset(s->account, 0, sizeof s->account);
-    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(ctx, ACCOUNT_DOMAIN, sizeof ACCOUNT_DOMAIN - 1) == 1 &&
-        EVP_DigestUpdate(ctx, gw_secret_value(key), gw_secret_len(key)) == 1)
-        (void)EVP_DigestFinal_ex(ctx, s->account, &len);
-    EVP_MD_CTX_free(ctx);
+    gw_redis_account_tag(key, s->account);
 }
 
 /* The Redis name of the record of @p k: the account, the scope and the key, hashed. */
@@ -251,11 +218,12 @@ static void record_name(const struct shared *s, const struct gw_idem_key *k,
 
     /* The scope's NUL separates it from the key: ("ab", "c") and ("a", "bc") are two. */
     if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(ctx, s->account, sizeof s->account) == 1 &&
+        EVP_DigestUpdate(ctx, NAME_DOMAIN, sizeof NAME_DOMAIN - 1) == 1 &&
+        EVP_DigestUpdate(ctx, s->account, strlen(s->account) + 1) == 1 &&
         EVP_DigestUpdate(ctx, k->scope, strlen(k->scope) + 1) == 1 &&
         EVP_DigestUpdate(ctx, k->key, strlen(k->key)) == 1 &&
         EVP_DigestFinal_ex(ctx, md, &len) == 1 && len * 2 >= NAME_HEX)
-        to_hex(md, NAME_HEX / 2, hex);
+        gw_redis_hex(md, NAME_HEX / 2, hex);
     EVP_MD_CTX_free(ctx);
     snprintf(out, NAME_BYTES, "%.*sidem:%s", GW_MAX_REDIS_PREFIX_BYTES,
              s->cfg->redis.key_prefix, hex);
@@ -307,7 +275,7 @@ static struct trip *trip_new(struct shared *s, enum verb verb, const struct gw_i
     t->key.key = t->id + a + 1;
     memcpy(t->key.fingerprint, k->fingerprint, sizeof t->key.fingerprint);
     record_name(s, k, t->name);
-    to_hex(k->fingerprint, sizeof k->fingerprint, t->fp);
+    gw_redis_hex(k->fingerprint, sizeof k->fingerprint, t->fp);
     snprintf(t->token_arg, sizeof t->token_arg, "%0*" PRIu64, TOKEN_DIGITS, token);
     snprintf(t->ttl, sizeof t->ttl, "%" PRIu64, ttl_ms(s));
     return t;
@@ -793,7 +761,7 @@ struct gw_idem_store *gw_idem_redis_new(struct gw_loop *loop, struct gw_redis *r
         s->rng[0] = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)s;
         s->rng[1] = gw_loop_now(loop) | 1;
     }
-    script_sha(s->sha);
+    gw_redis_script_sha(script, s->sha);
     gw_idem_redis_reconfigure(&s->base, cfg, key);
     return &s->base;
 }

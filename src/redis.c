@@ -777,7 +777,7 @@ uint64_t gw_redis_session(const struct gw_redis *r)
     return __atomic_load_n(&r->st.connects, __ATOMIC_RELAXED);
 }
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
+void gw_redis_hex(const unsigned char *b, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
 
@@ -795,7 +795,7 @@ void gw_redis_script_sha(const char *script, char out[GW_REDIS_SHA1_HEX_BYTES])
 
     if (EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL) != 1 || len != 20)
         len = 0; /* never with libcrypto's own SHA-1; EVAL then carries the script */
-    to_hex(md, len, out);
+    gw_redis_hex(md, len, out);
 }
 
 /* What the hash of the key starts with: this hash names an account, nothing else. */
@@ -812,7 +812,7 @@ void gw_redis_account_tag(const struct gw_secret *key, char out[GW_REDIS_ACCOUNT
         EVP_DigestUpdate(ctx, ACCOUNT_DOMAIN, sizeof ACCOUNT_DOMAIN - 1) == 1 &&
         EVP_DigestUpdate(ctx, gw_secret_value(key), gw_secret_len(key)) == 1 &&
         EVP_DigestFinal_ex(ctx, md, &len) == 1 && len * 2 >= GW_REDIS_ACCOUNT_HEX)
-        to_hex(md, GW_REDIS_ACCOUNT_HEX / 2, out);
+        gw_redis_hex(md, GW_REDIS_ACCOUNT_HEX / 2, out);
     EVP_MD_CTX_free(ctx);
     gw_secret_wipe(md, sizeof md);
 }

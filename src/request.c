@@ -52,6 +52,7 @@
 #include "hcgw/secret.h"
 #include "hcgw/text.h"
 #include "hcgw/tls.h"
+#include "hcgw/trace.h"
 #include "hcgw/upstream.h"
 
 /** First allocation for a request body; it doubles up to limits.max_body_bytes. */
@@ -143,6 +144,7 @@ struct gw_request {
     char etag[GW_ETAG_BYTES];         /* "" until a cacheable answer has one */
     char *url;                        /* the call's upstream URL (malloc'd, its own length) */
     struct req_idem *idem;            /* a create's Idempotency-Key, or NULL */
+    struct gw_trace trace;            /* its trace context and hcgw's span (trace.h) */
     /* Sized to the URI at hand (at most GW_MAX_URL_BYTES): a request in flight holds a few
      * hundred bytes of its own, not two 2 KiB buffers (bench/README.md, memory). */
     char uri[];                       /* path, NUL, query */
@@ -181,6 +183,36 @@ static bool valid_request_id(const char *s)
             return false;
     }
     return n > 0;
+}
+
+/*
+ * The request's trace context (trace.h) and its id. A trace hcgw starts (no valid traceparent)
+ * and a request id hcgw makes up are the same random bytes, so that the X-Request-Id a caller
+ * gets is the trace_id of the logs. A caller's valid X-Request-Id is kept whatever its trace,
+ * and a caller's trace gets a request id of its own: one trace spans many requests.
+ * @p read_headers: false for a request whose headers are not looked at.
+ */
+static void identify(struct gw_request *req, bool read_headers)
+{
+    struct gw_worker *w = req->w;
+    struct gw_trace_headers h;
+    uint64_t fresh[3] = {rng_next(w->rng), rng_next(w->rng), rng_next(w->rng)};
+    const char *rid = NULL;
+
+    _Static_assert(sizeof(fresh) == GW_TRACE_FRESH_BYTES, "a trace-id and a span-id");
+    gw_trace_clear(&req->trace);
+    if (read_headers) {
+        gw_trace_read(req->conn, &h);
+        rid = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Request-Id");
+    }
+    gw_trace_begin(&req->trace, read_headers ? &h : NULL, (const uint8_t *)fresh,
+                   w->cfg->upstream.propagate_trace);
+    if (rid != NULL && valid_request_id(rid))
+        memcpy(req->request_id, rid, strlen(rid) + 1);
+    else if (req->trace.origin != GW_TRACE_CONTINUED)
+        gw_text_hex_encode(req->trace.trace_id, GW_TRACE_ID_BYTES, req->request_id);
+    else
+        new_request_id(w, req->request_id);
 }
 
 static double ms_since(const struct timespec *t0)
@@ -641,6 +673,7 @@ static void prepare_call(struct gw_request *req, const char *method, const char 
     req->call.body_len = body_len;
     req->call.retryable = retryable;
     req->call.request_id = req->request_id;
+    req->call.trace = w->cfg->upstream.propagate_trace ? &req->trace : NULL;
     req->call.deadline_ms = gw_loop_now(w->loop) + (uint64_t)w->cfg->upstream.timeout_ms;
     req->call.done = on_call_done;
     req->call.data = req;
@@ -1148,17 +1181,12 @@ static int preflight_verdict(const struct gw_request *req, int rc)
 static enum MHD_Result on_headers(struct gw_request *req, const char *method)
 {
     struct gw_worker *w = req->w;
-    const char *rid;
     const char *ct;
     unsigned long long clen;
     int rc;
     int auth;
 
-    rid = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (rid != NULL && valid_request_id(rid))
-        memcpy(req->request_id, rid, strlen(rid) + 1);
-    else
-        new_request_id(w, req->request_id);
+    identify(req, true);
     snprintf(req->method, sizeof(req->method), "%s", method);
     req->state = REQ_BODY;
     /* Before any answer, so that every answer to an allowed origin names it. */
@@ -1253,7 +1281,7 @@ static size_t target_len(const struct gw_request *req)
  */
 static enum MHD_Result refuse_malformed(struct gw_request *req, const char *method)
 {
-    new_request_id(req->w, req->request_id);
+    identify(req, false);
     snprintf(req->method, sizeof(req->method), "%s", method);
     req->state = REQ_BODY;
     return answer_error(req, GW_ERR_MALFORMED_REQUEST);
@@ -1309,6 +1337,7 @@ static void log_audit(const struct gw_request *req, int status, struct gw_loglin
 
     gw_log_begin(req->w->log, &l, GW_LOG_INFO, "audit");
     gw_log_str(&l, "request_id", req->request_id);
+    gw_trace_log(&l, &req->trace);
     gw_log_str(&l, "client", req->client[0] ? req->client : NULL);
     gw_log_str(&l, "route", req->route->name);
     gw_log_str(&l, "contact_id", req->match.id[0] ? req->match.id : NULL);
@@ -1377,7 +1406,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
             status = (int)ci->http_status;
     }
     if (req->state == REQ_NEW && req->request_id[0] == '\0')
-        new_request_id(w, req->request_id);
+        identify(req, false);
     /* Every claim on an Idempotency-Key ends at its answer, and nothing waits on the store
      * any more (a suspended request is not completed); this is a last line of defence. */
     if (req->idem != NULL) {
@@ -1406,6 +1435,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     if (access) {
         gw_log_begin(w->log, &l, GW_LOG_INFO, "access");
         gw_log_str(&l, "request_id", req->request_id);
+        gw_trace_log(&l, &req->trace);
         gw_log_str(&l, "method", req->method[0] ? req->method : NULL);
         gw_log_str(&l, "route", req->route != NULL ? req->route->name : NULL);
         gw_log_str(&l, "contact_id", req->match.id[0] ? req->match.id : NULL);
@@ -1449,6 +1479,7 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     free(req->up_body);
     free(req->url);
     free(req->origin);
+    gw_trace_clear(&req->trace);
     if (req->idem != NULL) {
         free(req->idem->search_body);
         free(req->idem->search_url);

@@ -5,7 +5,8 @@
  * attempts inside one deadline; between attempts it waits on a backoff timer of the loop.
  *
  * start_attempt() is the single place every request to HelpCrunch leaves from: the gate admits
- * it there, and the key header is attached. finish() is the single place a call ends: its
+ * it there, and the key header (and, with upstream.propagate_trace, the trace headers) is
+ * attached. finish() is the single place a call ends: its
  * outcome is settled there, once.
  */
 #include "hcgw/upstream.h"
@@ -24,6 +25,7 @@
 #include "hcgw/log.h"
 #include "hcgw/metrics.h"
 #include "hcgw/secret.h"
+#include "hcgw/trace.h"
 #include "hcgw/version.h"
 
 /** Idle easy handles kept for reuse (each holds a few KiB). */
@@ -39,6 +41,19 @@
 struct up_headers {
     struct curl_slist *list;
     unsigned refs;                   /* the upstream's own reference + one per live attempt */
+};
+
+/*
+ * The trace headers of one attempt (upstream.propagate_trace): a traceparent naming a span of
+ * the attempt's own, a child of hcgw's span for the request, and the caller's tracestate. Two
+ * list nodes of their own in front of the key generation's shared list, so that an attempt
+ * never copies the key; libcurl only reads the list, which lives until the transfer ends.
+ */
+struct up_trace_headers {
+    struct curl_slist parent;        /* -> state, or the shared list */
+    struct curl_slist state;         /* -> the shared list; unused without a tracestate */
+    char parent_line[sizeof("traceparent: ") + GW_TRACEPARENT_LEN];
+    char state_line[];               /* "tracestate: …", "" without one */
 };
 
 struct gw_upstream {
@@ -474,6 +489,41 @@ static void end_transfer(struct gw_upstream *up, struct gw_call *call)
     }
     headers_put(call->headers);
     call->headers = NULL;
+    free(call->trace_headers);
+    call->trace_headers = NULL;
+}
+
+/*
+ * The trace headers of @p call's next attempt, in front of its key generation's list: a new
+ * span for each attempt, since each is a request of its own to HelpCrunch. NULL when out of
+ * memory: trace context is advisory, and the attempt goes without it.
+ */
+static struct up_trace_headers *trace_headers_new(struct gw_upstream *up,
+                                                  const struct gw_call *call)
+{
+    static const char state_name[] = "tracestate: ";
+    const struct gw_trace *t = call->trace;
+    size_t state_len = t->state != NULL ? sizeof(state_name) - 1 + strlen(t->state) : 0;
+    struct up_trace_headers *th = malloc(sizeof(*th) + state_len + 1);
+    uint64_t r = next_rand(up); /* never 0: a valid span */
+    uint8_t span[GW_SPAN_ID_BYTES];
+    char value[GW_TRACEPARENT_LEN + 1];
+
+    if (th == NULL)
+        return NULL;
+    memcpy(span, &r, sizeof(span));
+    gw_trace_format_parent(t, span, value);
+    snprintf(th->parent_line, sizeof(th->parent_line), "traceparent: %s", value);
+    th->parent.data = th->parent_line;
+    th->parent.next = call->headers->list;
+    th->state_line[0] = '\0';
+    if (t->state != NULL) {
+        snprintf(th->state_line, state_len + 1, "%s%s", state_name, t->state);
+        th->state.data = th->state_line;
+        th->state.next = call->headers->list;
+        th->parent.next = &th->state;
+    }
+    return th;
 }
 
 /*
@@ -537,7 +587,8 @@ static int setup_easy(struct gw_upstream *up, struct gw_call *call, long timeout
         connect_ms = timeout_ms;
     SETOPT(h, CURLOPT_URL, call->url);
     SETOPT(h, CURLOPT_PRIVATE, call);
-    SETOPT(h, CURLOPT_HTTPHEADER, call->headers->list);
+    SETOPT(h, CURLOPT_HTTPHEADER, call->trace_headers != NULL ? &call->trace_headers->parent
+                                                              : call->headers->list);
     /* libcurl silently sends a request again when a reused keep-alive connection turns out
      * dead before any answer byte. For a call that must never be sent twice (POST, PATCH:
      * HelpCrunch has no idempotency keys) a fresh connection rules that out. */
@@ -577,6 +628,8 @@ static int send_attempt(struct gw_upstream *up, struct gw_call *call)
         return GW_ERR_NOMEM;
     call->headers = up->headers;
     call->headers->refs++;
+    if (call->trace != NULL)
+        call->trace_headers = trace_headers_new(up, call);
     gw_buf_reset(&call->resp);
     call->too_big = false;
     call->bad_coding = false;
@@ -997,6 +1050,7 @@ int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
     call->upstream_ms = 0;
     call->easy = NULL;
     call->headers = NULL;
+    call->trace_headers = NULL;
     call->waiting_token = false;
     call->asking = false;
     call->prev = call->next = NULL;

@@ -84,6 +84,7 @@ struct gw_config {
         char *ca_file;               /* CA bundle that verifies HelpCrunch's TLS, or NULL (system's) */
         char *proxy;                 /* egress proxy URL, or NULL: none (the environment's is ignored) */
         enum gw_key_file_mode key_file_mode; /* "warn" | "refuse"; default warn */
+        bool propagate_trace;        /* send a child traceparent (and tracestate); default false */
     } upstream;
     struct {
         long max_body_bytes;         /* request body bound, default 65536 */

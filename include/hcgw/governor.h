@@ -41,8 +41,8 @@ struct gw_governor_stats {
 /**
  * The bucket's spacing, in microseconds, for a limit of @p requests_per_minute calls in any
  * 60 s, a burst of @p burst (at most the limit) included: one call every 60 s / (limit -
- * burst + 1) once the burst is spent, so that a burst and the steady rate after it together
- * never pass the limit in any minute. The one definition of the rate, for the local bucket
+ * burst + 1), rounded up to the microsecond, once the burst is spent, so that a burst and the
+ * steady rate after it together never pass the limit in any 60 s window [t, t + 60 s). The one definition of the rate, for the local bucket
  * and the shared one (redis_quota.h). Both arguments > 0.
  */
 uint64_t gw_governor_interval_us(int requests_per_minute, int burst);

@@ -26,6 +26,18 @@
 #define GW_MAX_JSON_DEPTH 32
 /** A caller's X-Request-Id is kept when it is 1 to this many allowed characters. */
 #define GW_MAX_REQUEST_ID 128
+/**
+ * Trace context (trace.h). A traceparent (spaces around it aside) of this many bytes or more is
+ * not parsed: a future version may add fields, but not without bound. hcgw starts a new trace.
+ */
+#define GW_MAX_TRACEPARENT_BYTES 256
+/**
+ * The tracestate fields of a request joined by ",": at most this many bytes (what W3C Trace
+ * Context asks every vendor to pass on), and at most this many list members (its own limit);
+ * past either, the tracestate is dropped.
+ */
+#define GW_MAX_TRACESTATE_BYTES 512
+#define GW_MAX_TRACESTATE_MEMBERS 32
 /** Error details copied from a HelpCrunch error answer into the envelope. */
 #define GW_MAX_DETAILS 16
 /** Bytes of one detail's code or message kept in the envelope. */

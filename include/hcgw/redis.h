@@ -168,6 +168,9 @@ uint64_t gw_redis_session(const struct gw_redis *r);
 /** Hex digits of an account's tag: half of a SHA-256, ample to tell accounts apart. */
 #define GW_REDIS_ACCOUNT_HEX 32
 
+/** @p n bytes of @p b as 2n lowercase hex digits and a NUL in @p out. Any thread. */
+void gw_redis_hex(const unsigned char *b, size_t n, char *out);
+
 /** The SHA-1 of a Lua script in hex, the name EVALSHA knows it by. Any thread. */
 void gw_redis_script_sha(const char *script, char out[GW_REDIS_SHA1_HEX_BYTES]);
 

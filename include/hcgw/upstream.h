@@ -34,6 +34,8 @@ struct gw_hop;
 struct gw_redis_quota_ask;
 struct gw_redis_cache_op;
 struct up_headers;
+struct up_trace_headers;
+struct gw_trace;
 
 /** What the gate says to one attempt. */
 enum gw_gate_verdict {
@@ -136,6 +138,10 @@ struct gw_call {
     size_t body_len;
     bool retryable;                  /* safe to send again (idempotent route) */
     const char *request_id;          /* for log lines of this call; kept by the caller until done */
+    /* The trace of the request the call is made for (upstream.propagate_trace): each attempt
+     * sends a traceparent of its own span in that trace, and its tracestate. NULL: neither is
+     * sent. Kept by the caller until done. */
+    const struct gw_trace *trace;
     uint64_t deadline_ms;            /* loop time by which the whole call, retries included, ends */
     gw_call_done_cb *done;
     void *data;                      /* for the callback */
@@ -186,6 +192,7 @@ struct gw_call {
     void *easy;
     unsigned easy_gen;               /* the configuration generation `easy` was set up for */
     struct up_headers *headers;      /* the key generation this attempt was sent with */
+    struct up_trace_headers *trace_headers; /* this attempt's traceparent, when it sends one */
     bool waiting_token;              /* the gate reserved a slot; waiting for it */
     bool asking;                     /* the gate answered GW_GATE_ASK; waiting for its verdict */
     uint64_t wait_start_ms;

@@ -33,6 +33,8 @@
 
 #define JSON_TYPE "application/json"
 #define HEADER_REQUEST_ID "X-Request-Id"
+#define HEADER_TRACEPARENT "traceparent"
+#define HEADER_TRACESTATE "tracestate"
 #define BEARER "Bearer "
 
 struct sim_api {
@@ -886,6 +888,8 @@ static enum MHD_Result serve_api(struct sim_api *api, struct request *req,
     call.user_agent =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
     call.x_request_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, HEADER_REQUEST_ID);
+    call.traceparent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, HEADER_TRACEPARENT);
+    call.tracestate = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, HEADER_TRACESTATE);
     call.body = req->body;
     call.body_len = req->body_len;
 

@@ -32,6 +32,8 @@ struct entry {
     char *accept_encoding;
     char *user_agent;
     char *x_request_id;
+    char *traceparent;
+    char *tracestate;
     char *body;
     size_t body_len;
     bool body_truncated;
@@ -68,6 +70,8 @@ static void entry_clear(struct entry *e)
     free(e->accept_encoding);
     free(e->user_agent);
     free(e->x_request_id);
+    free(e->traceparent);
+    free(e->tracestate);
     free(e->body);
     memset(e, 0, sizeof(*e));
 }
@@ -142,6 +146,8 @@ void sim_journal_record(struct sim_journal *j, const struct sim_journal_call *ca
     e->accept_encoding = dup_or_null(call->accept_encoding);
     e->user_agent = dup_or_null(call->user_agent);
     e->x_request_id = dup_or_null(call->x_request_id);
+    e->traceparent = dup_or_null(call->traceparent);
+    e->tracestate = dup_or_null(call->tracestate);
     e->body = malloc(keep + 1);
     if (e->body != NULL) {
         if (keep > 0)
@@ -265,6 +271,8 @@ static json_object *entry_json(const struct entry *e)
         !add_cstr(o, "accept_encoding", e->accept_encoding) ||
         !add_cstr(o, "user_agent", e->user_agent) ||
         !add_cstr(o, "x_request_id", e->x_request_id) ||
+        !add_cstr(o, "traceparent", e->traceparent) ||
+        !add_cstr(o, "tracestate", e->tracestate) ||
         !add_str(o, "body", e->body, e->body_len))
         goto fail;
     /* Only said when it happened, so that the usual entry has exactly the documented keys. */

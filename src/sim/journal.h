@@ -26,6 +26,8 @@ struct sim_journal_call {
     const char *accept_encoding;
     const char *user_agent;
     const char *x_request_id;
+    const char *traceparent;    /**< W3C trace context, as a gateway passes it on */
+    const char *tracestate;
     const char *body;           /**< raw body bytes; only the first SIM_JOURNAL_BODY_MAX kept */
     size_t body_len;
 };

@@ -186,6 +186,11 @@ class ContractTest(unittest.TestCase):
           headers={"X-Request-Id": "contract-get-1"})
         s(gw, "get with an invalid caller id", "GET", "/contacts/" + JOHN,
           headers={"X-Request-Id": "not valid!"})
+        s(gw, "get in a caller's trace", "GET", "/contacts/" + JOHN,
+          headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                   "tracestate": "congo=t61rcWkgMzE"})
+        s(gw, "get with a malformed traceparent", "GET", "/contacts/" + JOHN,
+          headers={"traceparent": "not a trace", "tracestate": "Bad Key=1"})
         s(gw, "tags get", "GET", "/contacts/%s/tags" % JOHN)
         s(gw, "tags get, none", "GET", "/contacts/%s/tags" % JANE)
         hundred = {"tags": ["t%d" % i for i in range(100)]}

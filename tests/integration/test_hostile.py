@@ -14,12 +14,12 @@ For every entry:
   sanitizer report and without the key in its logs (GatewayCase.tearDownClass).
 
 The table covers bad ids, bad percent escapes, NUL and CRLF in names, invalid UTF-8, overlong
-request lines, huge headers, wrong methods, bad JSON, deep JSON nesting, duplicate and
-conflicting headers, chunked bodies that lie, request smuggling (CL.TE, TE.CL, obfuscated
-Transfer-Encoding), HTTP/0.9 and the HTTP/2 preface, absolute-form targets, header lines
-without a colon and bare LF line ends, HEAD where no GET is, and CORS preflights (the gateway
-has a cors group) from origins not allowed or with odd Origin and Access-Control-Request-Method
-values: long, empty, repeated, not a method, not ASCII.
+request lines, huge headers, trace context past its bounds, wrong methods, bad JSON, deep JSON
+nesting, duplicate and conflicting headers, chunked bodies that lie, request smuggling (CL.TE,
+TE.CL, obfuscated Transfer-Encoding), HTTP/0.9 and the HTTP/2 preface, absolute-form targets,
+header lines without a colon and bare LF line ends, HEAD where no GET is, and CORS preflights
+(the gateway has a cors group) from origins not allowed or with odd Origin and
+Access-Control-Request-Method values: long, empty, repeated, not a method, not ASCII.
 """
 import collections
 import re
@@ -163,6 +163,27 @@ def build_table():
                                             b"X" * 40960 + b": v\r\n")))
     t.append(case("cookie 40 KiB", req(b"GET", b"/contacts/" + C.encode(),
                                        b"Cookie: " + b"a=b; " * 8192 + b"\r\n")))
+
+    # ---- trace context past its bounds. It is advisory (a bad one is replaced, not refused),
+    # so only the header memory refuses it (431); within it, on a request refused anyway, it
+    # changes nothing about the refusal and nothing goes upstream.
+    tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    t.append(case("traceparent 40 KiB", req(b"GET", b"/contacts/" + C.encode(),
+                                            b"traceparent: " + tp + b"-" + b"a" * 40960 +
+                                            b"\r\n")))
+    t.append(case("tracestate 40 KiB", req(b"GET", b"/contacts/" + C.encode(),
+                                           b"traceparent: " + tp + b"\r\ntracestate: " +
+                                           b"k=v," * 10240 + b"\r\n")))
+    t.append(case("traceparent 8 KiB, bad id", req(b"GET", b"/contacts/0",
+                                                   b"traceparent: cc" + tp[2:] + b"-" +
+                                                   b"f" * 8192 + b"\r\n")))
+    t.append(case("tracestate 1000 members, bad id",
+                  req(b"GET", b"/contacts/0", b"traceparent: " + tp + b"\r\ntracestate: " +
+                      b",".join(b"k%d=v" % i for i in range(1000)) + b"\r\n")))
+    t.append(case("traceparent 50 times, bad id",
+                  req(b"GET", b"/contacts/0", (b"traceparent: " + tp + b"\r\n") * 50)))
+    t.append(case("traceparent NUL and CR", req(b"GET", b"/contacts/" + C.encode(),
+                                                b"traceparent: 00-\x00\r-x\r\n")))
 
     # ---- wrong methods
     for m, target in ((b"FOO", C), (b"TRACE", C), (b"OPTIONS", C), (b"head", C),

@@ -99,6 +99,30 @@ static void test_rate_over_a_minute_never_exceeds_limit(void **state)
     gw_governor_free(g);
 }
 
+/*
+ * The spacing alone: after a burst b at t0, the steady calls go at t0 + k * interval (k >= 1);
+ * the window [t0, t0 + 60 s) holds b of them and every k with k * interval < 60 s, which must
+ * be the limit exactly (below 7000 a minute, where microseconds are fine enough): never more,
+ * and not starved.
+ */
+static void test_interval_holds_the_ceiling(void **state)
+{
+    static const int bursts[] = {1, 2, 5, 10, 50};
+
+    (void)state;
+    for (int rpm = 1; rpm <= 7000; rpm++) {
+        for (size_t j = 0; j < sizeof bursts / sizeof bursts[0] + 1; j++) {
+            int burst = j < sizeof bursts / sizeof bursts[0] ? bursts[j] : rpm;
+            int b = gw_governor_burst(rpm, burst);
+            uint64_t i = gw_governor_interval_us(rpm, burst);
+            uint64_t in_window = (uint64_t)b + (60000000u + i - 1) / i - 1;
+
+            assert_true(in_window <= (uint64_t)rpm);
+            assert_true(in_window == (uint64_t)rpm);
+        }
+    }
+}
+
 static void test_reject_beyond_max_wait_with_retry_after(void **state)
 {
     struct gw_config c = cfg_with(60, 1, 2500, 10000); /* one a second, no burst */
@@ -177,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_off_always_goes),
         cmocka_unit_test(test_burst_then_steady_rate),
         cmocka_unit_test(test_rate_over_a_minute_never_exceeds_limit),
+        cmocka_unit_test(test_interval_holds_the_ceiling),
         cmocka_unit_test(test_reject_beyond_max_wait_with_retry_after),
         cmocka_unit_test(test_reject_beyond_deadline),
         cmocka_unit_test(test_cooldown_after_429),
