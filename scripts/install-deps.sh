@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git ca-certificates
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev
-  libcmocka-dev libssl-dev libhiredis-dev curl python3 procps
+  libcmocka-dev libssl-dev libhiredis-dev zlib1g-dev curl python3 procps
 )
 # The Redis unit tests (tests/unit/test_redis*.c) start a real redis-server of their own on a
 # free loopback port; without it they are skipped. Where systemd runs, the server the package

@@ -11,7 +11,73 @@
 
 #include "hcgw/cors.h"
 #include "hcgw/envelope.h"
+#include "hcgw/gzip.h"
 #include "hcgw/upstream.h"
+
+/* The fields of Vary, in the order they are named (answer.h, enum gw_vary). */
+static const struct {
+    unsigned bit;
+    const char *name;
+} vary_fields[] = {
+    {GW_VARY_ORIGIN, "Origin"},
+    {GW_VARY_ACCEPT_ENCODING, "Accept-Encoding"},
+};
+
+/* Room for every field of vary_fields, with ", " between them. */
+#define VARY_BYTES 64
+
+/* The one Vary header of an answer: every field whose bit is set, in one line. */
+static void add_vary(const struct gw_answer *a, struct MHD_Response *resp)
+{
+    char v[VARY_BYTES];
+    size_t n = 0;
+    size_t i;
+    int k;
+
+    for (i = 0; i < sizeof(vary_fields) / sizeof(vary_fields[0]); i++) {
+        if ((a->vary & vary_fields[i].bit) == 0)
+            continue;
+        k = snprintf(v + n, sizeof(v) - n, "%s%s", n > 0 ? ", " : "", vary_fields[i].name);
+        if (k < 0 || (size_t)k >= sizeof(v) - n)
+            return; /* cannot happen: VARY_BYTES holds them all */
+        n += (size_t)k;
+    }
+    if (n > 0)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, v);
+}
+
+/* gzip *body in place when @p a allows it and it gets smaller; true when it did. */
+static bool gzip_in_place(const struct gw_answer *a, char **body, size_t *len)
+{
+    char *out = NULL;
+    size_t out_len = 0;
+
+    if (a->gzip == NULL || *body == NULL || *len < a->gzip_min_bytes)
+        return false;
+    if (gw_gzip_compress(a->gzip, a->gzip_level, *body, *len, &out, &out_len) != 0)
+        return false; /* not smaller, or no memory for it: the body goes as it is */
+    free(*body);
+    *body = out;
+    *len = out_len;
+    return true;
+}
+
+void gw_answer_encode(struct gw_answer *a, char **body, size_t *len)
+{
+    if (!a->gzipped && gzip_in_place(a, body, len))
+        a->gzipped = true;
+}
+
+/*
+ * The body of an answer with @p status as it goes, compressed unless its caller did it
+ * already or the status has no body (204, 304). True when it is gzip.
+ */
+static bool encode(const struct gw_answer *a, unsigned status, char **body, size_t *len)
+{
+    if (*body == NULL || status == MHD_HTTP_NO_CONTENT || status == MHD_HTTP_NOT_MODIFIED)
+        return false;
+    return a->gzipped || gzip_in_place(a, body, len);
+}
 
 static void add_common_headers(const struct gw_answer *a, struct MHD_Response *resp,
                                const char *content_type)
@@ -30,8 +96,7 @@ static void add_common_headers(const struct gw_answer *a, struct MHD_Response *r
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", a->cors_origin);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", GW_CORS_EXPOSE_HEADERS);
     }
-    if (a->vary_origin)
-        MHD_add_response_header(resp, "Vary", "Origin");
+    add_vary(a, resp);
 }
 
 /* The contact cache's word on a success answer: its ETag, where it came from, how old. */
@@ -63,6 +128,7 @@ enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char 
                                size_t len, const char *content_type)
 {
     struct MHD_Response *resp;
+    bool gzipped = encode(a, status, &body, &len);
 
     if (body != NULL)
         resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -73,6 +139,8 @@ enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char 
         return MHD_NO;
     }
     add_common_headers(a, resp, content_type);
+    if (gzipped)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
     add_cache_headers(a, resp);
     return queue(a, status, resp);
 }
@@ -115,17 +183,21 @@ enum MHD_Result gw_answer_envelope(const struct gw_answer *a, struct gw_envelope
     char num[24];
     size_t len = 0;
     char *text = gw_envelope_render(env, a->request_id, &len);
+    bool gzipped;
 
     *status = env->status;
     gw_envelope_clear(env);
     if (text == NULL)
         return MHD_NO;
+    gzipped = encode(a, (unsigned)*status, &text, &len);
     resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL) {
         free(text);
         return MHD_NO;
     }
     add_common_headers(a, resp, "application/json");
+    if (gzipped)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
     if ((info->headers & GW_HDR_ALLOW) && a->allow != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow);
     if (info->headers & GW_HDR_WWW_AUTHENTICATE)

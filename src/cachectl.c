@@ -80,6 +80,16 @@ int gw_cachectl_etag(const char *body, size_t len, char out[GW_ETAG_BYTES])
     return 0;
 }
 
+void gw_cachectl_etag_gzip(char etag[GW_ETAG_BYTES])
+{
+    static const char suffix[] = "-gz\"";
+    size_t n = strnlen(etag, GW_ETAG_BYTES);
+
+    if (n < 2 || n + sizeof(suffix) - 2 >= GW_ETAG_BYTES || etag[n - 1] != '"')
+        return;
+    memcpy(etag + n - 1, suffix, sizeof(suffix));
+}
+
 bool gw_cachectl_none_match(const char *inm, const char *etag)
 {
     size_t elen = strlen(etag);

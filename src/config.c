@@ -213,6 +213,14 @@ static const struct key keys[] = {
 
     {.name = "coalesce.tags", .type = KEY_BOOL, .def = 1, .offset = FIELD_OF(coalesce.tags)},
 
+    {.name = "compression.gzip", .type = KEY_BOOL, .def = 1,
+     .offset = FIELD_OF(compression.gzip)},
+    LONG_KEY("compression.min_bytes", compression.min_bytes, 0, 268435456,
+             GW_GZIP_MIN_BYTES_DEFAULT),
+    INT_KEY("compression.level", compression.level, 1, 9, GW_GZIP_LEVEL_DEFAULT),
+    {.name = "compression.upstream", .type = KEY_BOOL, .def = 1,
+     .offset = FIELD_OF(compression.upstream)},
+
     LONG_KEY("idempotency.ttl_s", idempotency.ttl_s, 0, 604800, 86400),
     LONG_KEY("idempotency.max_entries", idempotency.max_entries, 1, 10000000, 10000),
     LONG_KEY("idempotency.max_bytes", idempotency.max_bytes, 4096, 4294967296L, 16777216),

@@ -40,6 +40,7 @@
 #include "hcgw/cors.h"
 #include "hcgw/envelope.h"
 #include "hcgw/framing.h"
+#include "hcgw/gzip.h"
 #include "hcgw/idem.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
@@ -261,6 +262,48 @@ void *gw_request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
 
 /* ---- answers ---- */
 
+/*
+ * Which answers may go gzip-compressed: every route's but the probes' (their bodies are a few
+ * bytes, and a probe has no use for Vary). Of those, a body of compression.min_bytes or more
+ * is compressed, errors included, when the caller accepts gzip; 204 and 304 have no body.
+ */
+static bool compressible(const struct gw_route *route)
+{
+    return route != NULL && route->id != GW_ROUTE_HEALTHZ && route->id != GW_ROUTE_READYZ;
+}
+
+static enum MHD_Result fold_accept_encoding(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_ACCEPT_ENCODING) == 0)
+        gw_gzip_accept_fold(cls, value);
+    return MHD_YES;
+}
+
+/*
+ * The answer's compression: every answer of a compressible route varies on Accept-Encoding
+ * (compressed or not, since the header decides), and goes through the worker's deflater when
+ * the caller accepts gzip.
+ */
+static void set_compression(const struct gw_request *req, struct gw_answer *a)
+{
+    const struct gw_config *cfg = req->w->cfg;
+    struct gw_gzip_accept acc;
+
+    /* A preflight's answer is about the request it announces, not a body of the route. */
+    if (!cfg->compression.gzip || !compressible(req->route) || req->preflight)
+        return;
+    a->vary |= GW_VARY_ACCEPT_ENCODING;
+    gw_gzip_accept_init(&acc);
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, fold_accept_encoding, &acc);
+    if (!gw_gzip_accepted(&acc))
+        return;
+    a->gzip = req->w->gzip;
+    a->gzip_min_bytes = (size_t)cfg->compression.min_bytes;
+    a->gzip_level = cfg->compression.level;
+}
+
 /* What answer.c needs of this request. */
 static struct gw_answer answer_of(const struct gw_request *req)
 {
@@ -273,9 +316,10 @@ static struct gw_answer answer_of(const struct gw_request *req)
         .age_s = -1,
         .replayed = req->idem != NULL && req->idem->result == IDEM_REPLAYED,
         .cors_origin = req->cors_origin,
-        .vary_origin = req->vary_origin,
+        .vary = req->vary_origin ? GW_VARY_ORIGIN : 0u,
     };
 
+    set_compression(req, &a);
     return a;
 }
 
@@ -421,7 +465,8 @@ static const char *cache_status(const struct gw_call *call, char *buf, size_t ca
 
 /*
  * A success answer to a read of a contact: with its ETag and what the cache did, or a 304
- * when the caller's If-None-Match already names this body.
+ * when the caller's If-None-Match already names this representation of the body (identity or
+ * gzip: each has its own ETag, and a 304 names the one the caller would get).
  */
 static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t len)
 {
@@ -430,6 +475,10 @@ static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t le
     const char *inm;
 
     (void)gw_cachectl_etag(body, len, req->etag);
+    /* The representation first: the gzip one has an ETag of its own. */
+    gw_answer_encode(&a, &body, &len);
+    if (a.gzipped)
+        gw_cachectl_etag_gzip(req->etag);
     a.etag = req->etag;
     a.cache_status = cache_status(&req->call, status_buf, sizeof(status_buf));
     if (req->call.cache == GW_CACHE_HIT)
@@ -1460,11 +1509,21 @@ static const struct gw_conn_hooks conn_hooks = {
 int gw_request_worker_init(struct gw_worker *w)
 {
     w->conns = gw_conns_new(w->loop, &w->cfg, &conn_hooks, &w->mhd_needs_run, w->log);
-    return w->conns != NULL ? 0 : -1;
+    if (w->conns == NULL)
+        return -1;
+    w->gzip = gw_gzip_new();
+    if (w->gzip == NULL) {
+        gw_conns_free(w->conns);
+        w->conns = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 void gw_request_worker_fini(struct gw_worker *w)
 {
+    gw_gzip_free(w->gzip);
+    w->gzip = NULL;
     gw_conns_free(w->conns);
     w->conns = NULL;
 }

@@ -275,7 +275,9 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         curl_off_t announced = -1;
 
         /* The first piece: room for the whole answer when HelpCrunch announced its length
-         * (a customer is ~1 KiB), so most answers take one allocation of their own size. */
+         * (a customer is ~1 KiB), so most answers take one allocation of their own size. The
+         * length of a gzip answer is that of its compressed bytes: the buffer then doubles as
+         * they inflate, up to the bound. */
         if (curl_easy_getinfo(call->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
                 CURLE_OK &&
             announced > 0 && (uint64_t)announced <= (uint64_t)max)
@@ -327,17 +329,54 @@ static long parse_retry_after(const char *v, size_t len)
     return s < 0 ? 0 : s;
 }
 
+/*
+ * True when the Content-Encoding value [v, v + len) names only codings hcgw takes: identity
+ * and gzip (x-gzip). libcurl would decode others too (deflate, br, zstd; some with windows of
+ * many MiB), which hcgw never asks for. A gzip answer hcgw did not ask for (compression.upstream
+ * off) is not decoded by libcurl, and fails where its body is read as JSON.
+ */
+static bool coding_taken(const char *v, size_t len)
+{
+    const char *end = v + len;
+    const char *t;
+    size_t n;
+
+    while (v < end) {
+        while (v < end && (*v == ' ' || *v == '\t' || *v == ',' || *v == '\r' || *v == '\n'))
+            v++;
+        t = v;
+        while (v < end && *v != ',' && *v != ' ' && *v != '\t' && *v != '\r' && *v != '\n')
+            v++;
+        n = (size_t)(v - t);
+        if (n == 0)
+            continue;
+        if (n == 8 && strncasecmp(t, "identity", 8) == 0)
+            continue;
+        if ((n == 4 && strncasecmp(t, "gzip", 4) == 0) ||
+            (n == 6 && strncasecmp(t, "x-gzip", 6) == 0))
+            continue;
+        return false;
+    }
+    return true;
+}
+
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
     static const char name[] = "retry-after:";
+    static const char coding[] = "content-encoding:";
     struct gw_call *call = userdata;
     size_t n = size * nitems;
 
     /* A new status line starts a new set of headers (e.g. after a redirect or 100). */
-    if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0)
+    if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         call->retry_after_s = 0;
-    else if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0)
+    } else if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
         call->retry_after_s = parse_retry_after(buf + sizeof(name) - 1, n - (sizeof(name) - 1));
+    } else if (n > sizeof(coding) - 1 && strncasecmp(buf, coding, sizeof(coding) - 1) == 0 &&
+               !coding_taken(buf + sizeof(coding) - 1, n - (sizeof(coding) - 1))) {
+        call->bad_coding = true;
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+    }
     return n;
 }
 
@@ -379,6 +418,12 @@ static CURL *new_easy(struct gw_upstream *up)
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
     /* Answers are small (a customer is ~1 KiB); a bigger one just takes more reads. */
     SETOPT(h, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER);
+    /* HelpCrunch's answers come gzip-compressed when it will (a 100-customer list is a tenth
+     * of its size), and libcurl decodes them: on_body sees the decoded bytes, so the bound on
+     * an answer (limits.max_upstream_body_bytes) is on what it inflates to, and a small body
+     * that inflates to far more is cut as soon as it passes. Only gzip: its window is 32 KiB. */
+    if (cfg->compression.upstream)
+        SETOPT(h, CURLOPT_ACCEPT_ENCODING, "gzip");
     SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(h, CURLOPT_SOCKOPTFUNCTION, on_curl_opensocket_count);
@@ -587,6 +632,7 @@ static int send_attempt(struct gw_upstream *up, struct gw_call *call)
         call->trace_headers = trace_headers_new(up, call);
     gw_buf_reset(&call->resp);
     call->too_big = false;
+    call->bad_coding = false;
     call->retry_after_s = 0;
     call->status = 0;
     call->failure = GW_OK;
@@ -770,7 +816,10 @@ static enum gw_err classify(struct gw_upstream *up, struct gw_call *call, CURLco
                      call->status == 504;
         return GW_OK;
     case CURLE_WRITE_ERROR:
-        return call->too_big ? GW_ERR_UPSTREAM_BAD_RESPONSE : GW_ERR_NOMEM;
+        return call->too_big || call->bad_coding ? GW_ERR_UPSTREAM_BAD_RESPONSE : GW_ERR_NOMEM;
+    case CURLE_BAD_CONTENT_ENCODING:
+        /* The body said gzip and was not (or was cut inside the gzip data). */
+        return GW_ERR_UPSTREAM_BAD_RESPONSE;
     case CURLE_OPERATION_TIMEDOUT:
         /* Only the whole deadline is a timeout; a connect timeout inside it is a connect
          * failure that another attempt may cure. */

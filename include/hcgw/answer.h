@@ -18,8 +18,19 @@
 #include "hcgw/err.h"
 
 struct gw_envelope;
+struct gw_gzip;
 struct gw_outcome;
 struct gw_secret;
+
+/**
+ * The request fields an answer varies on: the one Vary header of an answer names each whose
+ * bit is set in struct gw_answer's vary, in this order. Every feature that makes an answer
+ * depend on a request header adds its bit here and sets it; none writes Vary itself.
+ */
+enum gw_vary {
+    GW_VARY_ORIGIN = 1u << 0,            /* Origin (browsers, CORS) */
+    GW_VARY_ACCEPT_ENCODING = 1u << 1    /* Accept-Encoding (compression, gzip.h) */
+};
 
 /** What an answer needs of its request. Plain data, borrowed for the call. */
 struct gw_answer {
@@ -35,17 +46,34 @@ struct gw_answer {
     /* Browsers (cors.h): Access-Control-Allow-Origin and -Expose-Headers on the answer to an
      * allowed origin, or NULL: none. */
     const char *cors_origin;
-    bool vary_origin;                /* Vary: Origin (a cors group is configured) */
+    unsigned vary;                   /* enum gw_vary bits: the fields of the Vary header */
+    /* Compression: the worker's deflater when the caller accepts gzip, else NULL (never
+     * compress); a body of gzip_min_bytes or more is then compressed at gzip_level. */
+    struct gw_gzip *gzip;
+    size_t gzip_min_bytes;
+    int gzip_level;
+    bool gzipped;                    /* set by gw_answer_encode: the body is gzip now */
 };
+
+/**
+ * Compress *body (*len bytes, malloc'd) with gzip in place when @p a allows it (a->gzip, a
+ * body of a->gzip_min_bytes or more) and gzip makes it smaller: *body is freed and replaced,
+ * *len updated, and a->gzipped set. Otherwise (out of memory included) nothing changes and the
+ * body goes as it is. Called by the functions below for every body; a caller that must know
+ * the representation before it answers (its ETag) calls it first.
+ */
+void gw_answer_encode(struct gw_answer *a, char **body, size_t *len);
 
 /**
  * Queue @p status with @p body of @p len bytes, which libmicrohttpd takes and frees (NULL: no
  * body), as @p content_type (NULL: none), with the common headers (X-Request-Id,
- * Cache-Control: no-store, X-Content-Type-Options: nosniff, Idempotent-Replayed, and the CORS
- * ones, when @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them. Every
- * answer below carries the common headers. To a HEAD request libmicrohttpd sends the same
- * status and headers, Content-Length included, and no body. Returns what MHD_queue_response
- * returned, or MHD_NO when out of memory (the body is freed).
+ * Cache-Control: no-store, X-Content-Type-Options: nosniff, Idempotent-Replayed, Vary, and the
+ * CORS ones, when @p a says so) and the cache's (ETag, Cache-Status, Age) when @p a has them.
+ * Every answer below carries the common headers. A body is gzip-compressed as
+ * gw_answer_encode says (Content-Encoding: gzip), unless the status is 204 or 304. To a HEAD
+ * request libmicrohttpd sends the same status and headers, Content-Length included, and no
+ * body. Returns what MHD_queue_response returned, or MHD_NO when out of memory (the body is
+ * freed).
  */
 enum MHD_Result gw_answer_body(const struct gw_answer *a, unsigned status, char *body,
                                size_t len, const char *content_type);

@@ -30,6 +30,13 @@ void gw_cachectl_request(const char *value, uint64_t *max_age_ms);
 int gw_cachectl_etag(const char *body, size_t len, char out[GW_ETAG_BYTES]);
 
 /**
+ * Turn the ETag in @p etag (from gw_cachectl_etag) into the one of the same body sent
+ * gzip-compressed: "-gz" inside the quotes. A strong ETag names one representation (RFC 9110
+ * section 8.8.3), and the gzip bytes are another one than the identity bytes. "" stays "".
+ */
+void gw_cachectl_etag_gzip(char etag[GW_ETAG_BYTES]);
+
+/**
  * True when the If-None-Match header @p inm (NULL: none) matches @p etag: "*", or one of its
  * comma-separated tags equal to it, a W/ prefix ignored (the weak comparison RFC 9110 asks for
  * If-None-Match).

@@ -130,6 +130,14 @@ struct gw_config {
         bool tags;                   /* coalesce.tags: merge waiting tag writes; default true */
     } coalesce;
     struct {
+        bool gzip;                   /* compression.gzip: gzip answers for callers who accept
+                                        it; default true */
+        long min_bytes;              /* compression.min_bytes: smaller answers go as they are;
+                                        default GW_GZIP_MIN_BYTES_DEFAULT */
+        int level;                   /* compression.level, zlib 1..9; default GW_GZIP_LEVEL_DEFAULT */
+        bool upstream;               /* compression.upstream: ask HelpCrunch for gzip; default true */
+    } compression;
+    struct {
         long ttl_s;                  /* idempotency.ttl_s, 0 = off; default 86400 */
         long max_entries;            /* idempotency.max_entries; default 10000 */
         long max_bytes;              /* idempotency.max_bytes; default 16 MiB */

@@ -84,8 +84,37 @@
  * The calls waiting in a home's inbox are bounded by the requests in flight: one each.
  */
 #define GW_HANDOFF_GRACE_MS 250
-/** An ETag hcgw sends: a quoted 32-digit hex hash, NUL included. */
-#define GW_ETAG_BYTES 35
+/**
+ * An ETag hcgw sends, NUL included: a quoted 32-digit hex hash, and "-gz" inside the quotes
+ * for the gzip-compressed answer (cachectl.h).
+ */
+#define GW_ETAG_BYTES 38
+
+/* ---- Compression of answers (gzip.c) ---- */
+
+/** compression.min_bytes by default: a smaller answer is sent as it is. */
+#define GW_GZIP_MIN_BYTES_DEFAULT 1024
+/** compression.level by default (zlib 1..9): nginx's default, measured in docs/performance.md. */
+#define GW_GZIP_LEVEL_DEFAULT 1
+/**
+ * A request's Accept-Encoding lines, together: past this many bytes they are not read, and the
+ * answer goes uncompressed. What browsers and HTTP libraries send is under 40 bytes.
+ */
+#define GW_MAX_ACCEPT_ENCODING_BYTES 256
+/**
+ * zlib's deflate bounds, fixed for every answer: a 32 KiB window (windowBits 15) and memLevel 8,
+ * so that a worker's one stream holds (1 << (15 + 2)) + (1 << (8 + 9)) bytes, 256 KiB, plus
+ * about 6 KiB of state (zlib.h, deflateInit2). The compressed body is never larger than the
+ * answer itself, which has its own bound.
+ */
+#define GW_GZIP_WINDOW_BITS 15
+#define GW_GZIP_MEM_LEVEL 8
+/**
+ * A worker's deflater writes into this much memory of its own first; an answer whose gzip is
+ * longer (a body of several hundred KiB) gathers it in a buffer that doubles, never past the
+ * body's size. A 100-customer list's gzip is about 5.5 KB.
+ */
+#define GW_GZIP_SCRATCH_BYTES 65536
 
 /* ---- Redis: the connection (redis.c), the shared quota (redis_quota.c), idempotency ---- */
 

@@ -18,6 +18,7 @@
 
 struct gw_config;
 struct gw_conns;
+struct gw_gzip;
 struct gw_log;
 struct gw_metrics_registry;
 struct gw_secret;
@@ -53,12 +54,13 @@ struct gw_worker {
     bool mhd_needs_run;        /* MHD must run again: a connection was resumed, cut or closed */
     uint64_t rng[2];           /* request ids */
     struct gw_conns *conns;    /* its client connections and their clock (conn.h) */
+    struct gw_gzip *gzip;      /* its deflater for answers (gzip.h) */
 };
 
 /**
  * Set up request.c's per-worker state (after w->loop exists): the worker's connection set
- * (w->conns, conn.h), whose hooks tell request.c of hang-ups and header timeouts. Returns 0 or
- * -1.
+ * (w->conns, conn.h), whose hooks tell request.c of hang-ups and header timeouts, and its
+ * deflater (w->gzip). Returns 0 or -1.
  */
 int gw_request_worker_init(struct gw_worker *w);
 

@@ -196,7 +196,8 @@ struct gw_call {
     bool waiting_token;              /* the gate reserved a slot; waiting for it */
     bool asking;                     /* the gate answered GW_GATE_ASK; waiting for its verdict */
     uint64_t wait_start_ms;
-    bool too_big;
+    bool too_big;                    /* the body (decoded) passed its bound: the transfer was cut */
+    bool bad_coding;                 /* a Content-Encoding hcgw does not decode: cut too */
     uint64_t attempt_start_ms;
     struct gw_timer backoff;         /* the wait before a retry, or for a quota slot */
     struct gw_timer deadline;        /* ends the call at deadline_ms, whatever it waits on */

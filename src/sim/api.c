@@ -24,6 +24,7 @@
 #include <microhttpd.h>
 
 #include "faults.h"
+#include "gzip.h"
 #include "journal.h"
 #include "nap.h"
 #include "script.h"
@@ -71,6 +72,7 @@ struct request {
     bool body_oom;
     unsigned status;      /* the status answered; 0 when the connection was closed instead */
     const char *fault;    /* the scripted action or knob fault that answered, for the log */
+    bool gzip;            /* the gzip knob is on and the call accepts gzip */
 };
 
 /* An answer being built; body is heap memory, NULL meaning "out of memory". */
@@ -261,6 +263,13 @@ static void reply_text(struct reply *r, unsigned status, const char *text)
 
 /* ---------------------------------------------------------------- sending */
 
+static void count_encoded(struct sim_api *api)
+{
+    pthread_mutex_lock(&api->lock);
+    sim_journal_count_encoded(api->journal);
+    pthread_mutex_unlock(&api->lock);
+}
+
 static enum MHD_Result send_reply(struct request *req, struct MHD_Connection *conn,
                                   const struct reply *r, const struct sim_fault *extra)
 {
@@ -269,13 +278,33 @@ static enum MHD_Result send_reply(struct request *req, struct MHD_Connection *co
     unsigned status = r->body != NULL ? r->status : 500;
     const char *body = r->body != NULL ? r->body : oom_body;
     size_t len = r->body != NULL ? r->len : sizeof(oom_body) - 1;
-    struct MHD_Response *resp;
+    /* A passthrough entry's "encoding" wins over the gzip knob. */
+    enum sim_coding coding = extra != NULL && sim_fault_coding(extra) != SIM_CODING_IDENTITY
+                                 ? sim_fault_coding(extra)
+                             : req->gzip ? SIM_CODING_GZIP
+                                         : SIM_CODING_IDENTITY;
+    char *coded = NULL;
+    struct MHD_Response *resp = NULL;
     enum MHD_Result ret = MHD_NO;
     char retry[32];
 
+    if (coding != SIM_CODING_IDENTITY) {
+        coded = sim_encode(coding, body, len, &len);
+        if (coded == NULL)
+            goto out;
+        body = coded;
+    }
     /* MUST_COPY: MHD copies the bytes, so the const buffer is never written through. */
     resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL)
+        goto out;
+    /* A passthrough entry's own Content-Encoding (in its headers) wins. */
+    if (coding != SIM_CODING_IDENTITY &&
+        ((!(extra != NULL && sim_fault_has_header(extra, "Content-Encoding")) &&
+          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                  sim_coding_name(coding)) != MHD_YES) ||
+                 MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding") !=
+                     MHD_YES))
         goto out;
     /* Even the bare "Ok" of a delete says JSON: the real API is that sloppy. */
     if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE) != MHD_YES)
@@ -292,9 +321,12 @@ static enum MHD_Result send_reply(struct request *req, struct MHD_Connection *co
         goto out;
     ret = MHD_queue_response(conn, status, resp);
     req->status = status;
+    if (coding != SIM_CODING_IDENTITY)
+        count_encoded(req->api);
 out:
     if (resp != NULL)
         MHD_destroy_response(resp);
+    free(coded);
     return ret;
 }
 
@@ -321,6 +353,8 @@ static enum MHD_Result send_fault(struct sim_api *api, struct request *req,
     }
     ret = MHD_queue_response(conn, sim_fault_status(fault), resp);
     req->status = sim_fault_status(fault);
+    if (sim_fault_coding(fault) != SIM_CODING_IDENTITY)
+        count_encoded(api);
 out:
     if (resp != NULL)
         MHD_destroy_response(resp);
@@ -849,6 +883,8 @@ static enum MHD_Result serve_api(struct sim_api *api, struct request *req,
     call.content_type =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     call.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    call.accept_encoding =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
     call.user_agent =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
     call.x_request_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, HEADER_REQUEST_ID);
@@ -865,6 +901,7 @@ static enum MHD_Result serve_api(struct sim_api *api, struct request *req,
     if (fault != NULL)
         sim_journal_count_scripted(api->journal);
     sim_faults_draw(api->faults, fault != NULL, &draw);
+    req->gzip = sim_faults_knobs(api->faults)->gzip && sim_gzip_accepted(call.accept_encoding);
     if (draw.delay_ms > 0)
         sim_journal_count_fault(api->journal, SIM_FAULT_LATENCY);
     sim_journal_count_fault(api->journal, draw.kind);

@@ -63,6 +63,7 @@ static const struct knob knobs[] = {
     UINT_KNOB("huge_bytes", "huge-bytes", huge_bytes, SIM_HUGE_MIN, SIM_HUGE_MAX),
     RATE_KNOB("html_rate", "html-rate", html_rate),
     RATE_KNOB("bad_body_rate", "bad-body-rate", bad_body_rate),
+    BOOL_KNOB("gzip", "gzip", gzip),
 };
 #define N_KNOBS (sizeof(knobs) / sizeof(knobs[0]))
 

@@ -41,6 +41,7 @@ struct sim_knobs {
     unsigned long long huge_bytes;
     double html_rate;                     /**< 502 with an HTML page, as from a proxy */
     double bad_body_rate;                 /**< 200 with a body that is not JSON */
+    bool gzip;                            /**< gzip-encode the answers of calls that accept it */
 };
 
 /**

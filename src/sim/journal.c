@@ -29,6 +29,7 @@ struct entry {
     char *authorization;
     char *content_type;
     char *accept;
+    char *accept_encoding;
     char *user_agent;
     char *x_request_id;
     char *traceparent;
@@ -48,6 +49,7 @@ struct sim_journal {
     unsigned long long connections;
     unsigned long long rate_limited;
     unsigned long long scripted;
+    unsigned long long encoded;
     unsigned long long faults[SIM_FAULT_KINDS];
     unsigned long long seq;
     struct route_count routes[SIM_JOURNAL_ROUTES_MAX];
@@ -65,6 +67,7 @@ static void entry_clear(struct entry *e)
     free(e->authorization);
     free(e->content_type);
     free(e->accept);
+    free(e->accept_encoding);
     free(e->user_agent);
     free(e->x_request_id);
     free(e->traceparent);
@@ -89,7 +92,7 @@ void sim_journal_reset(struct sim_journal *j)
 
     for (i = 0; i < SIM_JOURNAL_RING; i++)
         entry_clear(&j->ring[i]);
-    j->requests = j->connections = j->rate_limited = j->scripted = j->seq = 0;
+    j->requests = j->connections = j->rate_limited = j->scripted = j->encoded = j->seq = 0;
     memset(j->faults, 0, sizeof(j->faults));
     j->n_routes = 0;
     j->head = j->len = 0;
@@ -140,6 +143,7 @@ void sim_journal_record(struct sim_journal *j, const struct sim_journal_call *ca
     e->authorization = dup_or_null(call->authorization);
     e->content_type = dup_or_null(call->content_type);
     e->accept = dup_or_null(call->accept);
+    e->accept_encoding = dup_or_null(call->accept_encoding);
     e->user_agent = dup_or_null(call->user_agent);
     e->x_request_id = dup_or_null(call->x_request_id);
     e->traceparent = dup_or_null(call->traceparent);
@@ -165,6 +169,11 @@ void sim_journal_count_connection(struct sim_journal *j)
 void sim_journal_count_rate_limited(struct sim_journal *j)
 {
     j->rate_limited++;
+}
+
+void sim_journal_count_encoded(struct sim_journal *j)
+{
+    j->encoded++;
 }
 
 void sim_journal_count_scripted(struct sim_journal *j)
@@ -232,7 +241,7 @@ char *sim_journal_stats_json(const struct sim_journal *j, size_t *len)
     }
     if (!add_u64(doc, "requests", j->requests) || !add_u64(doc, "connections", j->connections) ||
         !add_u64(doc, "rate_limited", j->rate_limited) ||
-        !add_u64(doc, "scripted", j->scripted))
+        !add_u64(doc, "scripted", j->scripted) || !add_u64(doc, "encoded", j->encoded))
         goto out;
     if (json_object_object_add(doc, "faults", faults) != 0)
         goto out;
@@ -259,6 +268,7 @@ static json_object *entry_json(const struct entry *e)
         !add_cstr(o, "path", e->path) || !add_cstr(o, "query", e->query) ||
         !add_cstr(o, "authorization", e->authorization) ||
         !add_cstr(o, "content_type", e->content_type) || !add_cstr(o, "accept", e->accept) ||
+        !add_cstr(o, "accept_encoding", e->accept_encoding) ||
         !add_cstr(o, "user_agent", e->user_agent) ||
         !add_cstr(o, "x_request_id", e->x_request_id) ||
         !add_cstr(o, "traceparent", e->traceparent) ||

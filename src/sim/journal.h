@@ -23,6 +23,7 @@ struct sim_journal_call {
     const char *authorization;  /**< raw header, recorded on purpose: the key is a test key */
     const char *content_type;
     const char *accept;
+    const char *accept_encoding;
     const char *user_agent;
     const char *x_request_id;
     const char *traceparent;    /**< W3C trace context, as a gateway passes it on */
@@ -52,6 +53,9 @@ void sim_journal_count_connection(struct sim_journal *j);
 /** Counts one call answered 429 by the rate limiter. */
 void sim_journal_count_rate_limited(struct sim_journal *j);
 
+/** Counts one answer sent encoded (the gzip knob, or an entry's "encoding"). */
+void sim_journal_count_encoded(struct sim_journal *j);
+
 /** Counts one call that took an entry of the fault script. */
 void sim_journal_count_scripted(struct sim_journal *j);
 
@@ -60,6 +64,7 @@ void sim_journal_count_fault(struct sim_journal *j, enum sim_fault_kind kind);
 
 /**
  * The body of GET /_sim/stats: {"requests":N,"connections":N,"rate_limited":N,"scripted":N,
+ * "encoded":N,
  * "faults":{"latency":N,"error":N,...},"by_route":{...}}, a heap string the caller frees;
  * NULL when out of memory.
  */

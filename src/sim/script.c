@@ -44,6 +44,7 @@ struct sim_fault {
     unsigned long delay_ms;
     unsigned long long size;   /* huge */
     unsigned long interval_ms; /* drip */
+    enum sim_coding coding;    /* "encoding": the body (as made) encoded with it */
 };
 
 struct slot {
@@ -64,6 +65,7 @@ struct stream {
     int sock;                /* reset: the socket to reset at the cut, -1 if unknown */
     const char *body;
     size_t len;
+    struct sim_gzip_stream *gz; /* huge with an encoding: the body encoded as it is made */
 };
 
 static const char *const action_names[] = {
@@ -76,6 +78,7 @@ static const char *const action_names[] = {
 
 /* Headers MHD computes itself and refuses from the application. */
 static const char *const reserved_headers[] = {"Content-Length", "Transfer-Encoding"};
+
 
 static void fault_free(struct sim_fault *f)
 {
@@ -182,6 +185,45 @@ out:
 }
 
 /* Validates one entry into a new fault (one reference) and its count. */
+/*
+ * "encoding": a body that is sent whole (respond, truncate, reset, drip; their default body
+ * when the entry gives none) is encoded once, here; huge is encoded as it is made, and a
+ * passthrough's real answer when it is sent. close and hang send no body to encode.
+ */
+static int encoding_compile(struct sim_fault *f, size_t idx, char *err, size_t errlen)
+{
+    const char *src;
+    size_t len;
+    size_t out_len = 0;
+    char *out;
+
+    switch (f->action) {
+    case SIM_ACTION_CLOSE:
+    case SIM_ACTION_HANG:
+        snprintf(err, errlen, "entry %zu: encoding needs an action that sends a body", idx);
+        return -1;
+    case SIM_ACTION_HUGE:
+    case SIM_ACTION_PASSTHROUGH:
+        break;
+    case SIM_ACTION_RESPOND:
+    case SIM_ACTION_TRUNCATE:
+    case SIM_ACTION_RESET:
+    case SIM_ACTION_DRIP:
+        src = f->body != NULL ? f->body : f->action == SIM_ACTION_RESPOND ? "" : DEFAULT_FAULT_BODY;
+        len = f->body != NULL ? f->body_len : strlen(src);
+        out = sim_encode(f->coding, src, len, &out_len);
+        if (out == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        free(f->body);
+        f->body = out;
+        f->body_len = out_len;
+        break;
+    }
+    return 0;
+}
+
 static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
                          unsigned long *count, char *err, size_t errlen)
 {
@@ -278,6 +320,18 @@ static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
                 goto out;
             }
             f->interval_ms = (unsigned long)n;
+        } else if (strcmp(key, "encoding") == 0) {
+            int c = json_object_is_type(val, json_type_string)
+                        ? sim_coding_parse(json_object_get_string(val))
+                        : -1;
+
+            if (c < 0) {
+                snprintf(err, errlen,
+                         "entry %zu: encoding must be \"gzip\", \"deflate\" or \"identity\"",
+                         idx);
+                goto out;
+            }
+            f->coding = (enum sim_coding)c;
         } else if (strcmp(key, "count") == 0) {
             if (!int_in(val, 1, SIM_SCRIPT_COUNT_MAX, &n)) {
                 snprintf(err, errlen, "entry %zu: count must be an integer from 1 to %lu", idx,
@@ -309,6 +363,8 @@ static int entry_compile(json_object *o, size_t idx, struct sim_fault **out,
     if (!has_action)
         f->action = has_delay && !has_status && !has_body && !has_json ? SIM_ACTION_PASSTHROUGH
                                                                         : SIM_ACTION_RESPOND;
+    if (f->coding != SIM_CODING_IDENTITY && encoding_compile(f, idx, err, errlen) != 0)
+        goto out;
     *out = f;
     f = NULL;
     rc = 0;
@@ -452,12 +508,18 @@ unsigned sim_fault_status(const struct sim_fault *fault)
     return fault->status;
 }
 
+enum sim_coding sim_fault_coding(const struct sim_fault *fault)
+{
+    return fault->coding;
+}
+
 /* ---------------------------------------------------------------- streamed bodies */
 
 static void stream_free(void *cls)
 {
     struct stream *s = cls;
 
+    sim_gzip_stream_free(s->gz);
     sim_fault_release(s->fault);
     free(s);
 }
@@ -499,27 +561,50 @@ static ssize_t read_truncate(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-/* huge: {"pad":"xxx..."} of exactly fault->size bytes, made on the fly. */
-static ssize_t read_huge(void *cls, uint64_t pos, char *buf, size_t max)
+/* Bytes [pos, pos + n) of huge's {"pad":"xxx..."} of exactly fault->size bytes. */
+static void fill_huge(void *ctx, uint64_t pos, char *buf, size_t n)
 {
     static const char head[] = "{\"pad\":\"";
     static const char tail[] = "\"}";
-    const struct stream *s = cls;
-    uint64_t size = s->fault->size;
-    uint64_t tail_at = size - (sizeof(tail) - 1);
+    const struct stream *s = ctx;
+    uint64_t tail_at = s->fault->size - (sizeof(tail) - 1);
     uint64_t first_tail;
-    size_t i, n;
+    size_t i;
 
-    if (pos >= size)
-        return MHD_CONTENT_READER_END_OF_STREAM;
-    n = size - pos < max ? (size_t)(size - pos) : max;
     memset(buf, 'x', n);
     for (i = 0; i < n && pos + i < sizeof(head) - 1; i++)
         buf[i] = head[pos + i];
     first_tail = pos < tail_at ? tail_at - pos : 0;
     for (i = first_tail < n ? (size_t)first_tail : n; i < n; i++)
         buf[i] = tail[pos + i - tail_at];
+}
+
+/* huge: the body made on the fly. */
+static ssize_t read_huge(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const struct stream *s = cls;
+    uint64_t size = s->fault->size;
+    size_t n;
+
+    if (pos >= size)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    n = size - pos < max ? (size_t)(size - pos) : max;
+    fill_huge(cls, pos, buf, n);
     return (ssize_t)n;
+}
+
+/* huge with an encoding: the body made and encoded on the fly (a compression bomb when
+ * large); its encoded length is not known ahead, so it goes chunked. */
+static ssize_t read_huge_encoded(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const struct stream *s = cls;
+    long n = sim_gzip_stream_read(s->gz, buf, max);
+
+    (void)pos;
+    if (n > 0)
+        return (ssize_t)n;
+    return n == 0 && max > 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                             : MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
 /* drip: one byte per call, sleeping interval_ms before every byte but the first. MHD calls
@@ -551,7 +636,7 @@ enum MHD_Result sim_fault_add_headers(const struct sim_fault *fault, struct MHD_
     return rc;
 }
 
-static bool has_header(const struct sim_fault *fault, const char *name)
+bool sim_fault_has_header(const struct sim_fault *fault, const char *name)
 {
     size_t i;
 
@@ -593,6 +678,15 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
             size = fault->size;
             reader = read_huge;
         }
+        if (fault->action == SIM_ACTION_HUGE && fault->coding != SIM_CODING_IDENTITY) {
+            s->gz = sim_gzip_stream_new(fault->coding, fault->size, fill_huge, s);
+            if (s->gz == NULL) {
+                stream_free(s);
+                goto out;
+            }
+            size = MHD_SIZE_UNKNOWN;
+            reader = read_huge_encoded;
+        }
         resp = MHD_create_response_from_callback(size, SIM_STREAM_BLOCK, reader, s, stream_free);
         if (resp == NULL) {
             stream_free(s);
@@ -607,10 +701,14 @@ struct MHD_Response *sim_fault_response(struct sim_fault *fault, struct sim_nap 
     if (resp == NULL)
         goto out;
     /* An explicit Content-Type among the headers wins over content_type. */
-    if ((!has_header(fault, "Content-Type") &&
+    if ((!sim_fault_has_header(fault, "Content-Type") &&
          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                  fault->content_type ? fault->content_type
                                                      : DEFAULT_CONTENT_TYPE) != MHD_YES) ||
+        (fault->coding != SIM_CODING_IDENTITY &&
+         !sim_fault_has_header(fault, "Content-Encoding") &&
+         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                 sim_coding_name(fault->coding)) != MHD_YES) ||
         sim_fault_add_headers(fault, resp) != MHD_YES) {
         MHD_destroy_response(resp);
         resp = NULL;

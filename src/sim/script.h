@@ -10,11 +10,13 @@
 #ifndef HCGW_SIM_SCRIPT_H
 #define HCGW_SIM_SCRIPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "gzip.h"
 #include "nap.h"
 
 struct sim_script;
@@ -90,6 +92,15 @@ unsigned long sim_fault_delay_ms(const struct sim_fault *fault);
 
 /** The status the entry answers with (200 when absent). */
 unsigned sim_fault_status(const struct sim_fault *fault);
+
+/** True when the entry's extra headers name @p name (compared without regard to case). */
+bool sim_fault_has_header(const struct sim_fault *fault, const char *name);
+
+/**
+ * The entry's "encoding" (SIM_CODING_IDENTITY when absent): its body is sent encoded, with the
+ * Content-Encoding that names it (a passthrough's real answer too, which api.c encodes).
+ */
+enum sim_coding sim_fault_coding(const struct sim_fault *fault);
 
 /**
  * Builds the response of a RESPOND, TRUNCATE, RESET, HUGE or DRIP entry, with its content type

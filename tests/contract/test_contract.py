@@ -213,6 +213,14 @@ class ContractTest(unittest.TestCase):
         s(gw, "list, every parameter", "GET",
           "/contacts?limit=2&offset=1&sort=customers.lastSeen&order=desc")
         s(gw, "list, limit clamped", "GET", "/contacts?limit=500")
+        # gzip to a caller that accepts it: the bodies are checked as they inflate.
+        gz = {"Accept-Encoding": "gzip"}
+        for name, target in (("list, gzip", "/contacts"), ("metrics, gzip", "/metrics"),
+                             ("openapi, gzip", "/openapi.yaml")):
+            r = s(gw, name, "GET", target, headers=gz)
+            rec.tc.assertEqual(r.header("Content-Encoding"), "gzip", name)
+        s(gw, "head, gzip", "HEAD", "/contacts", headers=gz)
+        s(gw, "search, gzip", "POST", "/contacts/search", SEARCH, headers=gz)
         s(gw, "search", "POST", "/contacts/search", SEARCH)
         s(gw, "search by tag", "POST", "/contacts/search",
           {"filter": [{"field": "customers.tagsData", "operator": "=",
@@ -526,7 +534,7 @@ class ContractTest(unittest.TestCase):
     def cache_gateway(rec, sim):
         """The contact cache on: misses, hits with Age, 304 from If-None-Match, a forced
         refresh; the answers' Cache-Status, ETag and Age against the document."""
-        gw = Gateway(sim, conf={"cache": {"ttl_ms": 60000}})
+        gw = Gateway(sim, conf={"cache": {"ttl_ms": 60000}, "compression": {"min_bytes": 256}})
         s = rec.send
         got = s(gw, "cache miss", "GET", "/contacts/" + JOHN)
         s(gw, "cache hit", "GET", "/contacts/" + JOHN)
@@ -540,6 +548,15 @@ class ContractTest(unittest.TestCase):
         s(gw, "cache write-through", "PUT", "/contacts/%s/tags/Lead" % JANE)
         s(gw, "cache after a write", "GET", "/contacts/" + JANE)
         s(gw, "cache not found", "GET", "/contacts/999999999", status=404, code="not_found")
+        # gzip (a customer is over 256 bytes): the gzip representation and its own ETag.
+        gz = {"Accept-Encoding": "gzip"}
+        zipped = s(gw, "cache hit, gzip", "GET", "/contacts/" + JOHN, headers=gz)
+        rec.tc.assertTrue(zipped.header("ETag").endswith('-gz"'), zipped.headers)
+        s(gw, "cache 304, gzip", "GET", "/contacts/" + JOHN,
+          headers={"If-None-Match": zipped.header("ETag"), "Accept-Encoding": "gzip"},
+          status=304)
+        s(gw, "cache refresh, gzip", "GET", "/contacts/" + JOHN,
+          headers={"Cache-Control": "no-cache", "Accept-Encoding": "gzip"})
         return gw
 
     @staticmethod

@@ -24,7 +24,9 @@
 //      Access-Control-Allow-Methods does;
 //    - the status is declared for that operation (no ranges, no default), every required
 //      header is there and each declared header's value fits its schema, the Content-Type is
-//      a declared media type, and the body fits its schema (JSON Schema 2020-12, ajv);
+//      a declared media type, and the body fits its schema (JSON Schema 2020-12, ajv), as it
+//      inflates when it came with Content-Encoding: gzip (only gzip, and only where the
+//      response declares the header);
 //      a response without content has no body, and neither has any answer to HEAD (whose
 //      content, if its response declares one, is the GET's and is not checked);
 //    - envelope consistency (but for HEAD, which has no body): error.status = the HTTP status,
@@ -41,6 +43,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import Ajv2020 from 'ajv/dist/2020.js';
 import YAML from 'yaml';
 
@@ -488,7 +491,22 @@ function validateResponse(doc, ex, respPointer, label) {
     const err = check(`${hptr}/schema`, v);
     if (err) fail(`header ${name}: ${JSON.stringify(value)}: ${err}`);
   }
-  const body = decodeBody(ex.body_b64);
+  let body = decodeBody(ex.body_b64);
+  const coding = header(ex.headers, 'Content-Encoding');
+  if (coding !== undefined && !Object.keys(resp.headers || {}).includes('Content-Encoding'))
+    fail(`Content-Encoding ${coding} where the document declares none`);
+  if (coding !== undefined && ex.method !== 'HEAD' && body.length > 0) {
+    if (coding !== 'gzip') {
+      fail(`Content-Encoding ${coding} is not gzip`);
+      return null;
+    }
+    try {
+      body = gunzipSync(body);
+    } catch {
+      fail('the body is not the gzip its Content-Encoding says');
+      return null;
+    }
+  }
   const ctype = header(ex.headers, 'Content-Type');
   const content = resp.content || {};
   if (ex.method === 'HEAD') {

@@ -55,6 +55,14 @@ PATHS = {
 TOKENS = {"crm": "crm-browser-token-0123456789", "ops": "ops-service-token-0123456789"}
 
 
+def vary(r):
+    """The fields of the answer's one Vary header, lower-cased (compression may name
+    Accept-Encoding there too)."""
+    lines = [v for k, v in r.headers if k.lower() == "vary"]
+    assert len(lines) <= 1, "more than one Vary header: %r" % lines
+    return [f.strip().lower() for f in lines[0].split(",")] if lines else []
+
+
 def sha(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -75,7 +83,7 @@ class CorsCase(GatewayCase):
     def assertCors(self, r, origin):
         self.assertEqual(r.header("Access-Control-Allow-Origin"), origin, r)
         self.assertEqual(r.header("Access-Control-Expose-Headers"), EXPOSE_HEADERS)
-        self.assertEqual(r.header("Vary"), "Origin")
+        self.assertIn("origin", vary(r))
         self.assertIsNone(r.header("Access-Control-Allow-Credentials"))
 
     def assertPreflight(self, r, origin, methods, max_age="600"):
@@ -99,7 +107,7 @@ class NoGroupTest(CorsCase):
         self.assertEnvelope(r, 405, "method_not_allowed")
         self.assertEqual(r.header("Allow"), "DELETE, PUT")
         self.assertNoCors(r)
-        self.assertIsNone(r.header("Vary"))
+        self.assertNotIn("origin", vary(r))
 
     def test_answers_carry_nothing(self):
         for method, path in (("GET", "/contacts/" + CID), ("GET", "/contacts/0"),
@@ -107,7 +115,7 @@ class NoGroupTest(CorsCase):
             with self.subTest(path=path):
                 r = self.req(method, path, headers={"Origin": APP})
                 self.assertNoCors(r)
-                self.assertIsNone(r.header("Vary"))
+                self.assertNotIn("origin", vary(r))
 
 
 class PreflightTest(CorsCase):
@@ -154,7 +162,7 @@ class PreflightTest(CorsCase):
                     "OPTIONS", "/contacts/" + CID, headers=preflight_headers(origin)))
                 self.assertEnvelope(r, 403, "cors_origin_not_allowed")
                 self.assertNoCors(r)
-                self.assertEqual(r.header("Vary"), "Origin")
+                self.assertIn("origin", vary(r))
 
     def test_unknown_path(self):
         for target in ("/nope", "/contacts/%s/tags/a/b" % CID, "/contacts/"):
@@ -255,13 +263,13 @@ class AnswersTest(CorsCase):
                 self.assertEqual(r.status, 200)
                 self.assertEqual(self.sim.count(), before + 1)
                 self.assertNoCors(r)
-                self.assertEqual(r.header("Vary"), "Origin")
+                self.assertIn("origin", vary(r))
 
     def test_no_origin(self):
         r = self.req("GET", "/contacts/" + CID)
         self.assertEqual(r.status, 200)
         self.assertNoCors(r)
-        self.assertEqual(r.header("Vary"), "Origin")
+        self.assertIn("origin", vary(r))
 
     def test_origin_logged(self):
         mark = self.gw.proc.mark()

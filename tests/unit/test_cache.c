@@ -267,7 +267,9 @@ static void test_etag_and_none_match(void **state)
     (void)state;
     assert_int_equal(gw_cachectl_etag("{}", 2, a), 0);
     assert_int_equal(gw_cachectl_etag("{ }", 3, b), 0);
-    assert_int_equal(strlen(a), GW_ETAG_BYTES - 1);
+    /* 32 hex digits in quotes; the room left is for the gzip one's "-gz". */
+    assert_int_equal(strlen(a), 34);
+    assert_int_equal(GW_ETAG_BYTES, 34 + 3 + 1);
     assert_true(a[0] == '"' && a[33] == '"');
     assert_string_not_equal(a, b);
     assert_true(gw_cachectl_none_match(a, a));
@@ -278,6 +280,36 @@ static void test_etag_and_none_match(void **state)
     assert_false(gw_cachectl_none_match(NULL, a));
     assert_false(gw_cachectl_none_match("", a));
     assert_false(gw_cachectl_none_match("\"x\"", a));
+}
+
+/* The gzip representation's ETag: the same hash with "-gz" inside the quotes (RFC 9110
+ * section 8.8.3: a strong ETag names one representation), matched only as itself. */
+static void test_etag_gzip(void **state)
+{
+    char a[GW_ETAG_BYTES];
+    char gz[GW_ETAG_BYTES];
+    char list[128];
+    char empty[GW_ETAG_BYTES] = "";
+
+    (void)state;
+    assert_int_equal(gw_cachectl_etag("{}", 2, a), 0);
+    memcpy(gz, a, sizeof(gz));
+    gw_cachectl_etag_gzip(gz);
+    assert_int_equal(strlen(gz), GW_ETAG_BYTES - 1);
+    assert_memory_equal(gz, a, 33);
+    assert_string_equal(gz + 33, "-gz\"");
+    assert_true(gw_cachectl_none_match(gz, gz));
+    assert_false(gw_cachectl_none_match(a, gz));
+    assert_false(gw_cachectl_none_match(gz, a));
+    assert_true(gw_cachectl_none_match("*", gz));
+    snprintf(list, sizeof(list), "%s, W/%s", a, gz);
+    assert_true(gw_cachectl_none_match(list, gz));
+    assert_true(gw_cachectl_none_match(list, a));
+    /* Once only: a second call finds no room and leaves it as it is. */
+    gw_cachectl_etag_gzip(gz);
+    assert_string_equal(gz + 33, "-gz\"");
+    gw_cachectl_etag_gzip(empty);
+    assert_string_equal(empty, "");
 }
 
 int main(void)
@@ -296,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_many_ids_grow_buckets),
         cmocka_unit_test(test_cache_control),
         cmocka_unit_test(test_etag_and_none_match),
+        cmocka_unit_test(test_etag_gzip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,6 +122,10 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->cache.max_entries, 10000);
     assert_int_equal(cfg->cache.max_bytes, 33554432);
     assert_true(cfg->coalesce.tags);
+    assert_true(cfg->compression.gzip);
+    assert_int_equal(cfg->compression.min_bytes, 1024);
+    assert_int_equal(cfg->compression.level, 1);
+    assert_true(cfg->compression.upstream);
     assert_int_equal(cfg->idempotency.ttl_s, 86400);
     assert_int_equal(cfg->idempotency.max_entries, 10000);
     assert_int_equal(cfg->idempotency.max_bytes, 16777216);
@@ -228,6 +232,22 @@ static void test_int64_and_hex_integers(void **state)
     assert_int_equal(cfg->upstream.timeout_ms, 20000);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 16777216);
     gw_config_free(cfg);
+}
+
+/* The compression group: each key read, and a demanding user can turn both sides off. */
+static void test_compression_keys(void **state)
+{
+    struct gw_config *cfg;
+
+    (void)state;
+    cfg = load_ok("compression = { gzip = false; min_bytes = 0; level = 9; upstream = false; };\n");
+    assert_false(cfg->compression.gzip);
+    assert_int_equal(cfg->compression.min_bytes, 0);
+    assert_int_equal(cfg->compression.level, 9);
+    assert_false(cfg->compression.upstream);
+    gw_config_free(cfg);
+    expect_problems("compression = { gzip = 1; };\n", "1: compression.gzip: expected a boolean\n");
+    expect_problems("compression = { brotli = true; };\n", "1: compression.brotli: unknown key\n");
 }
 
 static void test_api_key_is_copied(void **state)
@@ -352,6 +372,8 @@ static void test_out_of_bounds(void **state)
         {"limits", "max_connections", 1, 1000000},
         {"limits", "connection_timeout_ms", 0, 3600000},
         {"limits", "max_in_flight", 1, 1000000},
+        {"compression", "min_bytes", 0, 268435456},
+        {"compression", "level", 1, 9},
     };
     char text[256], expected[256];
 
@@ -781,6 +803,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_conf_loads),
+        cmocka_unit_test(test_compression_keys),
         cmocka_unit_test(test_empty_file_gives_defaults),
         cmocka_unit_test(test_every_key_is_read),
         cmocka_unit_test(test_int64_and_hex_integers),
