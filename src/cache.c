@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hcgw/cachectl.h"
 #include "hcgw/limits.h"
 
 struct entry {
     uint64_t id;
     uint64_t stored_ms;
+    char etag[GW_ETAG_BYTES];        /* of the body as GET /contacts/{id} answers it; "" none */
     struct entry *hnext;             /* bucket chain */
     struct entry *prev, *next;       /* use order: head most recent */
     size_t len;
@@ -119,7 +121,8 @@ static void make_room(struct gw_cache *c, size_t entries, size_t bytes)
 }
 
 /* Store @p body for @p id, replacing what was there. Caller holds the lock. */
-static bool store(struct gw_cache *c, uint64_t id, const char *body, size_t len, uint64_t now_ms)
+static bool store(struct gw_cache *c, uint64_t id, const char *body, size_t len, uint64_t now_ms,
+                  const char *etag)
 {
     size_t need = entry_bytes(len);
     struct entry *e;
@@ -134,6 +137,7 @@ static bool store(struct gw_cache *c, uint64_t id, const char *body, size_t len,
     e->id = id;
     e->stored_ms = now_ms;
     e->len = len;
+    memcpy(e->etag, etag, GW_ETAG_BYTES);
     memcpy(e->body, body, len);
     e->body[len] = '\0';
     e->hnext = NULL;
@@ -256,6 +260,7 @@ bool gw_cache_get(struct gw_cache *c, uint64_t id, uint64_t now_ms, uint64_t max
         goto out;
     memcpy(hit->body, e->body, e->len + 1);
     hit->len = e->len;
+    memcpy(hit->etag, e->etag, GW_ETAG_BYTES);
     hit->age_ms = age;
     hit->ttl_left_ms = c->ttl_ms - age;
     unlink_use(c, e);
@@ -271,9 +276,14 @@ bool gw_cache_fill(struct gw_cache *c, uint64_t id, uint64_t gen, const char *bo
 {
     bool ok = false;
 
+    char etag[GW_ETAG_BYTES];
+
+    /* The hash outside the lock, once per store rather than once per hit. */
+    if (gw_cachectl_etag(body, len, etag) != 0)
+        etag[0] = '\0';
     pthread_mutex_lock(&c->mu);
     if (*stripe(c, id) == gen)
-        ok = store(c, id, body, len, now_ms);
+        ok = store(c, id, body, len, now_ms, etag);
     pthread_mutex_unlock(&c->mu);
     return ok;
 }
@@ -281,13 +291,16 @@ bool gw_cache_fill(struct gw_cache *c, uint64_t id, uint64_t gen, const char *bo
 bool gw_cache_write(struct gw_cache *c, uint64_t id, uint64_t gen, const char *body, size_t len,
                     uint64_t now_ms)
 {
+    char etag[GW_ETAG_BYTES] = "";
     uint64_t *g;
     bool ok = false;
 
+    if (body != NULL && gw_cachectl_etag(body, len, etag) != 0)
+        etag[0] = '\0';
     pthread_mutex_lock(&c->mu);
     g = stripe(c, id);
     if (*g == gen && body != NULL)
-        ok = store(c, id, body, len, now_ms);
+        ok = store(c, id, body, len, now_ms, etag);
     else
         drop_id(c, id);
     (*g)++;

@@ -348,6 +348,7 @@ static bool serve_cached(struct gw_calls *calls, struct gw_call *call)
     call->cache = GW_CACHE_HIT;
     call->cache_age_ms = hit.age_ms;
     call->cache_ttl_left_ms = hit.ttl_left_ms;
+    memcpy(call->cache_etag, hit.etag, GW_ETAG_BYTES);
     return true;
 }
 
@@ -1206,6 +1207,7 @@ int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
 
     call->cache = GW_CACHE_UNUSED;
     call->cache_stored = false;
+    call->cache_etag[0] = '\0';
     call->cache_checked = false;
     call->cache_op = NULL;
     call->flight = NULL;

@@ -320,6 +320,7 @@ static void answer_caller(struct gw_homes *homes, struct gw_hop *h)
     call->cache_stored = h->call.cache_stored;
     call->cache_age_ms = h->call.cache_age_ms;
     call->cache_ttl_left_ms = h->call.cache_ttl_left_ms;
+    memcpy(call->cache_etag, h->call.cache_etag, GW_ETAG_BYTES);
     call->coalesced = h->call.coalesced;
     call->done(call);
 out:

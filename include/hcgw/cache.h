@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hcgw/limits.h"
+
 struct gw_cache;
 
 /** A fresh entry, copied out of the cache. */
@@ -24,6 +26,8 @@ struct gw_cache_hit {
     size_t len;
     uint64_t age_ms;                 /* since it was stored */
     uint64_t ttl_left_ms;            /* until it stops being served */
+    char etag[GW_ETAG_BYTES];        /* the body's ETag (cachectl.h), worked out when it was
+                                        stored; "" when that failed */
 };
 
 /** What the cache holds now. */

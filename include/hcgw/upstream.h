@@ -160,6 +160,8 @@ struct gw_call {
     bool cache_stored;               /* its answer was stored in the cache */
     uint64_t cache_age_ms;           /* a hit: the entry's age */
     uint64_t cache_ttl_left_ms;      /* a hit: how long it stays fresh */
+    char cache_etag[GW_ETAG_BYTES];  /* a hit from this process's cache: the customer's ETag,
+                                        worked out when stored ("" otherwise) */
     int coalesced;                   /* a write of a contact: callers who shared its upstream
                                         call (1: alone), 0 when none was made for it */
 

@@ -64,6 +64,30 @@ static void test_hit_until_ttl(void **state)
     gw_cache_free(c);
 }
 
+/* A hit carries the ETag worked out when the body was stored: the same as hashing it again. */
+static void test_hit_carries_the_stored_etag(void **state)
+{
+    static const char other[] = "{\"id\":1,\"name\":\"b\"}";
+    struct gw_cache *c = cache_with(10000, 100, 1 << 20);
+    struct gw_cache_hit h;
+    char want[GW_ETAG_BYTES];
+
+    (void)state;
+    fill(c, 1, BODY, T0);
+    assert_true(gw_cache_get(c, 1, T0, ANY, &h));
+    assert_int_equal(gw_cachectl_etag(BODY, strlen(BODY), want), 0);
+    assert_string_equal(h.etag, want);
+    free(h.body);
+    /* A write's answer replaces it, and its ETag with it. */
+    assert_true(gw_cache_write(c, 1, gw_cache_generation(c, 1), other, strlen(other), T0));
+    assert_true(gw_cache_get(c, 1, T0, ANY, &h));
+    assert_int_equal(gw_cachectl_etag(other, strlen(other), want), 0);
+    assert_string_equal(h.etag, want);
+    assert_string_equal(h.body, other);
+    free(h.body);
+    gw_cache_free(c);
+}
+
 static void test_max_age(void **state)
 {
     struct gw_cache *c = cache_with(10000, 100, 1 << 20);
@@ -316,6 +340,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_until_ttl),
+        cmocka_unit_test(test_hit_carries_the_stored_etag),
         cmocka_unit_test(test_max_age),
         cmocka_unit_test(test_off_keeps_nothing),
         cmocka_unit_test(test_lru_by_entries),
