@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <json-c/json.h>
 
@@ -226,26 +225,19 @@ static bool gate_paused(void *ctx, uint64_t now_ms)
 
 /* ---- the cache ---- */
 
-/* Milliseconds of the monotonic clock now, not the loop's (which is read once an iteration):
- * the shared cache compares how long ago a call began with Redis's clock. */
-static uint64_t fresh_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The contact cache is the account's, in Redis (redis_cache.h), not this process's alone. */
 static bool cache_shared(const struct gw_calls *calls)
 {
     return calls->rcache != NULL && calls->cfg->cache.ttl_ms > 0;
 }
 
-/* Stamp @p call as sent now, for the shared cache's comparisons. */
+/*
+ * Stamp @p call as sent now, for the shared cache's comparisons with Redis's clock: the clock
+ * itself (gw_clock_ms), not the loop's now, which is read once an iteration.
+ */
 static void stamp(struct gw_calls *calls, struct gw_call *call)
 {
-    call->began_ms = fresh_ms();
+    call->began_ms = gw_clock_ms();
     call->session = calls->rcache != NULL ? gw_redis_cache_session(calls->rcache) : 0;
 }
 
@@ -254,7 +246,7 @@ static bool share_fill(struct gw_calls *calls, const struct gw_call *call, uint6
 {
     const struct gw_outcome *o = &call->out;
 
-    return gw_redis_cache_fill(calls->rcache, id, fresh_ms() - call->began_ms, call->session,
+    return gw_redis_cache_fill(calls->rcache, id, gw_clock_ms() - call->began_ms, call->session,
                                o->body, o->body_len);
 }
 
@@ -825,7 +817,7 @@ static bool share_write(struct gw_calls *calls, struct gw_batch *b)
         gw_redis_cache_lost(calls->rcache);
         return false;
     }
-    if (gw_redis_cache_write(calls->rcache, b->lane->contact_id, fresh_ms() - b->call.began_ms,
+    if (gw_redis_cache_write(calls->rcache, b->lane->contact_id, gw_clock_ms() - b->call.began_ms,
                              ok ? o->body : NULL, ok ? o->body_len : 0, b->call.deadline_ms,
                              batch_stored, b, &b->op) != 0)
         return false;

@@ -33,7 +33,7 @@ struct gw_loop {
     int cur_event;           /* index of the event being dispatched */
 };
 
-static uint64_t mono_ms(void)
+uint64_t gw_clock_ms(void)
 {
     struct timespec ts;
 
@@ -70,7 +70,7 @@ struct gw_loop *gw_loop_new(void)
     loop->wake_io.data = loop;
     if (gw_loop_io_set(loop, &loop->wake_io, EPOLLIN) != 0)
         goto fail_watch;
-    loop->now_ms = mono_ms();
+    loop->now_ms = gw_clock_ms();
     return loop;
 
 fail_watch:
@@ -100,7 +100,7 @@ uint64_t gw_loop_now(const struct gw_loop *loop)
 
 void gw_loop_update_time(struct gw_loop *loop)
 {
-    loop->now_ms = mono_ms();
+    loop->now_ms = gw_clock_ms();
 }
 
 int gw_loop_io_set(struct gw_loop *loop, struct gw_io *io, uint32_t events)
@@ -276,7 +276,7 @@ int gw_loop_run_once(struct gw_loop *loop, int max_wait_ms)
             return -errno;
         n = 0;
     }
-    loop->now_ms = mono_ms();
+    loop->now_ms = gw_clock_ms();
     loop->n_events = n;
     for (i = 0; i < n; i++) {
         struct gw_io *io = loop->events[i].data.ptr;

@@ -25,6 +25,7 @@
 #include "hcgw/redis_cache.h"
 #include "hcgw/redis_quota.h"
 #include "hcgw/limits.h"
+#include "hcgw/loop.h"
 #include "hcgw/version.h"
 
 static const int statuses[GW_METRICS_STATUSES] = {200, 201, 204, 400, 401, 403, 404,
@@ -516,10 +517,8 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
             "# TYPE hcgw_in_flight gauge\nhcgw_in_flight %lld\n", (long long)in_flight);
     if (reg->governor != NULL) {
         struct gw_governor_stats st;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        gw_governor_stats(reg->governor,
-                          (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u, &st);
+
+        gw_governor_stats(reg->governor, gw_clock_ms(), &st);
         add(&t, "# HELP hcgw_quota_enabled Whether the quota governor is on.\n"
                 "# TYPE hcgw_quota_enabled gauge\nhcgw_quota_enabled %d\n", st.enabled ? 1 : 0);
         add(&t, "# HELP hcgw_quota_tokens Upstream calls that may go at once now.\n"

@@ -13,12 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "hcgw/config.h"
 #include "hcgw/err.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
+#include "hcgw/loop.h"
 #include "hcgw/metrics.h"
 #include "hcgw/redis.h"
 
@@ -211,15 +211,6 @@ static void settle(struct gw_redis_cache *c, uint64_t mark)
 
 static void on_answer(void *data, enum gw_redis_result result, const struct redisReply *reply);
 
-/* Monotonic milliseconds now. */
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * Redis answered a cache command with an error (@p why, without any secret: Redis's own
  * words): nothing is served or stored for GW_REDIS_CACHE_REFUSED_MS, and one log line says so
@@ -227,7 +218,7 @@ static uint64_t now_ms(void)
  */
 static void refused(struct gw_redis_cache *c, const char *why)
 {
-    uint64_t now = now_ms();
+    uint64_t now = gw_clock_ms();
     struct gw_logline l;
     bool was = __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) > now;
 
@@ -323,7 +314,7 @@ static void move_epoch(struct gw_redis_cache *c)
 bool gw_redis_cache_usable(struct gw_redis_cache *c)
 {
     if (!gw_redis_up(c->redis) ||
-        __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) > now_ms())
+        __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) > gw_clock_ms())
         return false;
     if (gw_redis_cache_serving(c))
         return true;
@@ -335,7 +326,7 @@ bool gw_redis_cache_usable(struct gw_redis_cache *c)
 bool gw_redis_cache_serving(const struct gw_redis_cache *c)
 {
     return gw_redis_up(c->redis) && load(&c->marks->lost) <= load(&c->marks->settled) &&
-           __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) <= now_ms();
+           __atomic_load_n(&c->refused_until_ms, __ATOMIC_RELAXED) <= gw_clock_ms();
 }
 
 uint64_t gw_redis_cache_session(const struct gw_redis_cache *c)

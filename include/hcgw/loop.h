@@ -47,6 +47,12 @@ void gw_loop_free(struct gw_loop *loop);
 /** Monotonic milliseconds, refreshed once per iteration (and by gw_loop_update_time). */
 uint64_t gw_loop_now(const struct gw_loop *loop);
 
+/**
+ * Monotonic milliseconds read from the clock now, not the loop's cached now: for code that
+ * measures inside an iteration, or runs on no loop. Any thread.
+ */
+uint64_t gw_clock_ms(void);
+
 /** Refresh the loop's notion of now. */
 void gw_loop_update_time(struct gw_loop *loop);
 

@@ -89,14 +89,6 @@ static struct {
     char err_path[PATH_MAX];         /* its stderr, read for sanitizer reports when it stops */
 } sim = {-1, -1, 0, "", ""};
 
-static uint64_t clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * Start hcgw-sim on an ephemeral port and read the port from its one line on stdout. Its
  * stderr goes to a file in tmpdir (it reports there the held calls whose callers left).
@@ -107,7 +99,7 @@ static int sim_start(void)
     int err_fd;
     char line[512];
     size_t len = 0;
-    uint64_t until = clock_ms() + WAIT_MS;
+    uint64_t until = gw_clock_ms() + WAIT_MS;
     const char *p;
     struct pollfd pfd;
     ssize_t n;
@@ -140,7 +132,7 @@ static int sim_start(void)
     pfd.fd = sim.out_fd;
     pfd.events = POLLIN;
     while (memchr(line, '\n', len) == NULL && len < sizeof(line) - 1) {
-        uint64_t now = clock_ms();
+        uint64_t now = gw_clock_ms();
 
         if (now >= until || poll(&pfd, 1, (int)(until - now)) <= 0)
             return -1;
@@ -373,10 +365,10 @@ static void step(int i, int wait_ms)
 /* Step the workers in @p mask (bit i: worker i), round after round, until @p cond holds. */
 static bool run_until(unsigned mask, bool (*cond)(const void *), const void *arg, int max_ms)
 {
-    uint64_t until = clock_ms() + (uint64_t)max_ms;
+    uint64_t until = gw_clock_ms() + (uint64_t)max_ms;
 
     while (!cond(arg)) {
-        if (clock_ms() >= until)
+        if (gw_clock_ms() >= until)
             return false;
         for (int i = 0; i < NWORKERS; i++) {
             if (mask & (1u << i))
@@ -389,9 +381,9 @@ static bool run_until(unsigned mask, bool (*cond)(const void *), const void *arg
 /* Step the workers in @p mask for @p ms, whatever happens. */
 static void run_for(unsigned mask, int ms)
 {
-    uint64_t until = clock_ms() + (uint64_t)ms;
+    uint64_t until = gw_clock_ms() + (uint64_t)ms;
 
-    while (clock_ms() < until) {
+    while (gw_clock_ms() < until) {
         for (int i = 0; i < NWORKERS; i++) {
             if (mask & (1u << i))
                 step(i, STEP_MS);
@@ -1064,7 +1056,7 @@ static void test_late_answer(void **state)
     uint64_t cid = contact_of(1, 0);
     struct req *r = read_req(cid);
     const uint64_t timeout = 100;
-    uint64_t start = clock_ms();
+    uint64_t start = gw_clock_ms();
 
     (void)state;
     assert_int_equal(submit_in(0, r, timeout), 0);
@@ -1073,7 +1065,7 @@ static void test_late_answer(void **state)
     assert_int_equal(r->done_on, 0);
     assert_int_equal(r->call.out.failure, GW_ERR_UPSTREAM_TIMEOUT);
     /* Not before the deadline and its grace (both in whole ms of the same clock). */
-    assert_true(clock_ms() - start >= timeout + GW_HANDOFF_GRACE_MS);
+    assert_true(gw_clock_ms() - start >= timeout + GW_HANDOFF_GRACE_MS);
     assert_int_equal(in_flight(0), 0);
     assert_int_equal(sent(0), 0);
 

@@ -41,6 +41,7 @@
 
 #include "../support/tmpdir.h"
 #include "../support/redis_server.h"
+#include "../support/run_until.h"
 
 /* No wait in a test lasts longer than this. */
 #define GUARD_MS 15000u
@@ -62,22 +63,6 @@
 
 static struct redis_server srv;
 static char hcgw_pw[PW_PATH_BYTES];
-
-static uint64_t clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-#define RUN_UNTIL(loop, cond, ms)                                                            \
-    ({                                                                                       \
-        uint64_t until_ = clock_ms() + (ms);                                                 \
-        while (!(cond) && clock_ms() < until_)                                               \
-            gw_loop_run_once((loop), 5);                                                     \
-        (bool)(cond);                                                                        \
-    })
 
 /* One hcgw replica: its connection, its local table, its shared store over both. */
 struct replica {
@@ -403,8 +388,8 @@ static void test_lease_and_stale_claim(void **state)
     expect(&b, &k, GW_IDEM_IN_PROGRESS);
     /* Past its lease (Redis's clock) the claim is over: whether it created anything is
      * unknown, and the next request takes it over to look first. */
-    until = clock_ms() + PAST_LEASE_MS;
-    RUN_UNTIL(loop, clock_ms() >= until, GUARD_MS);
+    until = gw_clock_ms() + PAST_LEASE_MS;
+    RUN_UNTIL(loop, gw_clock_ms() >= until, GUARD_MS);
     assert_int_equal(begin(&b, &taker, &k), GW_IDEM_RECOVER);
     /* The lost holder's end, should it still come, changes nothing. */
     complete(&a, &lost, 201, CUSTOMER, strlen(CUSTOMER));
@@ -556,10 +541,10 @@ static void test_redis_away_begin(void **state)
     replica_start(&a, loop, cfg, API_KEY, true);
     replica_start(&b, loop, cfg, API_KEY, true);
     redis_server_pause(&srv);
-    t0 = clock_ms();
+    t0 = gw_clock_ms();
     assert_int_equal(begin(&a, &x, &k), GW_IDEM_NEW);
     assert_true(x.later);
-    assert_true(clock_ms() - t0 < TIMEOUT_MS + 1000); /* timeout_ms, not the deadline */
+    assert_true(gw_clock_ms() - t0 < TIMEOUT_MS + 1000); /* timeout_ms, not the deadline */
     assert_ptr_equal(x.c.holder, a.local);
     assert_int_equal(fallbacks(&a, GW_IDEM_FALLBACK_BEGIN), 1);
     assert_false(gw_redis_up(a.redis));

@@ -37,6 +37,7 @@
 
 #include "../support/tmpdir.h"
 #include "../support/redis_server.h"
+#include "../support/run_until.h"
 
 /* No wait in a test lasts longer than this. */
 #define GUARD_MS 15000u
@@ -45,23 +46,6 @@ static struct redis_server srv;
 /* The password files, in tmpdir (whose path is shorter than 64 bytes). */
 #define PW_PATH_BYTES 128
 static char hcgw_pw[PW_PATH_BYTES], admin_pw[PW_PATH_BYTES], wrong_pw[PW_PATH_BYTES];
-
-static uint64_t clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Run @p loop until @p cond holds or @p ms pass; evaluates to whether it holds. */
-#define RUN_UNTIL(loop, cond, ms)                                                            \
-    ({                                                                                       \
-        uint64_t until_ = clock_ms() + (ms);                                                 \
-        while (!(cond) && clock_ms() < until_)                                               \
-            gw_loop_run_once((loop), 10);                                                    \
-        (bool)(cond);                                                                        \
-    })
 
 struct states {
     int ups, downs;
@@ -329,13 +313,13 @@ static void test_paused_server(void **state)
     redis_server_pause(&srv);
     /* Deadlines count from the loop's cached now (refreshed once per iteration); refresh it
      * so that the deadline and t0 share one origin however long the pause took. */
-    t0 = clock_ms();
+    t0 = gw_clock_ms();
     gw_loop_update_time(loop);
     assert_int_equal(command(r, &res, 0, 1, "PING"), 0);
     assert_int_equal(command(r, &res2, 0, 1, "PING"), 0);
     assert_true(RUN_UNTIL(loop, res.calls == 1 && res2.calls == 1, GUARD_MS));
     /* Not before timeout_ms (50). */
-    assert_true(clock_ms() - t0 >= 50);
+    assert_true(gw_clock_ms() - t0 >= 50);
     assert_int_equal(res.result, GW_REDIS_TIMEOUT);
     assert_int_equal(res2.result, GW_REDIS_TIMEOUT);
     assert_false(gw_redis_up(r));
@@ -422,9 +406,9 @@ static void test_killed_server(void **state)
     assert_true(RUN_UNTIL(loop, res.calls == 1, GUARD_MS));
     assert_int_equal(res.result, GW_REDIS_DOWN);
     /* Refused at once, without waiting. */
-    t0 = clock_ms();
+    t0 = gw_clock_ms();
     assert_int_equal(command(r, &res, 0, 1, "PING"), GW_ERR_UPSTREAM_UNAVAILABLE);
-    assert_true(clock_ms() - t0 < 50);
+    assert_true(gw_clock_ms() - t0 < 50);
     /* Attempts are refused by the kernel, each one at once. */
     assert_true(RUN_UNTIL(loop, (gw_redis_stats(r, &stats), stats.errors[GW_REDIS_ERR_CONNECT] >= 2),
                           GUARD_MS));

@@ -39,6 +39,7 @@
 
 #include "../support/tmpdir.h"
 #include "../support/redis_server.h"
+#include "../support/run_until.h"
 
 /* No wait in a test lasts longer than this. */
 #define GUARD_MS 15000u
@@ -52,22 +53,6 @@
 
 static struct redis_server srv;
 static char hcgw_pw[PW_PATH_BYTES];
-
-static uint64_t clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-#define RUN_UNTIL(loop, cond, ms)                                                            \
-    ({                                                                                       \
-        uint64_t until_ = clock_ms() + (ms);                                                 \
-        while (!(cond) && clock_ms() < until_)                                               \
-            gw_loop_run_once((loop), 5);                                                     \
-        (bool)(cond);                                                                        \
-    })
 
 /* One hcgw replica: its connection and its shared quota. */
 struct replica {
@@ -283,15 +268,15 @@ static void test_rate_two_replicas(void **state)
     replica_start(&b, loop, cfg, API_KEY);
     ra.rep = &a;
     rb.rep = &b;
-    start = clock_ms();
-    while (clock_ms() - start < 1500) {
+    start = gw_clock_ms();
+    while (gw_clock_ms() - start < 1500) {
         run_ask(loop, &ra);
         run_ask(loop, &rb);
         gw_loop_run_once(loop, 5);
     }
     /* The last asks answer; the window is over once they have. */
     assert_true(RUN_UNTIL(loop, ra.v.calls == 1 && rb.v.calls == 1, GUARD_MS));
-    window = clock_ms() - start;
+    window = gw_clock_ms() - start;
     ra.go += ra.v.a.verdict == GW_GOV_GO;
     rb.go += rb.v.a.verdict == GW_GOV_GO;
     total = ra.go + rb.go;
@@ -501,10 +486,10 @@ static void test_redis_away(void **state)
     flushall();
     replica_start(&a, loop, cfg, API_KEY);
     redis_server_pause(&srv);
-    t0 = clock_ms();
+    t0 = gw_clock_ms();
     v = ask(loop, &a, 10000);
     assert_false(v.shared);
-    assert_true(clock_ms() - t0 < 250 + 1000); /* timeout_ms, not the call's deadline */
+    assert_true(gw_clock_ms() - t0 < 250 + 1000); /* timeout_ms, not the call's deadline */
     assert_false(gw_redis_quota_usable(a.quota));
     assert_int_equal(a.downs, 1);
     assert_int_equal(gw_redis_quota_admit(a.quota, gw_loop_now(loop),

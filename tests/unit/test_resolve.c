@@ -44,21 +44,13 @@ static void on_answer(void *data, const char *addr, const char *error)
         snprintf(a->error, sizeof a->error, "%s", error);
 }
 
-static uint64_t clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Run @p loop until @p n answers have come, or the guard passes. */
 static void run_until(struct gw_loop *loop, struct answer *a, size_t count, int n)
 {
-    uint64_t until = clock_ms() + GUARD_MS;
+    uint64_t until = gw_clock_ms() + GUARD_MS;
     int got = 0;
 
-    while (got < n && clock_ms() < until) {
+    while (got < n && gw_clock_ms() < until) {
         gw_loop_run_once(loop, 50);
         got = 0;
         for (size_t i = 0; i < count; i++)
