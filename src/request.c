@@ -464,6 +464,16 @@ static const char *cache_status(const struct gw_call *call, char *buf, size_t ca
 }
 
 /*
+ * The answer is a customer from this process's cache, served as it was stored: checked then,
+ * and its ETag worked out then (cache.h).
+ */
+static bool cached_customer(const struct gw_request *req)
+{
+    return req->call.cache == GW_CACHE_HIT && req->route->reply == GW_REPLY_CUSTOMER &&
+           req->call.cache_etag[0] != '\0';
+}
+
+/*
  * A success answer to a read of a contact: with its ETag and what the cache did, or a 304
  * when the caller's If-None-Match already names this representation of the body (identity or
  * gzip: each has its own ETag, and a 304 names the one the caller would get).
@@ -474,10 +484,7 @@ static enum MHD_Result answer_read(struct gw_request *req, char *body, size_t le
     char status_buf[48];
     const char *inm;
 
-    /* A hit of GET /contacts/{id} answers the cached customer as it is: its ETag was worked
-     * out once, when it was stored. */
-    if (req->call.cache == GW_CACHE_HIT && req->route->reply == GW_REPLY_CUSTOMER &&
-        req->call.cache_etag[0] != '\0')
+    if (cached_customer(req))
         memcpy(req->etag, req->call.cache_etag, GW_ETAG_BYTES);
     else
         (void)gw_cachectl_etag(body, len, req->etag);
@@ -527,10 +534,8 @@ static void answer_call(struct gw_request *req)
             answer_outcome(req, o);
         return;
     }
-    /* A customer from this process's cache was checked when it was stored: it passes as it
-     * is. Every other answer is checked (and shaped) here. */
-    if (req->call.cache == GW_CACHE_HIT && req->route->reply == GW_REPLY_CUSTOMER &&
-        req->call.cache_etag[0] != '\0')
+    /* Every answer but a cached customer is checked (and shaped) here. */
+    if (cached_customer(req))
         rc = 0;
     else
         rc = gw_reply_build(req->route->reply, o->body, o->body_len, &out, &out_len);

@@ -439,6 +439,25 @@ def _conf_value(v):
 ConfCase = GatewayCase
 
 
+def metric_value(text, name):
+    """The value of the unlabelled sample @p name in the /metrics text @p text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("metric %s not found" % name)
+
+
+def wait_metric(gw, name, value, timeout=20.0):
+    """Poll gw's /metrics until the sample @p name is @p value; returns that /metrics text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = gw.request("GET", "/metrics").body.decode()
+        if metric_value(text, name) == value:
+            return text
+        time.sleep(0.1)
+    raise AssertionError("%s never became %s" % (name, value))
+
+
 def wait_access(gw, request_id, since, timeout=5.0):
     """The access line of the request with this X-Request-Id, written after the mark `since`
     (gw.proc.mark(), taken before the request was sent). hcgw writes it when the response has

@@ -17,7 +17,8 @@ import uuid
 
 import redis_server
 import test_cache
-from harness import Gateway, Sim, assert_clean_stderr, full_conf, http_request, wait_access
+from harness import Gateway, Sim, assert_clean_stderr, full_conf, http_request, wait_access, \
+    wait_metric
 
 REDIS = None
 
@@ -90,13 +91,7 @@ class FleetCase(unittest.TestCase):
         return gw
 
     def wait_serving(self, gw, value, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = gw.request("GET", "/metrics").body.decode()
-            if metric(m, "hcgw_cache_shared") == value:
-                return m
-            time.sleep(0.1)
-        self.fail("hcgw_cache_shared never became %d" % value)
+        return wait_metric(gw, "hcgw_cache_shared", value, timeout)
 
     def new_contact(self):
         r = http_request(self.sim.port, "POST", "/v1/customers",

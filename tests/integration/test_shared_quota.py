@@ -19,7 +19,8 @@ import unittest
 import uuid
 
 import redis_server
-from harness import FROM_START, Gateway, Sim, assert_clean_stderr, full_conf, http_request
+from harness import FROM_START, Gateway, Sim, assert_clean_stderr, full_conf, http_request, \
+    wait_metric
 
 RATE = 120                  # calls a minute: the account's
 BURST = 4
@@ -79,13 +80,7 @@ class SharedQuotaCase(unittest.TestCase):
         return r.json()["id"]
 
     def wait_shared(self, gw, value, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = gw.request("GET", "/metrics").body.decode()
-            if metric(m, "hcgw_quota_shared") == value:
-                return m
-            time.sleep(0.1)
-        self.fail("hcgw_quota_shared never became %d" % value)
+        return wait_metric(gw, "hcgw_quota_shared", value, timeout)
 
     def load(self, gws, seconds, path, per_gw=3):
         """Callers hammering each replica; returns every answer (status, Retry-After)."""
