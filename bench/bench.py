@@ -34,6 +34,10 @@ import sys
 import tempfile
 import time
 
+if __name__ == "__main__":  # the phases in other modules "import bench": this same module
+    sys.modules["bench"] = sys.modules[__name__]
+import local  # noqa: E402  (the local answers and idle connections phases, issue 14)
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 API_KEY = "bench-key-0123456789"
@@ -420,6 +424,9 @@ class Bench:
 
     def wrk(self, port, conns, seconds, load, direct=False, during=None, script=None):
         """Run wrk; during(proc), when given, runs while it does (for mid-run samples)."""
+        script_args = []
+        if isinstance(script, (list, tuple)):  # [script, its arguments...]
+            script, script_args = script[0], [str(x) for x in script[1:]]
         threads = len(parse_cpus(load))
         threads = max(1, min(threads, conns))
         argv = ["taskset", "-c", load, "wrk", "-t%d" % threads, "-c%d" % conns,
@@ -429,6 +436,8 @@ class Bench:
             argv += ["--", "direct", API_KEY]
         elif script == "get_contact.lua":
             argv += ["--", str(self.args.cachehit_ids)]
+        elif script_args:
+            argv += ["--"] + script_args
         p = PROCS.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, name="wrk")
         try:
             if during is not None:
@@ -686,7 +695,9 @@ class Bench:
         self.out_of_time = False
         for name, phase in (("startup", self.phase_startup), ("matrix", self.phase_matrix),
                             ("tls", self.phase_tls), ("pool", self.phase_default_pool),
-                            ("cachehit", self.phase_cachehit)):
+                            ("cachehit", self.phase_cachehit),
+                            ("local", lambda: local.phase_local(self)),
+                            ("idle", lambda: local.phase_idle(self))):
             if name not in a.phases:
                 continue
             try:
@@ -735,7 +746,8 @@ class Bench:
                 setattr(self, k, v)
         for k, v in data.get("meta", {}).get("args", {}).items():
             if k in ("duration", "warmup", "reps", "startup_reps", "workers", "upstreams",
-                     "conns", "tls_conns", "cachehit_conns", "cachehit_ids", "phases"):
+                     "conns", "tls_conns", "cachehit_conns", "cachehit_ids", "phases",
+                     "local_conns", "local_paths", "idle_conns", "idle_reps"):
                 setattr(self.args, k, v)
 
 
@@ -774,11 +786,18 @@ def main():
                     help="concurrencies (default 10 100 1000; --quick: 100)")
     ap.add_argument("--tls-conns", type=int, default=100)
     ap.add_argument("--phases", nargs="+", default=["startup", "matrix", "tls", "pool", "cachehit"],
-                    choices=["startup", "matrix", "tls", "pool", "cachehit"])
+                    choices=["startup", "matrix", "tls", "pool", "cachehit", "local", "idle"])
     ap.add_argument("--cachehit-conns", type=int, nargs="+", default=[100, 1000],
                     help="concurrencies of the cache-hit phase")
     ap.add_argument("--cachehit-ids", type=int, default=1000,
                     help="distinct contacts the cache-hit phase reads")
+    ap.add_argument("--local-conns", type=int, nargs="+", default=[100, 1000],
+                    help="concurrencies of the local phase")
+    ap.add_argument("--local-paths", nargs="+", default=local.PATH_KEYS, choices=local.PATH_KEYS,
+                    help="the local phase's paths")
+    ap.add_argument("--idle-conns", type=int, default=10000,
+                    help="idle keep-alive connections of the idle phase")
+    ap.add_argument("--idle-reps", type=int, default=3, help="runs of the idle phase, each")
     ap.add_argument("--output", default=os.path.join(BENCH, "results", "latest.md"),
                     help="markdown report ('' for none)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
@@ -801,6 +820,8 @@ def main():
         a.cachehit_conns = [100]
     if set(a.phases) == {"cachehit"} and a.output == os.path.join(BENCH, "results", "latest.md"):
         a.output = os.path.join(BENCH, "results", "cachehit-latest.md")
+    if set(a.phases) <= {"local", "idle"} and a.output == os.path.join(BENCH, "results", "latest.md"):
+        a.output = os.path.join(BENCH, "results", "local-latest.md")
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     raise_nofile()

@@ -12,7 +12,9 @@ Against the fast upstream, one worker each, on loopback, everything bounded:
 Writes bench/results/profile.md (and prints it). With --cachehit the job is GET /contacts/{id}
 answered from the proxy's cache (hcgw's contact cache, nginx's proxy_cache, both filled first,
 as in bench.py --phases cachehit) instead of DELETE /contacts/{id}/tags/{name}; it writes
-bench/results/profile-cachehit.md.
+bench/results/profile-cachehit.md. With --local 400|401|health the job is one of the local
+answers of bench/local.py (hcgw with one client token, nginx with local.nginx.conf); it writes
+bench/results/profile-local-<path>.md.
 """
 import argparse
 import collections
@@ -25,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
+import local  # noqa: E402
 from bench import PROCS, Bench, log, tree_pids, wait_ready  # noqa: E402
 
 
@@ -98,21 +101,38 @@ class Profile(Bench):
         return self.args.cachehit
 
     @property
+    def local(self):
+        return self.args.local
+
+    @property
     def script(self):
+        if self.local:
+            return dict((p[0], p[2]) for p in local.PATHS)[self.local]
         return "get_contact.lua" if self.cachehit else None
 
     @property
     def route(self):
+        if self.local:
+            return "healthz" if self.local == "health" else "contact_get"
         return "contact_get" if self.cachehit else "tag_delete"
+
+    @property
+    def hcgw_groups(self):
+        if self.local:
+            return local.hcgw_groups()
+        return CACHE_LINE if self.cachehit else ""
+
+    @property
+    def nginx_conf(self):
+        if self.local:
+            return "local.nginx.conf"
+        return "proxy-cache.nginx.conf" if self.cachehit else "proxy.nginx.conf"
 
     def proxy(self, target, proxy_cpus):
         if target == "hcgw":
-            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy_cpus,
-                                cache_line=CACHE_LINE if self.cachehit else "")
+            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy_cpus, cache_line=self.hcgw_groups)
         else:
-            p = self.start_nginx(1, "fast", self.p_nginx, proxy_cpus,
-                                 conf="proxy-cache.nginx.conf" if self.cachehit
-                                 else "proxy.nginx.conf")
+            p = self.start_nginx(1, "fast", self.p_nginx, proxy_cpus, conf=self.nginx_conf)
         if self.cachehit:
             self.fill_cache(target, p.bench_port)
         return p
@@ -126,7 +146,7 @@ class Profile(Bench):
                                 dict(HCGW_PORT=self.p_hcgw, WORKERS=1, UP_SCHEME="http",
                                      UP_PORT=self.up_fast, API_KEY=bench.API_KEY, POOL=bench.POOL,
                                      CA_FILE_LINE="",
-                                     CACHE_LINE=CACHE_LINE if self.cachehit else ""))
+                                     CACHE_LINE=self.hcgw_groups))
             argv = [self.hcgw_bin, "-c", conf]
             port = self.p_hcgw
             logf = open(os.path.join(self.run, "cg-hcgw.log"), "w")
@@ -134,8 +154,7 @@ class Profile(Bench):
             run = os.path.join(self.run, "cg-nginx")
             os.makedirs(run, exist_ok=True)
             os.symlink(os.path.join(self.run, "tls"), os.path.join(run, "tls"))
-            conf = bench.render("proxy-cache.nginx.conf" if self.cachehit else "proxy.nginx.conf",
-                                os.path.join(run, "proxy.conf"),
+            conf = bench.render(self.nginx_conf, os.path.join(run, "proxy.conf"),
                                 dict(RUN=run, WORKERS=1, PROXY_PORT=self.p_nginx, UP_SCHEME="http",
                                      UP_HOST="127.0.0.1", UP_PORT=self.up_fast, POOL=bench.POOL,
                                      API_KEY=bench.API_KEY, SSL_VERIFY="off"))
@@ -260,6 +279,8 @@ class Profile(Bench):
         w("")
         w("Run %s, %.0f s. Fast upstream, %s, one worker each."
           % (time.strftime("%Y-%m-%d %H:%M %Z"), elapsed,
+             dict((p[0], p[1]) for p in local.PATHS)[self.local] + " (bench/local.py)"
+             if self.local else
              "GET /contacts/{id} answered from the proxy's cache (hcgw's contact cache, nginx's "
              "proxy_cache; %d ids, read once before measuring)" % self.args.cachehit_ids
              if self.cachehit else "DELETE /contacts/{id}/tags/{name}"))
@@ -352,10 +373,13 @@ def main():
     ap.add_argument("--cachehit", action="store_true",
                     help="profile GET /contacts/{id} answered from each proxy's cache")
     ap.add_argument("--cachehit-ids", type=int, default=1000)
+    ap.add_argument("--local", choices=[k for k in local.PATH_KEYS if k != "hit"],
+                    help="profile one local answer of bench/local.py (the hit is --cachehit)")
     ap.add_argument("--hcgw", metavar="PATH", help="the hcgw binary (default build/release/hcgw)")
     a = ap.parse_args()
     if a.output is None:
         a.output = os.path.join(bench.BENCH, "results",
+                                "profile-local-%s.md" % a.local if a.local else
                                 "profile-cachehit.md" if a.cachehit else "profile.md")
     for s in (bench.signal.SIGINT, bench.signal.SIGTERM, bench.signal.SIGHUP):
         bench.signal.signal(s, bench.on_signal)

@@ -127,6 +127,7 @@ def make_report(b):
     if matrix:
         method_and_matrix(b, w, a, lay1, lay2)
     cachehit_section(b, w, a, lay1)
+    __import__("local").report_section(b, w, a)
     rest(b, w, a)
     return "\n".join(L) + "\n"
 
@@ -350,7 +351,8 @@ def rest(b, w, a):
             w("| start-up to ready ≤ 50 ms, %d worker(s) | %.1f ms | %s |"
               % (wk, s, verdict(s <= 50)))
     hc_rows = [r for r in b.rows if r["target"] == "hcgw"
-               and r.get("phase") not in ("pool64", "cachehit")]
+               and r.get("phase") not in ("pool64", "cachehit")
+               and not str(r.get("phase")).startswith("local-")]
     if hc_rows:
         worst = max(hc_rows, key=lambda r: r["up_conns_per_10k"])
         w("| new upstream conns per 10k requests ≤ pool (%d) | worst cell %.1f (w=%d %s c=%d) "
