@@ -1045,6 +1045,49 @@ static void test_render_upstream_without_details(void **state)
     gw_envelope_clear(&env);
 }
 
+/*
+ * An envelope without details is written without json-c: its bytes must be json-c's, for every
+ * byte a request id (or a table text) could hold, with and without an upstream status.
+ */
+static void test_render_plain_matches_json_c(void **state)
+{
+    char id[256];
+    size_t n = 0;
+
+    (void)state;
+    for (int c = 1; c < 256; c++)
+        id[n++] = (char)c;
+    id[n] = '\0';
+    for (int up = 0; up <= 503; up += 503) {
+        struct gw_envelope env;
+        json_object *root = json_object_new_object();
+        json_object *error = json_object_new_object();
+        const struct gw_err_info *info = gw_err_info(GW_ERR_INVALID_CONTACT_ID);
+        const char *want;
+        size_t len;
+        char *text;
+
+        gw_envelope_local(&env, GW_ERR_INVALID_CONTACT_ID);
+        env.upstream_status = up;
+        json_object_object_add(error, "status", json_object_new_int(info->status));
+        json_object_object_add(error, "code", json_object_new_string(info->code));
+        json_object_object_add(error, "message", json_object_new_string(info->message));
+        json_object_object_add(error, "request_id", json_object_new_string(id));
+        if (up > 0)
+            json_object_object_add(error, "upstream_status", json_object_new_int(up));
+        json_object_object_add(root, "error", error);
+        want = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE);
+        text = gw_envelope_render(&env, id, &len);
+        assert_non_null(text);
+        assert_string_equal(text, want);
+        assert_int_equal(len, strlen(want));
+        free(text);
+        json_object_put(root);
+        gw_envelope_clear(&env);
+    }
+}
+
 static void test_render_escapes_and_empty_details(void **state)
 {
     static const char *const keys[] = {"status", "code", "message", "request_id"};
@@ -1112,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_render_upstream_with_details),
         cmocka_unit_test(test_render_upstream_without_details),
         cmocka_unit_test(test_render_escapes_and_empty_details),
+        cmocka_unit_test(test_render_plain_matches_json_c),
     };
 
     return cmocka_run_group_tests_name("envelope", tests, NULL, NULL);
