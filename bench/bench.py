@@ -747,7 +747,8 @@ class Bench:
         for k, v in data.get("meta", {}).get("args", {}).items():
             if k in ("duration", "warmup", "reps", "startup_reps", "workers", "upstreams",
                      "conns", "tls_conns", "cachehit_conns", "cachehit_ids", "phases",
-                     "local_conns", "local_paths", "idle_conns", "idle_reps"):
+                     "local_conns", "local_paths", "idle_conns", "idle_reps",
+                     "max_header_bytes"):
                 setattr(self.args, k, v)
 
 
@@ -798,6 +799,9 @@ def main():
     ap.add_argument("--idle-conns", type=int, default=10000,
                     help="idle keep-alive connections of the idle phase")
     ap.add_argument("--idle-reps", type=int, default=3, help="runs of the idle phase, each")
+    ap.add_argument("--max-header-bytes", type=int,
+                    help="hcgw's limits.max_header_bytes in the local and idle phases "
+                         "(default: hcgw's own)")
     ap.add_argument("--output", default=os.path.join(BENCH, "results", "latest.md"),
                     help="markdown report ('' for none)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")

@@ -46,13 +46,18 @@ PATHS = (
 PATH_KEYS = [p[0] for p in PATHS]
 
 
-def hcgw_groups(idle=False):
+def hcgw_groups(b, idle=False):
     """What the bench's hcgw configuration gets for these phases (its @CACHE_LINE@): one client
-    with a token, and room for the idle connections."""
+    with a token, room for the idle connections, and --max-header-bytes when given."""
     sha = hashlib.sha256(CLIENT_TOKEN.encode()).hexdigest()
     lines = ['clients = ( { name = "bench"; token_sha256 = "%s"; routes = [ "*" ]; } );' % sha]
+    limits = []
     if idle:
-        lines.append("limits = { max_connections = 100000; connection_timeout_ms = 600000; };")
+        limits += ["max_connections = 100000;", "connection_timeout_ms = 600000;"]
+    if getattr(b.args, "max_header_bytes", None):
+        limits.append("max_header_bytes = %d;" % b.args.max_header_bytes)
+    if limits:
+        lines.append("limits = { %s };" % " ".join(limits))
     return "\n".join(lines)
 
 
@@ -150,7 +155,7 @@ def phase_local(b):
     keys = [k for k in PATH_KEYS if k in a.local_paths and k != "hit"]
     if keys:
         ng = b.start_nginx(1, "fast", b.p_nginx, proxy, tag="nginx-local", conf="local.nginx.conf")
-        hc = b.start_hcgw(1, "fast", b.p_hcgw, proxy, tag="hcgw-local", cache_line=hcgw_groups())
+        hc = b.start_hcgw(1, "fast", b.p_hcgw, proxy, tag="hcgw-local", cache_line=hcgw_groups(b))
         try:
             for key, _, script, status in PATHS:
                 if key in keys:
@@ -165,7 +170,9 @@ def phase_local(b):
         ng = b.start_nginx(1, "fast", b.p_nginx2, proxy, tag="nginx-cache",
                            conf="proxy-cache.nginx.conf")
         hc = b.start_hcgw(1, "fast", b.p_hcgw2, proxy, tag="hcgw-cache",
-                          cache_line="cache = { ttl_ms = 3600000; };")
+                          cache_line="cache = { ttl_ms = 3600000; };" + (
+                              "\nlimits = { max_header_bytes = %d; };" % a.max_header_bytes
+                              if getattr(a, "max_header_bytes", None) else ""))
         try:
             for t, p in (("nginx", ng), ("hcgw", hc)):
                 b.fill_cache(t, p.bench_port)
@@ -202,7 +209,7 @@ async def open_idle(port, n, parallel=256, timeout=30.0):
 def idle_once(b, t, proxy_cpus, n):
     if t == "hcgw":
         p = b.start_hcgw(1, "fast", b.p_hcgw, proxy_cpus, tag="hcgw-idle",
-                         cache_line=hcgw_groups(idle=True))
+                         cache_line=hcgw_groups(b, idle=True))
     else:
         p = b.start_nginx(1, "fast", b.p_nginx, proxy_cpus, tag="nginx-idle",
                           conf="local.nginx.conf")
@@ -300,10 +307,12 @@ def report_section(b, w, a):
         w("## Idle keep-alive connections")
         w("")
         n = max(r["conns"] for r in runs)
+        hb = getattr(a, "max_header_bytes", None)
         w("%d connections to a fresh proxy (one worker), each with one GET /healthz answered "
           "and left open; the proxy's VmRSS (all its processes) before and after; per "
-          "connection = (after − before) / connections open. Medians of %d run(s) each."
-          % (n, len(runs) // 2 or 1))
+          "connection = (after − before) / connections open. Medians of %d run(s) each. "
+          "hcgw's limits.max_header_bytes: %s."
+          % (n, len(runs) // 2 or 1, hb or "its default (16384)"))
         w("")
         w("| target | connections open (failed) | RSS before MiB | RSS after MiB | bytes per "
           "connection |")

@@ -119,7 +119,7 @@ class Profile(Bench):
     @property
     def hcgw_groups(self):
         if self.local:
-            return local.hcgw_groups()
+            return local.hcgw_groups(self)
         return CACHE_LINE if self.cachehit else ""
 
     @property
@@ -373,6 +373,8 @@ def main():
     ap.add_argument("--cachehit", action="store_true",
                     help="profile GET /contacts/{id} answered from each proxy's cache")
     ap.add_argument("--cachehit-ids", type=int, default=1000)
+    ap.add_argument("--max-header-bytes", type=int,
+                    help="hcgw's limits.max_header_bytes for --local (default: hcgw's own)")
     ap.add_argument("--local", choices=[k for k in local.PATH_KEYS if k != "hit"],
                     help="profile one local answer of bench/local.py (the hit is --cachehit)")
     ap.add_argument("--hcgw", metavar="PATH", help="the hcgw binary (default build/release/hcgw)")

@@ -186,6 +186,8 @@ static const struct key keys[] = {
     LONG_KEY("limits.max_upstream_body_bytes", limits.max_upstream_body_bytes, 1024, 268435456,
              GW_DEFAULT_UPSTREAM_BODY_BYTES),
     INT_KEY("limits.max_connections", limits.max_connections, 1, 1000000, 1024),
+    INT_KEY("limits.max_header_bytes", limits.max_header_bytes, GW_MIN_HEADER_BYTES,
+            GW_MAX_HEADER_BYTES, GW_DEFAULT_HEADER_BYTES),
     LONG_KEY("limits.connection_timeout_ms", limits.connection_timeout_ms, 0, 3600000, 30000),
     LONG_KEY("limits.header_timeout_ms", limits.header_timeout_ms, 0, 3600000, 10000),
     INT_KEY("limits.max_in_flight", limits.max_in_flight, 1, 1000000, 4096),

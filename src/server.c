@@ -242,7 +242,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, int index, in
         MHD_OPTION_UNESCAPE_CALLBACK, gw_request_unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->limits.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_MAX_HEADER_BYTES,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->limits.max_header_bytes,
         /* HTTP/1.1 without Host, and a space inside the target, are 400 (framing.h has more). */
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_ARRAY, tls_opts,
@@ -454,10 +454,12 @@ int gw_server_reload(struct gw_server *srv, const struct gw_config *cfg,
     if (!same_str(old->listen.address, cfg->listen.address) ||
         old->listen.port != cfg->listen.port || old->server.workers != cfg->server.workers ||
         old->limits.max_connections != cfg->limits.max_connections ||
+        old->limits.max_header_bytes != cfg->limits.max_header_bytes ||
         old->limits.connection_timeout_ms != cfg->limits.connection_timeout_ms)
         gw_logf(srv->log, GW_LOG_WARN, "reload: listen.*, server.workers, "
-                                       "limits.max_connections and limits.connection_timeout_ms "
-                                       "take effect at the next start only");
+                                       "limits.max_connections, limits.max_header_bytes and "
+                                       "limits.connection_timeout_ms take effect at the next "
+                                       "start only");
     gw_governor_configure(srv->shared.governor, cfg);
     set_tls_metrics(srv->registry, cfg);
     /* Out of memory for new buckets keeps the old ones: a longer chain, not a failure. */

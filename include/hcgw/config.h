@@ -90,6 +90,7 @@ struct gw_config {
         long max_body_bytes;         /* request body bound, default 65536 */
         long max_upstream_body_bytes;/* upstream answer bound, default 8 MiB */
         int max_connections;         /* client connections per worker, default 1024 */
+        int max_header_bytes;        /* request line + headers memory per connection; 16384 */
         long connection_timeout_ms;  /* idle client connection timeout, default 30000 */
         long header_timeout_ms;      /* whole request line + headers must arrive within; default 10000 */
         int max_in_flight;           /* requests waiting on HelpCrunch per worker; default 4096 */

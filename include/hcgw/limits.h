@@ -8,12 +8,17 @@
 /** Longest request URL (path and query) hcgw reads, in bytes. */
 #define GW_MAX_URL_BYTES 2048
 /**
- * Memory MHD may use per connection for the request line and headers, in bytes: HAProxy's
- * default buffer, twice nginx's longest header line. libmicrohttpd zeroes all of it after
- * every request and keeps it for the connection's life, so it is CPU per request and memory
- * per connection (bench/README.md): 32 KiB cost 15% of the instructions and 31 MiB at c=1000.
+ * Memory MHD may use per connection for the request line and headers, in bytes
+ * (limits.max_header_bytes): by default HAProxy's default buffer, twice nginx's longest header
+ * line. libmicrohttpd zeroes all of it after every request and keeps it for the connection's
+ * life, so it is CPU per request and memory per connection, idle ones included
+ * (bench/README.md): 32 KiB cost 15% of the instructions and 31 MiB at c=1000, and each idle
+ * keep-alive connection holds about this much more than nginx's.
  */
-#define GW_MAX_HEADER_BYTES 16384
+#define GW_DEFAULT_HEADER_BYTES 16384
+/** The smallest and largest limits.max_header_bytes. */
+#define GW_MIN_HEADER_BYTES 4096
+#define GW_MAX_HEADER_BYTES 65536
 /** A HelpCrunch customer id: at most this many decimal digits. */
 #define GW_MAX_ID_DIGITS 19
 /** A tag name: at most this many characters (Unicode code points)... */

@@ -305,6 +305,11 @@ class HeaderSizeTest(GatewayCase):
                                    and o.get("status") == status, timeout=5, stream="err",
                                    since=mark)
 
+    def test_default_serves_6000_bytes_of_header(self):
+        raw = raw_exchange(self.gw.port, b"GET /healthz HTTP/1.1\r\nHost: hcgw\r\nX-Big: " +
+                           b"a" * 6000 + b"\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status_of(raw), 200, raw[:200])
+
     def test_request_line_over_the_bound(self):
         raw = self.assertNoUpstreamCall(lambda: raw_exchange(
             self.gw.port, b"GET " + C.encode() + b"?" + b"a" * 40960 + b" HTTP/1.1\r\n"
@@ -312,6 +317,24 @@ class HeaderSizeTest(GatewayCase):
         status = status_of(raw)
         if status is not None:
             self.assertIn(status, (400, 414, 431), raw[:200])
+        self.assertEqual(self.req("GET", "/healthz").status, 200)
+
+
+class HeaderBytesTest(GatewayCase):
+    """limits.max_header_bytes sets that memory: at 4096, headers that the default 16 KiB serves
+    get libmicrohttpd's 431 (and no upstream call), smaller ones are still served."""
+
+    conf_groups = {"limits": {"max_header_bytes": 4096}}
+
+    def test_smaller_memory_refuses_what_the_default_serves(self):
+        # 6,000 bytes of header value: within the default 16 KiB (HeaderSizeTest serves 15,986).
+        raw = self.assertNoUpstreamCall(lambda: raw_exchange(
+            self.gw.port, b"GET " + C.encode() + b" HTTP/1.1\r\nHost: hcgw\r\nX-Big: " +
+            b"a" * 6000 + b"\r\n\r\n"))
+        self.assertEqual(status_of(raw), 431, raw[:200])
+        raw = raw_exchange(self.gw.port, b"GET /healthz HTTP/1.1\r\nHost: hcgw\r\nX-Big: " +
+                           b"a" * 2000 + b"\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status_of(raw), 200, raw[:200])
         self.assertEqual(self.req("GET", "/healthz").status, 200)
 
 

@@ -112,6 +112,7 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->limits.max_body_bytes, 65536);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 8388608);
     assert_int_equal(cfg->limits.max_connections, 1024);
+    assert_int_equal(cfg->limits.max_header_bytes, 16384);
     assert_int_equal(cfg->limits.connection_timeout_ms, 30000);
     assert_int_equal(cfg->limits.max_in_flight, 4096);
     assert_int_equal(cfg->quota.requests_per_minute, 120);
@@ -191,6 +192,7 @@ static void test_every_key_is_read(void **state)
                   "  max_body_bytes = 16777216;\n"
                   "  max_upstream_body_bytes = 1024;\n"
                   "  max_connections = 1;\n"
+                  "  max_header_bytes = 4096;\n"
                   "  connection_timeout_ms = 0;\n"
                   "  max_in_flight = 1000000;\n"
                   "};\n"
@@ -213,6 +215,7 @@ static void test_every_key_is_read(void **state)
     assert_int_equal(cfg->limits.max_body_bytes, 16777216);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 1024);
     assert_int_equal(cfg->limits.max_connections, 1);
+    assert_int_equal(cfg->limits.max_header_bytes, 4096);
     assert_int_equal(cfg->limits.connection_timeout_ms, 0);
     assert_int_equal(cfg->limits.max_in_flight, 1000000);
     assert_int_equal(cfg->log.level, GW_LOG_DEBUG);
