@@ -174,10 +174,16 @@ enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,
     return gw_answer_body(a, status, copy, n, "application/json");
 }
 
+bool gw_answer_closes(const struct gw_answer *a, enum gw_err err)
+{
+    return a->close || (err != GW_OK && (gw_err_info(err)->headers & GW_HDR_CLOSE) != 0);
+}
+
 enum MHD_Result gw_answer_envelope(const struct gw_answer *a, struct gw_envelope *env,
                                    int *status)
 {
-    const struct gw_err_info *info = gw_err_info(env->err);
+    const enum gw_err err = env->err;  /* env is cleared below */
+    const struct gw_err_info *info = gw_err_info(err);
     long retry_after_s = env->retry_after_s;
     struct MHD_Response *resp;
     char num[24];
@@ -206,7 +212,8 @@ enum MHD_Result gw_answer_envelope(const struct gw_answer *a, struct gw_envelope
         snprintf(num, sizeof(num), "%ld", retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
     }
-    if ((info->headers & GW_HDR_CLOSE) && !a->close)
+    /* add_common_headers wrote it already for a->close. */
+    if (gw_answer_closes(a, err) && !a->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return queue(a, (unsigned)*status, resp);
 }

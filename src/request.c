@@ -123,6 +123,7 @@ struct gw_request {
     bool client_gone;                 /* the caller hung up before it had an answer */
     enum gw_err pending;              /* decided at the headers, answered after the body */
     bool header_timeout;              /* its connection was cut at the header deadline */
+    bool closes;                      /* its answer says Connection: close (answer.h) */
     char client[GW_MAX_CLIENT_NAME + 1]; /* the client its credential named; "" when none */
     const char *auth_refusal;         /* why it was refused 401/403 (static text), or NULL */
     /* Browsers (cors.h). The strings are the request's own or static, never the config's,
@@ -327,6 +328,8 @@ static struct gw_answer answer_of(const struct gw_request *req)
 static enum MHD_Result answered(struct gw_request *req, int status, enum MHD_Result r)
 {
     req->status = status;
+    /* Every answer of a draining worker says Connection: close (answer_of). */
+    req->closes = req->closes || req->w->draining;
     if (req->state == REQ_UPSTREAM) {
         MHD_resume_connection(req->conn);
         req->w->mhd_needs_run = true;
@@ -360,6 +363,7 @@ static enum MHD_Result answer_error(struct gw_request *req, enum gw_err err)
     enum MHD_Result r = gw_answer_error(&a, err, &status);
 
     req->err = err;
+    req->closes = gw_answer_closes(&a, err);
     return answered(req, status, r);
 }
 
@@ -370,6 +374,7 @@ static enum MHD_Result answer_envelope(struct gw_request *req, struct gw_envelop
     enum MHD_Result r;
 
     req->err = env->err;
+    req->closes = gw_answer_closes(&a, env->err);
     r = gw_answer_envelope(&a, env, &status);
     return answered(req, status, r);
 }
@@ -380,6 +385,7 @@ static enum MHD_Result answer_outcome(struct gw_request *req, const struct gw_ou
     int status = 0;
     enum MHD_Result r = gw_answer_outcome(&a, o, req->w->secret, &req->err, &status);
 
+    req->closes = gw_answer_closes(&a, req->err);
     return answered(req, status, r);
 }
 
@@ -1311,6 +1317,7 @@ enum MHD_Result gw_request_access(void *cls, struct MHD_Connection *conn, const 
 {
     struct gw_request *req = *req_cls;
     size_t n = *upload_data_size;
+    enum MHD_Result r;
 
     (void)cls;
     (void)url;
@@ -1321,8 +1328,14 @@ enum MHD_Result gw_request_access(void *cls, struct MHD_Connection *conn, const 
     case REQ_NEW:
         gw_conn_headers_done(gw_conn_of(conn));
         if (gw_framing_check(conn, method, url, version, target_len(req)) != 0)
-            return refuse_malformed(req, method);
-        return on_headers(req, method);
+            r = refuse_malformed(req, method);
+        else
+            r = on_headers(req, method);
+        /* An answer queued at the headers, before any body, makes libmicrohttpd (0.9.75 and
+         * 1.0.x alike) refuse the rest of the request and any further one: it closes. */
+        if (req->state == REQ_ANSWERED)
+            req->closes = true;
+        return r;
     case REQ_BODY:
         if (n > 0) {
             *upload_data_size = 0;
@@ -1490,7 +1503,10 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
     if (req->call_live)
         abort();
     /* After the counters and the log line, which a caller may already be waiting to see. */
-    gw_conn_request_done(gw_conn_of(conn), toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    /* A connection that libmicrohttpd closes after this answer is not watched for a next
+     * request (its watch would be added to the loop only to be taken out at once). */
+    gw_conn_request_done(gw_conn_of(conn),
+                         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->closes);
     gw_call_release(&req->call);
     gw_buf_free(&req->body);
     free(req->up_body);

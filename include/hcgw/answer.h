@@ -91,6 +91,13 @@ enum MHD_Result gw_answer_json_text(const struct gw_answer *a, unsigned status,
                                     const char *text);
 
 /**
+ * Whether an answer for @p a with the envelope of @p err (GW_OK: not an envelope) carries
+ * Connection: close, after which libmicrohttpd closes the connection: a->close, or the error's
+ * row asks for it (envelope.h, GW_HDR_CLOSE).
+ */
+bool gw_answer_closes(const struct gw_answer *a, enum gw_err err);
+
+/**
  * Queue the envelope of @p env with the headers its error's row asks for, and clear @p env.
  * *status is set to the HTTP status answered. Returns as gw_answer_body.
  */
