@@ -120,7 +120,10 @@ class Profile(Bench):
     def hcgw_groups(self):
         if self.local:
             return local.hcgw_groups(self)
-        return CACHE_LINE if self.cachehit else ""
+        line = CACHE_LINE if self.cachehit else ""
+        if self.args.max_header_bytes:
+            line += "\nlimits = { max_header_bytes = %d; };" % self.args.max_header_bytes
+        return line
 
     @property
     def nginx_conf(self):
@@ -374,7 +377,7 @@ def main():
                     help="profile GET /contacts/{id} answered from each proxy's cache")
     ap.add_argument("--cachehit-ids", type=int, default=1000)
     ap.add_argument("--max-header-bytes", type=int,
-                    help="hcgw's limits.max_header_bytes for --local (default: hcgw's own)")
+                    help="hcgw's limits.max_header_bytes (default: hcgw's own)")
     ap.add_argument("--local", choices=[k for k in local.PATH_KEYS if k != "hit"],
                     help="profile one local answer of bench/local.py (the hit is --cachehit)")
     ap.add_argument("--hcgw", metavar="PATH", help="the hcgw binary (default build/release/hcgw)")
