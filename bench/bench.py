@@ -822,6 +822,7 @@ def main():
     a.conns = a.conns or [10, 100, 1000]
     if a.quick:
         a.cachehit_conns = [100]
+        a.local_conns = [100]
     if set(a.phases) == {"cachehit"} and a.output == os.path.join(BENCH, "results", "latest.md"):
         a.output = os.path.join(BENCH, "results", "cachehit-latest.md")
     if set(a.phases) <= {"local", "idle"} and a.output == os.path.join(BENCH, "results", "latest.md"):
