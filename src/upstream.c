@@ -2,8 +2,9 @@
  * The upstream side: curl multi handles per worker loop (upstream.pool_shards, struct up_shard),
  * driven by the loop's epoll and timers through libcurl's socket interface
  * (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION). The multi handles' connection caches are the
- * keep-alive pool to HelpCrunch; a transfer goes to the one with the fewest transfers. A call runs one or more
- * attempts inside one deadline; between attempts it waits on a backoff timer of the loop.
+ * keep-alive pool to HelpCrunch; a transfer goes to the one with the fewest transfers. A call
+ * runs one or more attempts inside one deadline; between attempts it waits on a backoff timer
+ * of the loop.
  *
  * start_attempt() is the single place every request to HelpCrunch leaves from: the gate admits
  * it there, and the key header (and, with upstream.propagate_trace, the trace headers) is
@@ -284,11 +285,13 @@ static bool sock_list(struct gw_upstream *up, struct up_sock *s)
 }
 
 /*
- * Forget a socket whose descriptor was closed behind our back (a connection attempt libcurl
- * abandoned closes its socket itself): its registration left the epoll set with the close, and
- * the number now names another socket.
+ * The descriptor of @p s is being closed (on_curl_close), or was closed behind our back (a
+ * connection attempt libcurl abandons is closed without the callback; on_curl_open then meets
+ * its number again): it leaves the listing and the epoll set, so that the number, free for
+ * the next socket, is never taken for this one. Freed unless libcurl still holds it (then
+ * at its CURL_POLL_REMOVE).
  */
-static void sock_stale(struct gw_upstream *up, struct up_sock *s)
+static void sock_closed(struct gw_upstream *up, struct up_sock *s)
 {
     sock_unlist(up, s);
     s->parked = false;
@@ -351,7 +354,7 @@ static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose, struct cu
     if (fd < 0)
         return CURL_SOCKET_BAD;
     if ((size_t)fd < up->by_fd_len && up->by_fd[fd] != NULL)
-        sock_stale(up, up->by_fd[fd]);
+        sock_closed(up, up->by_fd[fd]);
     /* Out of memory, the socket goes unlisted: watched and unwatched like any other. */
     s = sock_new(up, fd);
     if (s != NULL && !sock_list(up, s))
@@ -365,7 +368,7 @@ static int on_curl_close(void *clientp, curl_socket_t fd)
     struct gw_upstream *up = clientp;
 
     if (fd >= 0 && (size_t)fd < up->by_fd_len && up->by_fd[fd] != NULL)
-        sock_stale(up, up->by_fd[fd]);
+        sock_closed(up, up->by_fd[fd]);
     return close(fd);
 }
 
