@@ -119,7 +119,7 @@ class Profile(Bench):
 
     def callgrind(self, target, seconds, conns):
         a = self.args
-        cg = os.path.join(self.run, "%s.cg" % target)
+        cg = os.path.join(self.run, "%s-%d.cg" % (target, conns))
         # No pinning here: valgrind serializes threads anyway, and Ir does not depend on it.
         if target == "hcgw":
             conf = bench.render("hcgw.bench.conf", os.path.join(self.run, "cg-hcgw.conf"),
