@@ -133,21 +133,23 @@ class Profile(Bench):
 
     def proxy(self, target, proxy_cpus):
         if target == "hcgw":
-            p = self.start_hcgw(1, "fast", self.p_hcgw, proxy_cpus, cache_line=self.hcgw_groups)
+            p = self.start_hcgw(1, self.args.upstream, self.p_hcgw, proxy_cpus,
+                                cache_line=self.hcgw_groups)
         else:
-            p = self.start_nginx(1, "fast", self.p_nginx, proxy_cpus, conf=self.nginx_conf)
+            p = self.start_nginx(1, self.args.upstream, self.p_nginx, proxy_cpus,
+                                 conf=self.nginx_conf)
         if self.cachehit:
             self.fill_cache(target, p.bench_port)
         return p
 
-    def callgrind(self, target, seconds):
+    def callgrind(self, target, seconds, conns):
         a = self.args
-        cg = os.path.join(self.run, "%s.cg" % target)
+        cg = os.path.join(self.run, "%s-%d.cg" % (target, conns))
         # No pinning here: valgrind serializes threads anyway, and Ir does not depend on it.
         if target == "hcgw":
             conf = bench.render("hcgw.bench.conf", os.path.join(self.run, "cg-hcgw.conf"),
                                 dict(HCGW_PORT=self.p_hcgw, WORKERS=1, UP_SCHEME="http",
-                                     UP_PORT=self.up_fast, API_KEY=bench.API_KEY, POOL=bench.POOL,
+                                     UP_PORT=self.up_port(a.upstream), API_KEY=bench.API_KEY, POOL=bench.POOL,
                                      CA_FILE_LINE="",
                                      CACHE_LINE=self.hcgw_groups))
             argv = [self.hcgw_bin, "-c", conf]
@@ -159,7 +161,8 @@ class Profile(Bench):
             os.symlink(os.path.join(self.run, "tls"), os.path.join(run, "tls"))
             conf = bench.render(self.nginx_conf, os.path.join(run, "proxy.conf"),
                                 dict(RUN=run, WORKERS=1, PROXY_PORT=self.p_nginx, UP_SCHEME="http",
-                                     UP_HOST="127.0.0.1", UP_PORT=self.up_fast, POOL=bench.POOL,
+                                     UP_HOST="127.0.0.1", UP_PORT=self.up_port(a.upstream),
+                                     POOL=bench.POOL,
                                      API_KEY=bench.API_KEY, SSL_VERIFY="off"))
             # One process (no master) so that callgrind sees the worker's whole life.
             argv = [self.nginx_bin, "-p", run, "-c", conf, "-g", "daemon off; master_process off;"]
@@ -179,8 +182,10 @@ class Profile(Bench):
         lines0 = (count_lines(os.path.join(self.run, "cg-nginx", "proxy.access.log"))
                   if target == "nginx" else 0)
         cg_control(p.pid, "-i", "on")
-        w = self.wrk(port, a.cg_conns, seconds, "0-%d" % (self.ncpu - 1), script=self.script)
-        time.sleep(1.0)  # requests wrk left in flight finish (and are counted)
+        w = self.wrk(port, conns, seconds, "0-%d" % (self.ncpu - 1), script=self.script)
+        # Requests wrk left in flight finish (and are counted); at c=1000 under valgrind that
+        # takes a few seconds.
+        time.sleep(max(1.0, conns / 250.0))
         cg_control(p.pid, "-i", "off")
         cg_control(p.pid, "-d")
         if target == "hcgw":
@@ -192,22 +197,22 @@ class Profile(Bench):
         if not os.path.exists(dump) or os.path.getsize(dump) == 0:
             raise RuntimeError("callgrind wrote no profile for %s" % target)
         total, per_obj, incl = annotate(dump, n)
-        log("callgrind %s: %d requests (wrk saw %d), %.0f Ir/request"
-            % (target, n, w["requests"], total / max(1, n)))
+        log("callgrind %s c=%d: %d requests (wrk saw %d), %.0f Ir/request"
+            % (target, conns, n, w["requests"], total / max(1, n)))
         return dict(requests=n, total=total, per_obj=per_obj, incl=incl)
 
-    def strace(self, target, seconds):
+    def strace(self, target, seconds, conns):
         load, proxy = self.layout(1)
         p = self.proxy(target, proxy)
         pids = [p.pid] if target == "hcgw" else tree_pids(p.pid)[1:]  # nginx: the worker
         try:
-            self.wrk(p.bench_port, 100, 1, load, script=self.script)  # warm-up
-            out = os.path.join(self.run, "strace-%s.txt" % target)
+            self.wrk(p.bench_port, conns, 1, load, script=self.script)  # warm-up
+            out = os.path.join(self.run, "strace-%s-%d.txt" % (target, conns))
             st = PROCS.start(["strace", "-c", "-f", "-o", out] +
                              sum((["-p", str(x)] for x in pids), []), name="strace")
             time.sleep(0.5)
             before = count_hcgw_requests(p.bench_port, self.route) if target == "hcgw" else 0
-            w = self.wrk(p.bench_port, 100, seconds, load, script=self.script)
+            w = self.wrk(p.bench_port, conns, seconds, load, script=self.script)
             PROCS.stop(st, sig=2, wait=10)
             n = ((count_hcgw_requests(p.bench_port, self.route) - before) if target == "hcgw"
                  else w["requests"])
@@ -217,8 +222,8 @@ class Profile(Bench):
                     parts = line.split()
                     if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
                         calls[parts[-1]] = int(parts[3])
-            log("strace %s: %d requests, %.1f syscalls/request"
-                % (target, n, sum(calls.values()) / max(1, n)))
+            log("strace %s c=%d: %d requests, %.1f syscalls/request"
+                % (target, conns, n, sum(calls.values()) / max(1, n)))
             return dict(requests=n, calls=calls)
         finally:
             PROCS.stop(p)
@@ -261,12 +266,14 @@ class Profile(Bench):
         t0 = time.monotonic()
         self.start_upstreams()
         res = {}
-        for t in ("nginx", "hcgw"):
-            res[("cg", t)] = self.callgrind(t, a.cg_seconds)
-        for t in ("nginx", "hcgw"):
-            res[("strace", t)] = self.strace(t, a.seconds)
+        for c in a.cg_conns:
+            for t in a.targets:
+                res[("cg", t, c)] = self.callgrind(t, a.cg_seconds, c)
+        for c in a.strace_conns:
+            for t in a.targets:
+                res[("strace", t, c)] = self.strace(t, a.seconds, c)
         if a.perf:
-            for t in ("nginx", "hcgw"):
+            for t in a.targets:
                 res[("perf", t)] = self.perf(t, a.seconds + 1)
         text = self.render_report(res, time.monotonic() - t0)
         print(text)
@@ -276,76 +283,85 @@ class Profile(Bench):
             log("wrote %s" % a.output)
 
     def render_report(self, res, elapsed):
+        a = self.args
+        ts = a.targets
         L = []
         w = L.append
         w("# Where the CPU goes: hcgw and nginx, same job (bench/profile.sh)")
         w("")
-        w("Run %s, %.0f s. Fast upstream, %s, one worker each."
-          % (time.strftime("%Y-%m-%d %H:%M %Z"), elapsed,
+        w("Run %s, %.0f s. %s upstream, %s, one worker each."
+          % (time.strftime("%Y-%m-%d %H:%M %Z"), elapsed, a.upstream.capitalize(),
              dict((p[0], p[1]) for p in local.PATHS)[self.local] + " (bench/local.py)"
              if self.local else
              "GET /contacts/{id} answered from the proxy's cache (hcgw's contact cache, nginx's "
              "proxy_cache; %d ids, read once before measuring)" % self.args.cachehit_ids
              if self.cachehit else "DELETE /contacts/{id}/tags/{name}"))
         w("")
-        w("## Instructions per request (callgrind, user space, c=%d)" % self.args.cg_conns)
-        w("")
-        w("Instrumentation on once the proxy answered, for the wrk run only, then off and "
-          "dumped. Kernel time is not in these (see the "
-          "system calls below). Debian's libcurl, libmicrohttpd and nginx have no symbols for "
-          "their static functions: those show as addresses.")
-        w("")
-        objs = set()
-        for t in ("nginx", "hcgw"):
-            objs |= set(res[("cg", t)]["per_obj"])
-        w("| object | nginx Ir/req | hcgw Ir/req |")
-        w("|---|---:|---:|")
-        rows = []
-        for o in objs:
-            n = res[("cg", "nginx")]["per_obj"].get(o, 0) / max(1, res[("cg", "nginx")]["requests"])
-            h = res[("cg", "hcgw")]["per_obj"].get(o, 0) / max(1, res[("cg", "hcgw")]["requests"])
-            rows.append((max(n, h), o, n, h))
-        for _, o, n, h in sorted(rows, reverse=True):
-            if max(n, h) >= 200:
-                w("| %s | %.0f | %.0f |" % (o, n, h))
-        tn = res[("cg", "nginx")]["total"] / max(1, res[("cg", "nginx")]["requests"])
-        th = res[("cg", "hcgw")]["total"] / max(1, res[("cg", "hcgw")]["requests"])
-        w("| **total** | **%.0f** | **%.0f** (%.1fx) |" % (tn, th, th / tn if tn else 0))
-        w("")
-        for t in ("hcgw", "nginx"):
-            r = res[("cg", t)]
-            w("### %s: top functions, inclusive Ir per request (%d requests)" % (t, r["requests"]))
+
+        def per_req(r, v):
+            return v / max(1, r["requests"])
+
+        for c in a.cg_conns:
+            cg = {t: res[("cg", t, c)] for t in ts}
+            w("## Instructions per request (callgrind, user space, c=%d)" % c)
             w("")
-            w("| Ir/req | function | object |")
-            w("|---:|---|---|")
-            for ir, fn, obj in r["incl"]:
-                w("| %.0f | %s | %s |" % (ir / max(1, r["requests"]), fn, obj))
+            w("Instrumentation on once the proxy answered, for the wrk run only, then off and "
+              "dumped. Kernel time is not in these (see the "
+              "system calls below). Debian's libcurl, libmicrohttpd and nginx have no symbols for "
+              "their static functions: those show as addresses.")
             w("")
-        w("## System calls per request (strace -c -f, c=100)")
-        w("")
-        names = set()
-        for t in ("nginx", "hcgw"):
-            names |= set(res[("strace", t)]["calls"])
-        w("| system call | nginx /req | hcgw /req |")
-        w("|---|---:|---:|")
-        tot = {"nginx": 0.0, "hcgw": 0.0}
-        rows = []
-        for nm in names:
-            v = {}
-            for t in ("nginx", "hcgw"):
-                r = res[("strace", t)]
-                v[t] = r["calls"].get(nm, 0) / max(1, r["requests"])
-                tot[t] += v[t]
-            rows.append((max(v.values()), nm, v))
-        for _, nm, v in sorted(rows, reverse=True):
-            if max(v.values()) >= 0.05:
-                w("| %s | %.2f | %.2f |" % (nm, v["nginx"], v["hcgw"]))
-        w("| **total** | **%.2f** | **%.2f** |" % (tot["nginx"], tot["hcgw"]))
-        w("")
-        if ("perf", "hcgw") in res and res[("perf", "hcgw")]:
+            objs = set()
+            for t in ts:
+                objs |= set(cg[t]["per_obj"])
+            w("| object | %s |" % " | ".join("%s Ir/req" % t for t in ts))
+            w("|---|%s" % "---:|" * len(ts))
+            rows = []
+            for o in objs:
+                v = [per_req(cg[t], cg[t]["per_obj"].get(o, 0)) for t in ts]
+                rows.append((max(v), o, v))
+            for _, o, v in sorted(rows, reverse=True):
+                if max(v) >= 200:
+                    w("| %s | %s |" % (o, " | ".join("%.0f" % x for x in v)))
+            tot = [per_req(cg[t], cg[t]["total"]) for t in ts]
+            ratio = (" (%.1fx)" % (tot[-1] / tot[0]) if len(ts) == 2 and tot[0] else "")
+            w("| **total** | %s%s |" % (" | ".join("**%.0f**" % x for x in tot), ratio))
+            w("")
+            for t in reversed(ts):
+                r = cg[t]
+                w("### %s, c=%d: top functions, inclusive Ir per request (%d requests)"
+                  % (t, c, r["requests"]))
+                w("")
+                w("| Ir/req | function | object |")
+                w("|---:|---|---|")
+                for ir, fn, obj in r["incl"]:
+                    w("| %.0f | %s | %s |" % (per_req(r, ir), fn, obj))
+                w("")
+        for c in a.strace_conns:
+            st = {t: res[("strace", t, c)] for t in ts}
+            w("## System calls per request (strace -c -f, c=%d)" % c)
+            w("")
+            names = set()
+            for t in ts:
+                names |= set(st[t]["calls"])
+            w("| system call | %s |" % " | ".join("%s /req" % t for t in ts))
+            w("|---|%s" % "---:|" * len(ts))
+            tot = {t: 0.0 for t in ts}
+            rows = []
+            for nm in names:
+                v = {}
+                for t in ts:
+                    v[t] = per_req(st[t], st[t]["calls"].get(nm, 0))
+                    tot[t] += v[t]
+                rows.append((max(v.values()), nm, v))
+            for _, nm, v in sorted(rows, reverse=True):
+                if max(v.values()) >= 0.05:
+                    w("| %s | %s |" % (nm, " | ".join("%.2f" % v[t] for t in ts)))
+            w("| **total** | %s |" % " | ".join("**%.2f**" % tot[t] for t in ts))
+            w("")
+        if any(res.get(("perf", t)) for t in ts):
             w("## perf record -e cpu-clock (c=100): share of samples")
             w("")
-            for t in ("hcgw", "nginx"):
+            for t in reversed(ts):
                 r = res[("perf", t)]
                 if not r:
                     continue
@@ -367,7 +383,14 @@ class Profile(Bench):
 def main():
     ap = argparse.ArgumentParser(description="profile hcgw next to nginx")
     ap.add_argument("--cg-seconds", type=int, default=8)
-    ap.add_argument("--cg-conns", type=int, default=10)
+    ap.add_argument("--cg-conns", type=int, nargs="+", default=[10],
+                    help="concurrencies of the callgrind runs (default 10)")
+    ap.add_argument("--strace-conns", type=int, nargs="+", default=[100],
+                    help="concurrencies of the strace runs (default 100)")
+    ap.add_argument("--targets", nargs="+", choices=("nginx", "hcgw"), default=["nginx", "hcgw"],
+                    help="what to profile (default both)")
+    ap.add_argument("--upstream", choices=("fast", "slow"), default="fast",
+                    help="the upstream the proxies call (default fast)")
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--no-perf", dest="perf", action="store_false")
     ap.add_argument("--output", default=None,

@@ -169,6 +169,7 @@ static const struct key keys[] = {
     LONG_KEY("upstream.retry_after_fallback_s", upstream.retry_after_fallback_s, 1,
              GW_MAX_RETRY_AFTER_S, 10),
     INT_KEY("upstream.max_connections", upstream.max_connections, 1, 10000, 64),
+    INT_KEY("upstream.pool_shards", upstream.pool_shards, 0, GW_MAX_POOL_SHARDS, 0),
     LONG_KEY("upstream.auth_failure_unready_ms", upstream.auth_failure_unready_ms, 0, 86400000,
              0),
     /* Secure defaults: the key leaves in clear only on purpose, TLS trusts a chosen CA. */

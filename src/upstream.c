@@ -1,8 +1,10 @@
 /*
- * The upstream side: one curl multi handle per worker loop, driven by the loop's epoll and
- * timers through libcurl's socket interface (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION). The multi
- * handle's connection cache is the keep-alive pool to HelpCrunch. A call runs one or more
- * attempts inside one deadline; between attempts it waits on a backoff timer of the loop.
+ * The upstream side: curl multi handles per worker loop (upstream.pool_shards, struct up_shard),
+ * driven by the loop's epoll and timers through libcurl's socket interface
+ * (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION). The multi handles' connection caches are the
+ * keep-alive pool to HelpCrunch; a transfer goes to the one with the fewest transfers. A call
+ * runs one or more attempts inside one deadline; between attempts it waits on a backoff timer
+ * of the loop.
  *
  * start_attempt() is the single place every request to HelpCrunch leaves from: the gate admits
  * it there, and the key header (and, with upstream.propagate_trace, the trace headers) is
@@ -18,6 +20,8 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -56,17 +60,32 @@ struct up_trace_headers {
     char state_line[];               /* "tracestate: …", "" without one */
 };
 
+/*
+ * One multi handle and its connection cache (upstream.pool_shards). libcurl 7.88 walks a
+ * multi's whole cache twice per transfer (ConnectionExists looking for an idle connection,
+ * curl_multi_remove_handle looking for the one just given back), so with a pool of P
+ * connections split over S multi handles each walk covers P / S of them.
+ */
+struct up_shard {
+    struct gw_upstream *up;
+    CURLM *multi;
+    struct gw_timer timer;           /* this multi's single timeout */
+    size_t running;                  /* transfers added and not yet removed */
+};
+
 struct gw_upstream {
     struct gw_loop *loop;
     const struct gw_config *cfg;
     struct gw_metrics *metrics;
     struct gw_upstream_gate gate;
     struct gw_log *log;
-    CURLM *multi;
+    struct up_shard *shards;         /* n_shards of them, fixed at creation */
+    size_t n_shards;
     struct up_headers *headers;      /* the current key generation */
-    struct gw_timer timer;           /* curl's single timeout */
     struct gw_call *calls;           /* in flight, doubly linked */
-    struct up_sock *socks;           /* watched sockets, doubly linked */
+    struct up_sock *socks;           /* every up_sock, doubly linked */
+    struct up_sock **by_fd;          /* connections' sockets by descriptor (on_curl_open) */
+    size_t by_fd_len;
     size_t n_calls;
     CURL *idle[UP_MAX_IDLE_EASY];    /* configured for easy_gen, waiting for a call */
     size_t n_idle;
@@ -74,14 +93,28 @@ struct gw_upstream {
     uint64_t rng;                    /* jitter */
 };
 
-/* A socket curl asked us to watch. */
+/*
+ * A socket libcurl asked us to watch. A connection's socket is made by on_curl_open and
+ * listed by its descriptor (up->by_fd) until on_curl_close: between two transfers libcurl
+ * stops watching it (CURL_POLL_REMOVE) while the connection waits in its pool, and the next
+ * transfer on that connection asks for it again. The epoll registration is kept meanwhile
+ * ("parked"), so that the round trip costs no system call when the next transfer wants the
+ * same events (it nearly always wants EPOLLIN, as the last one did). Only the close tells
+ * that a descriptor number is free for a new socket; the listing ends there.
+ */
 struct up_sock {
     struct gw_io io;
     struct gw_upstream *up;
-    struct up_sock *prev, *next;
+    struct up_shard *shard;          /* the multi handle that watches it (its connection's) */
+    bool listed;                     /* a connection's socket, in up->by_fd */
+    bool connected;                  /* watched for reading once: libcurl closes it through
+                                        on_curl_close (an unconnected one it may close itself) */
+    bool watched;                    /* libcurl holds it (curl_multi_assign) */
+    bool parked;                     /* libcurl stopped watching it; registration kept */
+    struct up_sock *prev, *next;     /* every up_sock of the upstream */
 };
 
-static void check_done(struct gw_upstream *up);
+static void check_done(struct up_shard *sh);
 static int start_attempt(struct gw_upstream *up, struct gw_call *call);
 
 static uint64_t next_rand(struct gw_upstream *up)
@@ -166,9 +199,16 @@ static void on_sock_event(struct gw_io *io, uint32_t events)
 {
     struct up_sock *s = io->data;
     struct gw_upstream *up = s->up;
+    struct up_shard *sh = s->shard;
     int flags = 0;
     int running;
 
+    /* A parked connection has no transfer to tell: its peer closed it, most likely. Stop
+     * watching it; libcurl finds out when it next wants the connection, as it would have. */
+    if (s->parked) {
+        gw_loop_io_set(up->loop, io, 0);
+        return;
+    }
     if (events & EPOLLIN)
         flags |= CURL_CSELECT_IN;
     if (events & EPOLLOUT)
@@ -176,13 +216,41 @@ static void on_sock_event(struct gw_io *io, uint32_t events)
     if (events & (EPOLLERR | EPOLLHUP))
         flags |= CURL_CSELECT_ERR;
     /* `s` may be freed inside this call (CURL_POLL_REMOVE); do not touch it afterwards. */
-    curl_multi_socket_action(up->multi, io->fd, flags, &running);
-    check_done(up);
+    curl_multi_socket_action(sh->multi, io->fd, flags, &running);
+    check_done(sh);
+}
+
+static struct up_sock *sock_new(struct gw_upstream *up, int fd)
+{
+    struct up_sock *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->io.fd = fd;
+    s->io.cb = on_sock_event;
+    s->io.data = s;
+    s->up = up;
+    s->next = up->socks;
+    if (up->socks != NULL)
+        up->socks->prev = s;
+    up->socks = s;
+    return s;
+}
+
+/* Take @p s out of the listing by descriptor (its socket is closed, or about to be). */
+static void sock_unlist(struct gw_upstream *up, struct up_sock *s)
+{
+    if (!s->listed)
+        return;
+    s->listed = false;
+    if ((size_t)s->io.fd < up->by_fd_len && up->by_fd[s->io.fd] == s)
+        up->by_fd[s->io.fd] = NULL;
 }
 
 static void sock_free(struct gw_upstream *up, struct up_sock *s)
 {
     gw_loop_io_set(up->loop, &s->io, 0);
+    sock_unlist(up, s);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -192,36 +260,81 @@ static void sock_free(struct gw_upstream *up, struct up_sock *s)
     free(s);
 }
 
+/* List @p s under its descriptor. False when the table cannot grow (then it is not listed,
+ * and is watched and unwatched like any other socket). */
+static bool sock_list(struct gw_upstream *up, struct up_sock *s)
+{
+    size_t fd = (size_t)s->io.fd;
+
+    if (fd >= up->by_fd_len) {
+        size_t len = up->by_fd_len ? up->by_fd_len : 64;
+        struct up_sock **t;
+
+        while (len <= fd)
+            len *= 2;
+        t = realloc(up->by_fd, len * sizeof(*t));
+        if (t == NULL)
+            return false;
+        memset(t + up->by_fd_len, 0, (len - up->by_fd_len) * sizeof(*t));
+        up->by_fd = t;
+        up->by_fd_len = len;
+    }
+    up->by_fd[fd] = s;
+    s->listed = true;
+    return true;
+}
+
+/*
+ * The descriptor of @p s is being closed (on_curl_close), or was closed behind our back (a
+ * connection attempt libcurl abandons is closed without the callback; on_curl_open then meets
+ * its number again): it leaves the listing and the epoll set, so that the number, free for
+ * the next socket, is never taken for this one. Freed unless libcurl still holds it (then
+ * at its CURL_POLL_REMOVE).
+ */
+static void sock_closed(struct gw_upstream *up, struct up_sock *s)
+{
+    sock_unlist(up, s);
+    s->parked = false;
+    gw_loop_io_set(up->loop, &s->io, 0);
+    if (!s->watched)
+        sock_free(up, s);
+}
+
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    struct gw_upstream *up = userp;
+    struct up_shard *sh = userp;
+    struct gw_upstream *up = sh->up;
     struct up_sock *s = socketp;
     uint32_t events = 0;
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
         if (s != NULL) {
-            curl_multi_assign(up->multi, fd, NULL);
-            sock_free(up, s);
+            curl_multi_assign(sh->multi, fd, NULL);
+            s->watched = false;
+            if (s->listed && s->connected)
+                s->parked = true;
+            else
+                sock_free(up, s);
         }
         return 0;
     }
     if (s == NULL) {
-        s = calloc(1, sizeof(*s));
+        if (fd >= 0 && (size_t)fd < up->by_fd_len && up->by_fd[fd] != NULL)
+            s = up->by_fd[fd];
+        else
+            s = sock_new(up, fd);
         if (s == NULL)
             return -1;
-        s->io.fd = fd;
-        s->io.cb = on_sock_event;
-        s->io.data = s;
-        s->up = up;
-        s->next = up->socks;
-        if (up->socks != NULL)
-            up->socks->prev = s;
-        up->socks = s;
-        curl_multi_assign(up->multi, fd, s);
+        s->watched = true;
+        s->parked = false;
+        s->shard = sh;
+        curl_multi_assign(sh->multi, fd, s);
     }
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) {
         events |= EPOLLIN;
+        s->connected = true;
+    }
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= EPOLLOUT;
     if (gw_loop_io_set(up->loop, &s->io, events) != 0)
@@ -229,24 +342,54 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     return 0;
 }
 
+/* libcurl opens a connection's socket: listed under its descriptor until on_curl_close. */
+static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct gw_upstream *up = clientp;
+    struct up_sock *s;
+    int fd;
+
+    (void)purpose;
+    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if ((size_t)fd < up->by_fd_len && up->by_fd[fd] != NULL)
+        sock_closed(up, up->by_fd[fd]);
+    /* Out of memory, the socket goes unlisted: watched and unwatched like any other. */
+    s = sock_new(up, fd);
+    if (s != NULL && !sock_list(up, s))
+        sock_free(up, s);
+    return fd;
+}
+
+/* libcurl closes a connection's socket: its number may come back as another socket. */
+static int on_curl_close(void *clientp, curl_socket_t fd)
+{
+    struct gw_upstream *up = clientp;
+
+    if (fd >= 0 && (size_t)fd < up->by_fd_len && up->by_fd[fd] != NULL)
+        sock_closed(up, up->by_fd[fd]);
+    return close(fd);
+}
+
 static void on_curl_timer_due(struct gw_timer *t)
 {
-    struct gw_upstream *up = t->data;
+    struct up_shard *sh = t->data;
     int running;
 
-    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(up);
+    curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(sh);
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-    struct gw_upstream *up = userp;
+    struct up_shard *sh = userp;
 
     (void)multi;
     if (timeout_ms < 0)
-        gw_timer_stop(up->loop, &up->timer);
+        gw_timer_stop(sh->up->loop, &sh->timer);
     else
-        gw_timer_start(up->loop, &up->timer, (uint64_t)timeout_ms);
+        gw_timer_start(sh->up->loop, &sh->timer, (uint64_t)timeout_ms);
     return 0;
 }
 
@@ -428,6 +571,10 @@ static CURL *new_easy(struct gw_upstream *up)
     SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(h, CURLOPT_SOCKOPTFUNCTION, on_curl_opensocket_count);
     SETOPT(h, CURLOPT_SOCKOPTDATA, up);
+    SETOPT(h, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
+    SETOPT(h, CURLOPT_OPENSOCKETDATA, up);
+    SETOPT(h, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+    SETOPT(h, CURLOPT_CLOSESOCKETDATA, up);
     return h;
 
 out:
@@ -483,7 +630,8 @@ static void stop_waiting(struct gw_upstream *up, struct gw_call *call)
 static void end_transfer(struct gw_upstream *up, struct gw_call *call)
 {
     if (call->easy != NULL) {
-        curl_multi_remove_handle(up->multi, call->easy);
+        curl_multi_remove_handle(call->shard->multi, call->easy);
+        call->shard->running--;
         give_easy(up, call->easy, call->easy_gen);
         call->easy = NULL;
     }
@@ -615,10 +763,27 @@ out:
     return rc;
 }
 
+/*
+ * The multi handle with the fewest transfers (the first of them on a tie, so that a light load
+ * stays on the connections of one): a shard is full only when every shard is.
+ */
+static struct up_shard *pick_shard(struct gw_upstream *up)
+{
+    struct up_shard *best = &up->shards[0];
+    size_t i;
+
+    for (i = 1; i < up->n_shards && best->running > 0; i++) {
+        if (up->shards[i].running < best->running)
+            best = &up->shards[i];
+    }
+    return best;
+}
+
 /* Hand the call to libcurl now. */
 static int send_attempt(struct gw_upstream *up, struct gw_call *call)
 {
     uint64_t now = gw_loop_now(up->loop);
+    struct up_shard *sh;
     int rc;
 
     if (now >= call->deadline_ms)
@@ -639,10 +804,13 @@ static int send_attempt(struct gw_upstream *up, struct gw_call *call)
     rc = setup_easy(up, call, (long)(call->deadline_ms - now));
     if (rc != 0)
         goto fail;
-    if (curl_multi_add_handle(up->multi, call->easy) != CURLM_OK) {
+    sh = pick_shard(up);
+    if (curl_multi_add_handle(sh->multi, call->easy) != CURLM_OK) {
         rc = GW_ERR_INTERNAL;
         goto fail;
     }
+    call->shard = sh;
+    sh->running++;
     call->attempts++;
     call->attempt_start_ms = now;
     gw_metrics_inc(&up->metrics->upstream_attempts);
@@ -941,12 +1109,13 @@ done:
     finish(up, call, failure);
 }
 
-static void check_done(struct gw_upstream *up)
+static void check_done(struct up_shard *sh)
 {
+    struct gw_upstream *up = sh->up;
     CURLMsg *msg;
     int left;
 
-    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+    while ((msg = curl_multi_info_read(sh->multi, &left)) != NULL) {
         struct gw_call *call = NULL;
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -959,12 +1128,64 @@ static void check_done(struct gw_upstream *up)
 
 /* ---- the interface ---- */
 
+/* Shard @p i's share of the pool: max_connections spread over the shards, the remainder on the
+ * first ones. */
+static long shard_pool(const struct gw_config *cfg, size_t n, size_t i)
+{
+    size_t max = (size_t)cfg->upstream.max_connections;
+
+    return (long)(max / n + (i < max % n ? 1 : 0));
+}
+
+static int shard_set_pool(struct up_shard *sh, long pool)
+{
+    if (curl_multi_setopt(sh->multi, CURLMOPT_MAX_HOST_CONNECTIONS, pool) != CURLM_OK ||
+        curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, pool) != CURLM_OK)
+        return -1;
+    return 0;
+}
+
+static int shard_init(struct gw_upstream *up, struct up_shard *sh, long pool)
+{
+    CURLMcode mc = CURLM_OK;
+
+    sh->up = up;
+    sh->multi = curl_multi_init();
+    if (sh->multi == NULL)
+        return -1;
+    gw_timer_init(&sh->timer, on_curl_timer_due, sh);
+    mc |= curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    mc |= curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    mc |= curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    mc |= curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+    if (mc != CURLM_OK || shard_set_pool(sh, pool) != 0) {
+        curl_multi_cleanup(sh->multi);
+        sh->multi = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The number of multi handles: upstream.pool_shards, or with 0 one per GW_POOL_SHARD_CONNS
+ * connections of the pool; never more than the pool has connections. */
+static size_t shard_count(const struct gw_config *cfg)
+{
+    size_t max = (size_t)cfg->upstream.max_connections;
+    size_t n = (size_t)cfg->upstream.pool_shards;
+
+    if (n == 0)
+        n = (max + GW_POOL_SHARD_CONNS - 1) / GW_POOL_SHARD_CONNS;
+    if (n > max)
+        n = max;
+    return n > 0 ? n : 1;
+}
+
 struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config *cfg,
                                     const struct gw_secret *secret, struct gw_metrics *metrics,
                                     const struct gw_upstream_gate *gate, struct gw_log *log)
 {
     struct gw_upstream *up = calloc(1, sizeof(*up));
-    CURLMcode mc = CURLM_OK;
+    size_t n;
 
     if (up == NULL)
         goto fail_alloc;
@@ -976,26 +1197,23 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
     up->headers = headers_new(secret);
     if (up->headers == NULL)
         goto fail_headers;
-    up->multi = curl_multi_init();
-    if (up->multi == NULL)
-        goto fail_multi;
-    gw_timer_init(&up->timer, on_curl_timer_due, up);
+    n = shard_count(cfg);
+    up->shards = calloc(n, sizeof(*up->shards));
+    if (up->shards == NULL)
+        goto fail_shards;
+    for (up->n_shards = 0; up->n_shards < n; up->n_shards++) {
+        if (shard_init(up, &up->shards[up->n_shards], shard_pool(cfg, n, up->n_shards)) != 0)
+            goto fail_multi;
+    }
     if (getrandom(&up->rng, sizeof(up->rng), 0) != sizeof(up->rng) || up->rng == 0)
         up->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)up;
-    mc |= curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    mc |= curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
-    mc |= curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    mc |= curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
-    mc |= curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                            (long)cfg->upstream.max_connections);
-    mc |= curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, (long)cfg->upstream.max_connections);
-    if (mc != CURLM_OK)
-        goto fail_setopt;
     return up;
 
-fail_setopt:
-    curl_multi_cleanup(up->multi);
 fail_multi:
+    while (up->n_shards > 0)
+        curl_multi_cleanup(up->shards[--up->n_shards].multi);
+    free(up->shards);
+fail_shards:
     headers_put(up->headers);
 fail_headers:
     free(up);
@@ -1005,13 +1223,19 @@ fail_alloc:
 
 void gw_upstream_free(struct gw_upstream *up)
 {
+    size_t i;
+
     if (up == NULL)
         return;
-    gw_timer_stop(up->loop, &up->timer);
-    /* Cleanup closes the pooled connections, which calls back CURL_POLL_REMOVE. */
-    curl_multi_cleanup(up->multi);
+    /* Cleanup closes the pooled connections (on_curl_close, which frees the parked ones). */
+    for (i = 0; i < up->n_shards; i++) {
+        gw_timer_stop(up->loop, &up->shards[i].timer);
+        curl_multi_cleanup(up->shards[i].multi);
+    }
     while (up->socks != NULL)
         sock_free(up, up->socks);
+    free(up->by_fd);
+    free(up->shards);
     drop_idle(up);
     headers_put(up->headers);
     free(up);
@@ -1021,6 +1245,8 @@ int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
                             const struct gw_secret *secret)
 {
     struct up_headers *h = headers_new(secret);
+    bool kept = false;
+    size_t i;
 
     if (h == NULL)
         return GW_ERR_NOMEM;
@@ -1030,11 +1256,17 @@ int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,
     /* Handles carry the old settings (CA file, proxy): new ones are made from now on. */
     up->easy_gen++;
     drop_idle(up);
-    /* A pool size that cannot change keeps the old one: not worth failing a reload for. */
-    if (curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                          (long)cfg->upstream.max_connections) != CURLM_OK ||
-        curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
-                          (long)cfg->upstream.max_connections) != CURLM_OK)
+    /* The number of multi handles stays what it was at start (each holds its connections);
+     * the pool is spread over them again. A pool size that cannot change keeps the old one:
+     * not worth failing a reload for. */
+    if (shard_count(cfg) != up->n_shards)
+        gw_logf(up->log, GW_LOG_WARN,
+                "reload: upstream.pool_shards takes effect at the next start only");
+    for (i = 0; i < up->n_shards; i++) {
+        if (shard_set_pool(&up->shards[i], shard_pool(cfg, up->n_shards, i)) != 0)
+            kept = true;
+    }
+    if (kept)
         gw_logf(up->log, GW_LOG_WARN, "reload: upstream.max_connections not changed");
     return 0;
 }

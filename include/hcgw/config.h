@@ -79,6 +79,8 @@ struct gw_config {
         long retry_max_ms;           /* backoff cap, default 2000 */
         long retry_after_fallback_s; /* Retry-After we give on 429 when HelpCrunch gave none; default 10 */
         int max_connections;         /* pool size (connections to the upstream host); default 64 */
+        int pool_shards;             /* multi handles the pool is split over; 0 (default): one
+                                        per GW_POOL_SHARD_CONNS connections */
         long auth_failure_unready_ms;/* /readyz 503 this long after a 401/403; default 0 (off) */
         bool allow_insecure_http;    /* http:// to a host that is not loopback; default false */
         char *ca_file;               /* CA bundle that verifies HelpCrunch's TLS, or NULL (system's) */

@@ -69,6 +69,17 @@
 /** Worker threads (each one event loop). */
 #define GW_MAX_WORKERS 64
 /**
+ * The upstream pool of a worker is split over this many libcurl multi handles at most
+ * (upstream.pool_shards)...
+ */
+#define GW_MAX_POOL_SHARDS 64
+/**
+ * ...and with upstream.pool_shards = 0, over one per this many pool connections: libcurl 7.88
+ * walks a multi handle's whole connection cache twice per transfer, which at this size costs
+ * about what the walks cost at c=100 (bench/README.md, "libcurl's pool and the loop").
+ */
+#define GW_POOL_SHARD_CONNS 128
+/**
  * The contact cache's write generations: one counter per stripe of contact ids (cache.c). A
  * write bumps its stripe; a read's answer is stored only when its stripe did not move while it
  * was in flight. Two contacts that share a stripe only cost each other a store, never a stale

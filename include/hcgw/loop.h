@@ -58,8 +58,12 @@ void gw_loop_update_time(struct gw_loop *loop);
 
 /**
  * Watch @p io->fd for @p events (EPOLLIN and/or EPOLLOUT; 0 stops watching). Adds, changes or
- * removes the registration as needed. Returns 0 or -errno. After a stop, no event already
- * fetched for this io is delivered, so the caller may free it at once.
+ * removes the registration as needed: setting the mask it already has makes no system call, so
+ * an owner that stops caring for a while may leave the registration in place (and ignore what
+ * it hears meanwhile) rather than remove and add it again. Returns 0 or -errno. After a stop,
+ * no event already fetched for this io is delivered, so the caller may free it at once. A
+ * descriptor closed while watched leaves the epoll set, but its io still says it is watched:
+ * stop watching it (0) before its number can come back as another socket.
  */
 int gw_loop_io_set(struct gw_loop *loop, struct gw_io *io, uint32_t events);
 

@@ -35,6 +35,7 @@ struct gw_redis_quota_ask;
 struct gw_redis_cache_op;
 struct up_headers;
 struct up_trace_headers;
+struct up_shard;
 struct gw_trace;
 
 /** What the gate says to one attempt. */
@@ -192,6 +193,7 @@ struct gw_call {
     long last_retry_after_s;
     struct gw_buf resp;              /* answer body (NUL-terminated); settle() takes it */
     void *easy;
+    struct up_shard *shard;          /* the multi handle `easy` is in */
     unsigned easy_gen;               /* the configuration generation `easy` was set up for */
     struct up_headers *headers;      /* the key generation this attempt was sent with */
     struct up_trace_headers *trace_headers; /* this attempt's traceparent, when it sends one */
@@ -208,9 +210,12 @@ struct gw_call {
 };
 
 /**
- * Create the upstream side of one worker: a curl multi handle on @p loop with the pool size,
- * timeouts and retry policy of @p cfg and the key of @p secret (the key is copied into one
- * header list, wiped when freed). Counts go to @p metrics, the worker's own block; every
+ * Create the upstream side of one worker: curl multi handles on @p loop (upstream.pool_shards
+ * of them, fixed for its life, sharing upstream.max_connections) with the pool size, timeouts
+ * and retry policy of @p cfg and the key of @p secret (the key is copied into one header list,
+ * wiped when freed). A pooled connection's socket stays registered with @p loop between
+ * transfers; its descriptor is closed only by libcurl's close callback, so the registration
+ * never outlives the socket. Counts go to @p metrics, the worker's own block; every
  * attempt passes @p gate (copied); log lines go to @p log. @p cfg, @p metrics, @p log and the
  * gate's context must outlive it (@p cfg, or be replaced with gw_upstream_reconfigure).
  * curl_global_init must have run. Returns NULL on failure.
@@ -222,6 +227,8 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
 /**
  * Use @p cfg and the key of @p secret from the next attempt on. Attempts already sent keep
  * the header list they were sent with; it is wiped and freed when the last of them ends.
+ * upstream.pool_shards keeps its value from start (a warning says so); the pool size is spread
+ * over the shards again.
  * Returns 0, or GW_ERR_NOMEM (then nothing changed). Loop thread.
  */
 int gw_upstream_reconfigure(struct gw_upstream *up, const struct gw_config *cfg,

@@ -108,6 +108,7 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->upstream.retry_max_ms, 2000);
     assert_int_equal(cfg->upstream.retry_after_fallback_s, 10);
     assert_int_equal(cfg->upstream.max_connections, 64);
+    assert_int_equal(cfg->upstream.pool_shards, 0);       /* one per 128 connections */
     assert_false(cfg->upstream.propagate_trace);      /* HelpCrunch is a third party */
     assert_int_equal(cfg->limits.max_body_bytes, 65536);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 8388608);
@@ -186,6 +187,7 @@ static void test_every_key_is_read(void **state)
                   "  retry_max_ms = 7;\n"
                   "  retry_after_fallback_s = 3600;\n"
                   "  max_connections = 10000;\n"
+                  "  pool_shards = 64;\n"
                   "  propagate_trace = true;\n"
                   "};\n"
                   "limits = {\n"
@@ -211,6 +213,7 @@ static void test_every_key_is_read(void **state)
     assert_int_equal(cfg->upstream.retry_max_ms, 7);
     assert_int_equal(cfg->upstream.retry_after_fallback_s, 3600);
     assert_int_equal(cfg->upstream.max_connections, 10000);
+    assert_int_equal(cfg->upstream.pool_shards, GW_MAX_POOL_SHARDS);
     assert_true(cfg->upstream.propagate_trace);
     assert_int_equal(cfg->limits.max_body_bytes, 16777216);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 1024);
@@ -370,6 +373,7 @@ static void test_out_of_bounds(void **state)
         {"upstream", "retry_max_ms", 1, 600000},
         {"upstream", "retry_after_fallback_s", 1, GW_MAX_RETRY_AFTER_S},
         {"upstream", "max_connections", 1, 10000},
+        {"upstream", "pool_shards", 0, GW_MAX_POOL_SHARDS},
         {"limits", "max_body_bytes", 1, 16777216},
         {"limits", "max_upstream_body_bytes", 1024, 268435456},
         {"limits", "max_connections", 1, 1000000},
