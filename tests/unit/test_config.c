@@ -109,6 +109,7 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->upstream.retry_after_fallback_s, 10);
     assert_int_equal(cfg->upstream.max_connections, 64);
     assert_false(cfg->upstream.propagate_trace);      /* HelpCrunch is a third party */
+    assert_int_equal(cfg->upstream.http_version, GW_HTTP_1_1);
     assert_int_equal(cfg->limits.max_body_bytes, 65536);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 8388608);
     assert_int_equal(cfg->limits.max_connections, 1024);
@@ -186,6 +187,7 @@ static void test_every_key_is_read(void **state)
                   "  retry_after_fallback_s = 3600;\n"
                   "  max_connections = 10000;\n"
                   "  propagate_trace = true;\n"
+                  "  http_version = \"2\";\n"
                   "};\n"
                   "limits = {\n"
                   "  max_body_bytes = 16777216;\n"
@@ -210,6 +212,7 @@ static void test_every_key_is_read(void **state)
     assert_int_equal(cfg->upstream.retry_after_fallback_s, 3600);
     assert_int_equal(cfg->upstream.max_connections, 10000);
     assert_true(cfg->upstream.propagate_trace);
+    assert_int_equal(cfg->upstream.http_version, GW_HTTP_2); /* Debian's libcurl has nghttp2 */
     assert_int_equal(cfg->limits.max_body_bytes, 16777216);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 1024);
     assert_int_equal(cfg->limits.max_connections, 1);
