@@ -127,6 +127,7 @@ def make_report(b):
     if matrix:
         method_and_matrix(b, w, a, lay1, lay2)
     cachehit_section(b, w, a, lay1)
+    w(__import__("h2").report_section(b))  # the h2 phase, when it ran (bench/h2.py)
     rest(b, w, a)
     return "\n".join(L) + "\n"
 
