@@ -843,6 +843,7 @@ static enum gw_err classify(struct gw_upstream *up, struct gw_call *call, CURLco
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2_STREAM: /* an HTTP/2 stream reset before its answer came whole: a cut */
         *transient = true;
         return GW_ERR_UPSTREAM_UNAVAILABLE;
     default:
@@ -938,6 +939,22 @@ static unsigned char answer_version(struct gw_upstream *up, CURL *easy)
     return k == GW_UPVER_1_0 ? 10 : k == GW_UPVER_1_1 ? 11 : 20;
 }
 
+/*
+ * Over HTTP/2 a server may answer before it has read the request body, then reset the stream
+ * with NO_ERROR (RFC 9113, 8.1): an API refusing a request early (401, 429) does. libcurl 7.88
+ * reports that as CURLE_HTTP2_STREAM, at times with the whole answer in hand: a status and
+ * every byte its Content-Length announced make it the answer it is.
+ */
+static bool answer_whole(CURL *easy)
+{
+    curl_off_t announced = -1;
+    curl_off_t got = -1;
+
+    return curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+           curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &got) == CURLE_OK &&
+           announced >= 0 && got == announced;
+}
+
 static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLcode code)
 {
     uint64_t now = gw_loop_now(up->loop);
@@ -949,6 +966,8 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     call->status = status;
     call->http_version = status > 0 ? answer_version(up, call->easy) : 0;
+    if (code == CURLE_HTTP2_STREAM && status > 0 && answer_whole(call->easy))
+        code = CURLE_OK;
     call->curl_code = (int)code;
     call->upstream_ms += (double)(now - call->attempt_start_ms);
     gw_metrics_observe(&up->metrics->upstream_seconds, (now - call->attempt_start_ms) * 1000u);
