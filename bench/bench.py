@@ -34,8 +34,10 @@ import sys
 import tempfile
 import time
 
-if __name__ == "__main__":  # the phases in other modules "import bench": this same module
-    sys.modules["bench"] = sys.modules[__name__]
+# Run as a script, this module is also "bench" to the phase modules that import it (local.py,
+# h2.py), so that they share its PROCS (stopped on exit and on signals) rather than load a second
+# copy.
+sys.modules.setdefault("bench", sys.modules[__name__])
 import local  # noqa: E402  (the local answers and idle connections phases, issue 14)
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -697,7 +699,8 @@ class Bench:
                             ("tls", self.phase_tls), ("pool", self.phase_default_pool),
                             ("cachehit", self.phase_cachehit),
                             ("local", lambda: local.phase_local(self)),
-                            ("idle", lambda: local.phase_idle(self))):
+                            ("idle", lambda: local.phase_idle(self)),
+                            ("h2", lambda: __import__("h2").phase_h2(self))):
             if name not in a.phases:
                 continue
             try:
@@ -787,7 +790,8 @@ def main():
                     help="concurrencies (default 10 100 1000; --quick: 100)")
     ap.add_argument("--tls-conns", type=int, default=100)
     ap.add_argument("--phases", nargs="+", default=["startup", "matrix", "tls", "pool", "cachehit"],
-                    choices=["startup", "matrix", "tls", "pool", "cachehit", "local", "idle"])
+                    choices=["startup", "matrix", "tls", "pool", "cachehit", "local", "idle",
+                             "h2"])
     ap.add_argument("--cachehit-conns", type=int, nargs="+", default=[100, 1000],
                     help="concurrencies of the cache-hit phase")
     ap.add_argument("--cachehit-ids", type=int, default=1000,
@@ -813,6 +817,7 @@ def main():
                     help="time budget: past it, no new run starts and the report is written")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 2 s runs, one rep, c=100 only")
+    __import__("h2").add_arguments(ap)  # the h2 phase's options (bench/h2.py)
     a = ap.parse_args()
     if a.quick:
         a.duration, a.reps, a.startup_reps = 2, 1, 2

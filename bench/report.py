@@ -128,6 +128,7 @@ def make_report(b):
         method_and_matrix(b, w, a, lay1, lay2)
     cachehit_section(b, w, a, lay1)
     __import__("local").report_section(b, w, a)
+    w(__import__("h2").report_section(b))  # the h2 phase, when it ran (bench/h2.py)
     rest(b, w, a)
     return "\n".join(L) + "\n"
 

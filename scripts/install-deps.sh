@@ -38,9 +38,14 @@ fuzz_packages=(clang libclang-rt-14-dev llvm openssl)
 # The browser test (tests/browser, ctest label "browser"): Debian's headless-capable Chromium,
 # which loads pages whose scripts call hcgw with fetch() (CORS). Without it the test is skipped.
 browser_packages=(chromium)
+# The HTTP/2 test (tests/integration/test_http2.py): Debian's nginx (nginx-light has http_v2 and
+# ssl), started by the test as an HTTP/2-over-TLS upstream in front of hcgw-sim; skipped where
+# it is missing. Where systemd runs, the server the package starts (on port 80) is stopped and
+# not started again at boot, as for redis-server and prometheus below.
+http2_packages=(nginx-light)
 if [[ ${1:-} != --build-only ]]; then
   packages+=("${deploy_packages[@]}" "${tool_packages[@]}" "${fuzz_packages[@]}"
-             "${browser_packages[@]}")
+             "${browser_packages[@]}" "${http2_packages[@]}")
 fi
 
 missing=()
@@ -69,4 +74,7 @@ if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
 fi
 if [[ " ${missing[*]} " == *" redis-server "* && -d /run/systemd/system ]]; then
   "${as_root[@]}" systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+fi
+if [[ " ${missing[*]} " == *" nginx-light "* && -d /run/systemd/system ]]; then
+  "${as_root[@]}" systemctl disable --now nginx.service >/dev/null 2>&1 || true
 fi

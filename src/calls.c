@@ -425,6 +425,7 @@ static void settle_waiter(const struct gw_call *fc, struct gw_call *w, bool firs
     if (first) {
         w->attempts = fc->attempts;
         w->curl_code = fc->curl_code;
+        w->http_version = fc->http_version;
         w->upstream_ms = fc->upstream_ms;
     }
 }

@@ -19,6 +19,7 @@
 #include "hcgw/tls.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -107,6 +108,7 @@ static int check_proxy(char *value, char *why, size_t whysz);
 static int set_level(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int set_auth_mode(struct gw_config *cfg, const char *value, char *why, size_t whysz);
+static int set_http_version(struct gw_config *cfg, const char *value, char *why, size_t whysz);
 static int check_header_name(char *value, char *why, size_t whysz);
 static int check_redis_url(char *value, char *why, size_t whysz);
 static int check_redis_username(char *value, char *why, size_t whysz);
@@ -182,6 +184,9 @@ static const struct key keys[] = {
     /* HelpCrunch is a third party: a caller's trace context goes there only on purpose. */
     {.name = "upstream.propagate_trace", .type = KEY_BOOL, .def = 0,
      .offset = FIELD_OF(upstream.propagate_trace)},
+    /* An enum: "1.1" or "2" (HTTP/2 only when this libcurl has it). */
+    {.name = "upstream.http_version", .type = KEY_STRING, .def_str = "1.1",
+     .set = set_http_version},
 
     LONG_KEY("limits.max_body_bytes", limits.max_body_bytes, 1, 16777216, 65536),
     LONG_KEY("limits.max_upstream_body_bytes", limits.max_upstream_body_bytes, 1024, 268435456,
@@ -1179,6 +1184,29 @@ static int set_key_file_mode(struct gw_config *cfg, const char *value, char *why
     if (which < 0)
         return -1;
     cfg->upstream.key_file_mode = which == 0 ? GW_KEY_FILE_WARN : GW_KEY_FILE_REFUSE;
+    return 0;
+}
+
+/*
+ * "2" needs a libcurl built with HTTP/2 (nghttp2): without it libcurl would quietly speak
+ * HTTP/1.1, and the operator who asked for multiplexing would not get it.
+ */
+static int set_http_version(struct gw_config *cfg, const char *value, char *why, size_t whysz)
+{
+    const curl_version_info_data *cv;
+    int which = one_of_two(value, "1.1", "2", why, whysz);
+
+    if (which < 0)
+        return -1;
+    if (which == 1) {
+        cv = curl_version_info(CURLVERSION_NOW);
+        if (!(cv->features & CURL_VERSION_HTTP2)) {
+            snprintf(why, whysz, "\"2\" needs HTTP/2, and this libcurl (%s) is built without "
+                     "it (no nghttp2); use \"1.1\"", cv->version);
+            return -1;
+        }
+    }
+    cfg->upstream.http_version = which == 0 ? GW_HTTP_1_1 : GW_HTTP_2;
     return 0;
 }
 

@@ -315,6 +315,7 @@ static void answer_caller(struct gw_homes *homes, struct gw_hop *h)
     memset(&h->call.out, 0, sizeof(h->call.out));
     call->attempts = h->call.attempts;
     call->curl_code = h->call.curl_code;
+    call->http_version = h->call.http_version;
     call->upstream_ms = h->call.upstream_ms;
     call->cache = h->call.cache;
     call->cache_stored = h->call.cache_stored;

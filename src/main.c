@@ -259,6 +259,16 @@ static void reload(struct running *r, bool whole)
             gw_log_end(&l);
             goto out;
         }
+        /* A pooled connection keeps the protocol it negotiated, and libcurl reuses an
+         * HTTP/1.1 one for a call that would take HTTP/2: a change could only half apply. */
+        if (cfg->upstream.http_version != r->cfg->upstream.http_version) {
+            struct gw_logline l;
+            gw_log_begin(r->log, &l, GW_LOG_ERROR,
+                         "reload refused: the configuration has problems; the running one stays");
+            gw_log_str(&l, "problem", "upstream.http_version: changing it takes a restart");
+            gw_log_end(&l);
+            goto out;
+        }
         warn_insecure(r->log, cfg);
     }
     secret = gw_secret_load(cfg, r->log, &errors);

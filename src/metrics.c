@@ -39,6 +39,7 @@ static const char *const methods[GW_METRICS_METHODS] = {"GET",   "HEAD",   "POST
                                                         "PATCH", "DELETE", "OPTIONS"};
 static const char *const failure_names[GW_UPFAIL__COUNT] = {
     "timeout", "unavailable", "bad_response", "auth", "rate_limited", "http_4xx", "http_5xx"};
+static const char *const version_names[GW_UPVER__COUNT] = {"1.0", "1.1", "2"};
 static const char *const lookup_names[GW_LOOKUP__COUNT] = {"hit", "miss", "bypass",
                                                            "revalidated"};
 static const char *const idem_fallback_names[GW_IDEM_FALLBACK__COUNT] = {"begin", "complete",
@@ -499,6 +500,14 @@ char *gw_metrics_render(const struct gw_metrics_registry *reg, size_t *len)
             "# TYPE hcgw_upstream_connections_total counter\n"
             "hcgw_upstream_connections_total %llu\n",
         (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, upstream_connections)));
+    add(&t, "# HELP hcgw_upstream_answers_total Upstream attempts HelpCrunch answered, by the "
+            "HTTP version of the answer.\n"
+            "# TYPE hcgw_upstream_answers_total counter\n");
+    for (s = 0; s < GW_UPVER__COUNT; s++) {
+        add(&t, "hcgw_upstream_answers_total{http_version=\"%s\"} %llu\n", version_names[s],
+            (unsigned long long)sum_field(reg, offsetof(struct gw_metrics, upstream_answers) +
+                                               (size_t)s * sizeof(uint64_t)));
+    }
     add(&t, "# HELP hcgw_upstream_failures_total Failed upstream attempts, by kind.\n"
             "# TYPE hcgw_upstream_failures_total counter\n");
     for (s = 0; s < GW_UPFAIL__COUNT; s++) {

@@ -1480,6 +1480,10 @@ void gw_request_completed(void *cls, struct MHD_Connection *conn, void **req_cls
             gw_log_str(&l, "auth", req->auth_refusal);
         if (req->upstream_status > 0)
             gw_log_int(&l, "upstream_status", req->upstream_status);
+        if (req->call.http_version != 0)
+            gw_log_str(&l, "upstream_http_version", req->call.http_version == 20   ? "2"
+                                                    : req->call.http_version == 11 ? "1.1"
+                                                                                   : "1.0");
         gw_log_int(&l, "attempts", attempts);
         gw_log_ms(&l, "duration_ms", ms);
         if (attempts > 0)

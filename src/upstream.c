@@ -559,6 +559,16 @@ static CURL *new_easy(struct gw_upstream *up)
      * and https_proxy of the environment are not consulted ("" = no proxy). */
     SETOPT(h, CURLOPT_PROXY, cfg->upstream.proxy != NULL ? cfg->upstream.proxy : "");
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    /* upstream.http_version. "2" offers h2 and http/1.1 by ALPN on a TLS connection (an
+     * http:// base_url stays on HTTP/1.1: no h2c upgrade, no prior knowledge), and PIPEWAIT
+     * lets a call wait for a connection whose ALPN is under way rather than open one more, so
+     * a burst of calls shares one connection from the start. */
+    if (cfg->upstream.http_version == GW_HTTP_2) {
+        SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        SETOPT(h, CURLOPT_PIPEWAIT, 1L);
+    } else {
+        SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
     /* Answers are small (a customer is ~1 KiB); a bigger one just takes more reads. */
     SETOPT(h, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER);
     /* HelpCrunch's answers come gzip-compressed when it will (a 100-customer list is a tenth
@@ -1001,6 +1011,7 @@ static enum gw_err classify(struct gw_upstream *up, struct gw_call *call, CURLco
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2_STREAM: /* an HTTP/2 stream reset before its answer came whole: a cut */
         *transient = true;
         return GW_ERR_UPSTREAM_UNAVAILABLE;
     default:
@@ -1072,6 +1083,46 @@ static void log_retry(const struct gw_call *call, enum gw_err failure, uint64_t 
     gw_log_end(&l);
 }
 
+/* The HTTP version an answer came in (10, 11, 20), counted on /metrics by version. */
+static unsigned char answer_version(struct gw_upstream *up, CURL *easy)
+{
+    long v = CURL_HTTP_VERSION_NONE;
+    enum gw_upstream_version k;
+
+    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &v);
+    switch (v) {
+    case CURL_HTTP_VERSION_1_0:
+        k = GW_UPVER_1_0;
+        break;
+    case CURL_HTTP_VERSION_1_1:
+        k = GW_UPVER_1_1;
+        break;
+    case CURL_HTTP_VERSION_2_0:
+        k = GW_UPVER_2;
+        break;
+    default:
+        return 0; /* HTTP/3 is never asked for */
+    }
+    gw_metrics_inc(&up->metrics->upstream_answers[k]);
+    return k == GW_UPVER_1_0 ? 10 : k == GW_UPVER_1_1 ? 11 : 20;
+}
+
+/*
+ * Over HTTP/2 a server may answer before it has read the request body, then reset the stream
+ * with NO_ERROR (RFC 9113, 8.1): an API refusing a request early (401, 429) does. libcurl 7.88
+ * reports that as CURLE_HTTP2_STREAM, at times with the whole answer in hand: a status and
+ * every byte its Content-Length announced make it the answer it is.
+ */
+static bool answer_whole(CURL *easy)
+{
+    curl_off_t announced = -1;
+    curl_off_t got = -1;
+
+    return curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+           curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &got) == CURLE_OK &&
+           announced >= 0 && got == announced;
+}
+
 static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLcode code)
 {
     uint64_t now = gw_loop_now(up->loop);
@@ -1082,6 +1133,9 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
 
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     call->status = status;
+    call->http_version = status > 0 ? answer_version(up, call->easy) : 0;
+    if (code == CURLE_HTTP2_STREAM && status > 0 && answer_whole(call->easy))
+        code = CURLE_OK;
     call->curl_code = (int)code;
     call->upstream_ms += (double)(now - call->attempt_start_ms);
     gw_metrics_observe(&up->metrics->upstream_seconds, (now - call->attempt_start_ms) * 1000u);
@@ -1145,7 +1199,8 @@ static int shard_set_pool(struct up_shard *sh, long pool)
     return 0;
 }
 
-static int shard_init(struct gw_upstream *up, struct up_shard *sh, long pool)
+static int shard_init(struct gw_upstream *up, struct up_shard *sh, long pool,
+                      enum gw_http_version version)
 {
     CURLMcode mc = CURLM_OK;
 
@@ -1158,6 +1213,14 @@ static int shard_init(struct gw_upstream *up, struct up_shard *sh, long pool)
     mc |= curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
     mc |= curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     mc |= curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+    /* With HTTP/2 a connection carries up to GW_MAX_UPSTREAM_H2_STREAMS calls at once, and the
+     * shard's share of max_connections still bounds the connections. Set either way, so that
+     * HTTP/1.1 never depends on libcurl's default. upstream.http_version does not change on a
+     * reload (main.c refuses one that changes it), so this is set once. */
+    mc |= curl_multi_setopt(sh->multi, CURLMOPT_PIPELINING,
+                            version == GW_HTTP_2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+    mc |= curl_multi_setopt(sh->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                            (long)GW_MAX_UPSTREAM_H2_STREAMS);
     if (mc != CURLM_OK || shard_set_pool(sh, pool) != 0) {
         curl_multi_cleanup(sh->multi);
         sh->multi = NULL;
@@ -1202,7 +1265,8 @@ struct gw_upstream *gw_upstream_new(struct gw_loop *loop, const struct gw_config
     if (up->shards == NULL)
         goto fail_shards;
     for (up->n_shards = 0; up->n_shards < n; up->n_shards++) {
-        if (shard_init(up, &up->shards[up->n_shards], shard_pool(cfg, n, up->n_shards)) != 0)
+        if (shard_init(up, &up->shards[up->n_shards], shard_pool(cfg, n, up->n_shards),
+                       cfg->upstream.http_version) != 0)
             goto fail_multi;
     }
     if (getrandom(&up->rng, sizeof(up->rng), 0) != sizeof(up->rng) || up->rng == 0)
@@ -1279,6 +1343,7 @@ int gw_upstream_submit(struct gw_upstream *up, struct gw_call *call)
     call->failure = GW_OK;
     call->status = 0;
     call->attempts = 0;
+    call->http_version = 0;
     call->upstream_ms = 0;
     call->easy = NULL;
     call->headers = NULL;

@@ -25,6 +25,13 @@ enum gw_key_file_mode {
     GW_KEY_FILE_REFUSE = 1           /* "refuse": the key is not loaded (start or reload fails) */
 };
 
+/** upstream.http_version: the HTTP version hcgw asks HelpCrunch for. */
+enum gw_http_version {
+    GW_HTTP_1_1 = 0,                 /* "1.1": HTTP/1.1 only, one call per connection at a time */
+    GW_HTTP_2 = 1                    /* "2": HTTP/2 over TLS when the server offers it (ALPN),
+                                        a worker's calls multiplexed on few connections */
+};
+
 /** The top-level `auth` key: who may call hcgw (see auth.h). */
 enum gw_auth_mode {
     GW_AUTH_MODE_CLIENTS = 0,        /* "clients": a request names a client (when any are configured) */
@@ -87,6 +94,7 @@ struct gw_config {
         char *proxy;                 /* egress proxy URL, or NULL: none (the environment's is ignored) */
         enum gw_key_file_mode key_file_mode; /* "warn" | "refuse"; default warn */
         bool propagate_trace;        /* send a child traceparent (and tracestate); default false */
+        enum gw_http_version http_version; /* "1.1" | "2"; default "1.1" (a reload keeps it) */
     } upstream;
     struct {
         long max_body_bytes;         /* request body bound, default 65536 */

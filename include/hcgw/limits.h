@@ -53,6 +53,13 @@
 #define GW_MAX_LOG_LINE 4096
 /** Longest upstream URL hcgw builds (base URL, path, query). */
 #define GW_MAX_UPSTREAM_URL 2048
+/**
+ * upstream.http_version = "2": calls one worker sends at once on one HTTP/2 connection (fewer
+ * when HelpCrunch's SETTINGS_MAX_CONCURRENT_STREAMS says so). Past it the worker opens another
+ * connection, up to upstream.max_connections, so a worker has at most max_connections times
+ * this many calls on the wire; the rest wait in libcurl's queue inside their deadline.
+ */
+#define GW_MAX_UPSTREAM_H2_STREAMS 100
 /** Longest Retry-After hcgw honours or passes on, in seconds. */
 #define GW_MAX_RETRY_AFTER_S 3600
 /** Bytes of a too-large body read and dropped so that the 413 can still be sent. */

@@ -32,6 +32,14 @@ enum gw_upstream_failure {
     GW_UPFAIL__COUNT
 };
 
+/** Upstream answers by the HTTP version they came in (label http_version). */
+enum gw_upstream_version {
+    GW_UPVER_1_0,
+    GW_UPVER_1_1,
+    GW_UPVER_2,
+    GW_UPVER__COUNT
+};
+
 /** Contact cache lookups, by what came of them (label result). */
 enum gw_cache_lookup {
     GW_LOOKUP_HIT,                   /* served from the cache */
@@ -74,6 +82,7 @@ struct gw_metrics {
     uint64_t upstream_retries;
     uint64_t upstream_failures[GW_UPFAIL__COUNT];
     uint64_t upstream_connections;   /* new connections opened to HelpCrunch */
+    uint64_t upstream_answers[GW_UPVER__COUNT]; /* attempts HelpCrunch answered, by version */
     int64_t in_flight;               /* requests waiting on HelpCrunch now */
     uint64_t cache_lookups[GW_LOOKUP__COUNT];
     uint64_t calls_saved[GW_SAVED__COUNT];

@@ -155,6 +155,7 @@ struct gw_call {
     struct gw_outcome out;           /* valid once done runs (or submit refused the call) */
     int attempts;                    /* attempts sent */
     int curl_code;                   /* CURLcode of the last attempt, for logs */
+    unsigned char http_version;      /* the last answer's HTTP version: 10, 11, 20 (0: none) */
     double upstream_ms;              /* time spent in all attempts, cut or cancelled ones
                                         included (not in backoff or quota waits) */
     enum gw_cache_result cache;      /* a read: where its answer came from */

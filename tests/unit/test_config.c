@@ -110,6 +110,7 @@ static void assert_defaults(const struct gw_config *cfg)
     assert_int_equal(cfg->upstream.max_connections, 64);
     assert_int_equal(cfg->upstream.pool_shards, 0);       /* one per 128 connections */
     assert_false(cfg->upstream.propagate_trace);      /* HelpCrunch is a third party */
+    assert_int_equal(cfg->upstream.http_version, GW_HTTP_1_1);
     assert_int_equal(cfg->limits.max_body_bytes, 65536);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 8388608);
     assert_int_equal(cfg->limits.max_connections, 1024);
@@ -189,6 +190,7 @@ static void test_every_key_is_read(void **state)
                   "  max_connections = 10000;\n"
                   "  pool_shards = 64;\n"
                   "  propagate_trace = true;\n"
+                  "  http_version = \"2\";\n"
                   "};\n"
                   "limits = {\n"
                   "  max_body_bytes = 16777216;\n"
@@ -215,6 +217,7 @@ static void test_every_key_is_read(void **state)
     assert_int_equal(cfg->upstream.max_connections, 10000);
     assert_int_equal(cfg->upstream.pool_shards, GW_MAX_POOL_SHARDS);
     assert_true(cfg->upstream.propagate_trace);
+    assert_int_equal(cfg->upstream.http_version, GW_HTTP_2); /* Debian's libcurl has nghttp2 */
     assert_int_equal(cfg->limits.max_body_bytes, 16777216);
     assert_int_equal(cfg->limits.max_upstream_body_bytes, 1024);
     assert_int_equal(cfg->limits.max_connections, 1);

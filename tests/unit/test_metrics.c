@@ -350,6 +350,7 @@ static void test_empty_render(void **state)
         "# TYPE hcgw_upstream_attempts_total counter\n",
         "# TYPE hcgw_upstream_retries_total counter\n",
         "# TYPE hcgw_upstream_connections_total counter\n",
+        "# TYPE hcgw_upstream_answers_total counter\n",
         "# TYPE hcgw_upstream_failures_total counter\n",
         "# TYPE hcgw_in_flight gauge\n",
     };
@@ -374,6 +375,9 @@ static void test_empty_render(void **state)
         expect(text, "hcgw_upstream_attempts_total", 0);
         expect(text, "hcgw_upstream_retries_total", 0);
         expect(text, "hcgw_upstream_connections_total", 0);
+        expect(text, "hcgw_upstream_answers_total{http_version=\"1.0\"}", 0);
+        expect(text, "hcgw_upstream_answers_total{http_version=\"1.1\"}", 0);
+        expect(text, "hcgw_upstream_answers_total{http_version=\"2\"}", 0);
         expect(text, "hcgw_in_flight", 0);
         assert_int_equal(sizeof(kinds) / sizeof(kinds[0]), GW_UPFAIL__COUNT);
         for (size_t k = 0; k < GW_UPFAIL__COUNT; k++) {
