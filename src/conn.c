@@ -51,13 +51,21 @@ struct gw_conn {
     uint64_t since_ms;               /* loop time when the header clock started */
     struct gw_conn *prev;            /* in cl's list while CONN_HEADERS */
     struct gw_conn *next;
-    /* The socket's one registration in the worker's loop, for the connection's life, armed
-     * one-shot for what its state needs: the next request's first byte while CONN_IDLE, a
-     * hang-up while its request waits on HelpCrunch. One epoll_ctl re-arms it; nothing has to
-     * disarm it (an event that comes when nobody waits for it is ignored). */
+    /* The socket's one registration in the worker's loop, made when it is first needed and
+     * kept for the connection's life with one mask, edge-triggered (CONN_WATCH): it hears the
+     * next request's first byte while CONN_IDLE and a hang-up while a request waits on
+     * HelpCrunch, and costs no epoll_ctl per request. An edge that comes when nobody waits
+     * for it is only noted (input_seen, hup_seen), so that a state that starts caring later
+     * asks epoll to look again (gw_loop_io_poke) only when something may have been missed. */
     struct gw_io io;
     void *req;                       /* the request being read or served (opaque), or NULL */
+    bool input_seen;                 /* bytes arrived since the connection last went idle */
+    bool hup_seen;                   /* the peer hung up (or half-closed) */
+    bool hangup_watched;             /* req waits on HelpCrunch: a hang-up cancels its call */
 };
+
+/* The registration's one mask: see gw_conn.io. */
+#define CONN_WATCH (EPOLLIN | EPOLLRDHUP | EPOLLET)
 
 /* A worker's connections; those whose header clock runs are in its list. */
 struct gw_conns {
@@ -109,11 +117,21 @@ static void set_state(struct gw_conn *c, enum conn_state state)
     c->state = state;
 }
 
-static int arm(struct gw_conn *c, uint32_t events)
+/*
+ * Make sure the registration is there, and that an edge missed while nobody cared is heard:
+ * the first registration reports what is pending by itself; later, one EPOLL_CTL_MOD does,
+ * and only when @p missed says an edge may have gone by. 0, or -1 when the socket cannot be
+ * watched.
+ */
+static int watch(struct gw_conn *c, bool missed)
 {
     if (c->io.fd < 0)
         return -1;
-    return gw_loop_io_set(c->cl->loop, &c->io, events | EPOLLONESHOT);
+    if (c->io.events != CONN_WATCH)
+        return gw_loop_io_set(c->cl->loop, &c->io, CONN_WATCH) == 0 ? 0 : -1;
+    if (missed)
+        return gw_loop_io_poke(c->cl->loop, &c->io) == 0 ? 0 : -1;
+    return 0;
 }
 
 /*
@@ -224,18 +242,25 @@ static void on_conn_event(struct gw_io *io, uint32_t events)
 {
     struct gw_conn *c = io->data;
 
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->hup_seen = true;
     if (c->state == CONN_IDLE) {
         start_clock(c);
         return;
     }
-    if (c->req != NULL && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+    if (events & EPOLLIN)
+        c->input_seen = true;
+    if (c->req != NULL && c->hangup_watched && c->hup_seen)
         c->cl->hooks.hung_up(c->req);
 }
 
 void gw_conn_watch_hangup(struct gw_conn *c)
 {
-    if (c != NULL)
-        arm(c, EPOLLRDHUP);
+    if (c == NULL)
+        return;
+    /* A hang-up heard before anyone cared comes again, through the loop, as an event. */
+    if (watch(c, c->hup_seen) == 0)
+        c->hangup_watched = true;
 }
 
 void gw_conn_request_begun(struct gw_conn *c, void *req)
@@ -263,12 +288,16 @@ void gw_conn_request_done(struct gw_conn *c, bool keep_alive)
     if (c == NULL)
         return;
     c->req = NULL;
+    c->hangup_watched = false;
     if (!keep_alive || c->state != CONN_SERVING || header_timeout(c->cl) == 0)
         return;
     set_state(c, CONN_IDLE);
-    /* Without the watch, fall back to a clock from now: a bound held early beats none. */
-    if (arm(c, EPOLLIN | EPOLLRDHUP) != 0)
+    /* Bytes that arrived while the request was served may be the next request's (their edge
+     * found the connection busy): epoll looks again. Without the watch, fall back to a clock
+     * from now: a bound held early beats none. */
+    if (watch(c, c->input_seen || c->hup_seen) != 0)
         start_clock(c);
+    c->input_seen = false;
 }
 
 struct gw_conns *gw_conns_new(struct gw_loop *loop, const struct gw_config *const *cfg,

@@ -136,6 +136,18 @@ int gw_loop_io_set(struct gw_loop *loop, struct gw_io *io, uint32_t events)
     return 0;
 }
 
+int gw_loop_io_poke(struct gw_loop *loop, struct gw_io *io)
+{
+    struct epoll_event ev;
+
+    if (io->events == 0)
+        return -ENOENT;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = io->events;
+    ev.data.ptr = io;
+    return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) == 0 ? 0 : -errno;
+}
+
 /* The heap stores slot = index + 1 in each timer, so that 0 means "not running". */
 static void heap_set(struct gw_loop *loop, size_t i, struct gw_timer *t)
 {

@@ -67,6 +67,14 @@ void gw_loop_update_time(struct gw_loop *loop);
  */
 int gw_loop_io_set(struct gw_loop *loop, struct gw_io *io, uint32_t events);
 
+/**
+ * Ask epoll to look at a watched @p io's readiness again (one EPOLL_CTL_MOD with the same mask):
+ * for an edge-triggered (EPOLLET) registration whose owner may have missed an edge while it did
+ * not care, an event comes if the condition holds now. Returns 0, or -errno (-ENOENT when not
+ * watched).
+ */
+int gw_loop_io_poke(struct gw_loop *loop, struct gw_io *io);
+
 /** Prepare @p t with its callback. Not on a running timer (use gw_timer_set_cb). */
 void gw_timer_init(struct gw_timer *t, gw_timer_cb *cb, void *data);
 

@@ -266,6 +266,29 @@ class HeaderTimeoutTest(GatewayCase):
         finally:
             c.close()
 
+    def test_next_request_begun_while_one_waits_upstream_is_still_cut(self):
+        # The first bytes of the next request arrive while the previous one waits on
+        # HelpCrunch (the connection is suspended; its watch hears them but does not care).
+        # When that request completes, the header clock must still start for them: epoll is
+        # asked to look again (the watch is edge-triggered and their edge has gone by).
+        self.sim.call("POST", "/_sim/faults", {"latency_ms": 800})
+        s = connect(self.gw.port)
+        try:
+            s.sendall(b"GET /contacts/1 HTTP/1.1\r\nHost: hcgw\r\n\r\n")
+            time.sleep(0.3)
+            s.sendall(b"GET /hea")
+            got = read_response(s, 10.0)
+            self.assertIsNotNone(got, "the first request was not answered")
+            # The request line is never finished: the connection must be cut about
+            # header_timeout_ms after the answer, far before the idle timeout (30 s).
+            _, closed = read_until_closed(s, 8.0)
+        finally:
+            s.close()
+            self.sim.call("DELETE", "/_sim/faults")
+        self.assertIsNotNone(closed, "an unfinished next request held the connection: no "
+                                     "header clock started for it")
+        self.assertLess(closed, 3.5)
+
     def test_slow_body_after_timely_headers_is_not_cut(self):
         # The deadline covers the request line and headers only; a body that takes longer
         # than header_timeout_ms (but is never idle for connection_timeout_ms) is fine.

@@ -577,6 +577,44 @@ static void test_io_readiness_on_pipe(void **state)
     close(p[0]);
 }
 
+/* An edge-triggered watch hears an edge once; gw_loop_io_poke makes epoll look again. */
+static void test_io_poke_edge_triggered(void **state)
+{
+    struct gw_loop *loop = cur_loop;
+    struct watch rd = {0};
+    int p[2];
+    char c = 'x';
+
+    (void)state;
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    rd.io.fd = p[0];
+    rd.io.cb = on_io;
+    rd.io.data = &rd;
+    assert_int_equal(gw_loop_io_poke(loop, &rd.io), -ENOENT); /* not watched */
+    assert_int_equal(gw_loop_io_set(loop, &rd.io, EPOLLIN | EPOLLET), 0);
+    assert_int_equal(write(p[1], &c, 1), 1);
+    assert_int_equal(gw_loop_run_once(loop, 1000), 1);
+    assert_int_equal(rd.calls, 1);
+    /* The byte is still there, but its edge has gone by. */
+    assert_int_equal(gw_loop_run_once(loop, 10), 0);
+    assert_int_equal(rd.calls, 1);
+    /* The same mask again is no system call, so it does not help; a poke does. */
+    assert_int_equal(gw_loop_io_set(loop, &rd.io, EPOLLIN | EPOLLET), 0);
+    assert_int_equal(gw_loop_run_once(loop, 10), 0);
+    assert_int_equal(gw_loop_io_poke(loop, &rd.io), 0);
+    assert_int_equal(gw_loop_run_once(loop, 1000), 1);
+    assert_int_equal(rd.calls, 2);
+    assert_true(rd.events & EPOLLIN);
+    /* Nothing pending: a poke brings nothing. */
+    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_int_equal(gw_loop_io_poke(loop, &rd.io), 0);
+    assert_int_equal(gw_loop_run_once(loop, 10), 0);
+    assert_int_equal(rd.calls, 2);
+    assert_int_equal(gw_loop_io_set(loop, &rd.io, 0), 0);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_io_set_errors(void **state)
 {
     struct gw_loop *loop = cur_loop;
@@ -762,6 +800,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_moves_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_restarts_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_readiness_on_pipe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_poke_edge_triggered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_set_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwatch_drops_fetched_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wake_from_other_thread, setup, teardown),
