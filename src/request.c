@@ -713,7 +713,9 @@ static void prepare_route_call(struct gw_request *req)
 
 /*
  * Hand the prepared call to the call layer, the connection suspended until its answer. The
- * answer of a call the layer served or refused at once is given here.
+ * answer of a call the layer served or refused at once (a cache hit, a local 429) is given
+ * here, without suspending when nothing more is awaited: a suspend and resume would cost two
+ * epoll_ctl and a read that finds nothing (libmicrohttpd 0.9.75 and 1.0.x alike).
  */
 static void suspend(struct gw_request *req)
 {
@@ -728,15 +730,19 @@ static void submit(struct gw_request *req)
     struct gw_worker *w = req->w;
     int rc;
 
-    suspend(req);
     rc = gw_calls_submit(w->calls, &req->call);
     if (rc != 0) {
         /* Served from the cache, or refused before it went (the callback will not run): answer
-         * the settled outcome here, which resumes the connection. A 429 from the quota spent
-         * no upstream call and says when to come back. */
+         * the settled outcome here (on a suspended connection, which resumes it). A 429 from
+         * the quota spent no upstream call and says when to come back. What is still awaited
+         * then (an Idempotency-Key's store or search) answers later: the connection waits for
+         * it suspended. */
         answer_call(req);
+        if (req->state != REQ_ANSWERED)
+            suspend(req);
         return;
     }
+    suspend(req);
     req->call_live = true;
     w->in_flight++;
     gw_metrics_add(&w->metrics->in_flight, 1);
