@@ -8,8 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
+#include "hcgw/auth.h"
 #include "hcgw/text.h"
 
 static bool is_space(char c)
@@ -67,11 +66,11 @@ void gw_cachectl_request(const char *value, uint64_t *max_age_ms)
 
 int gw_cachectl_etag(const char *body, size_t len, char out[GW_ETAG_BYTES])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
+    unsigned char md[GW_SHA256_BYTES];
 
     out[0] = '\0';
-    if (EVP_Digest(body, len, md, &n, EVP_sha256(), NULL) != 1 || n < 16)
+    /* The SHA-256 that auth.c fetched once from OpenSSL's providers, not one per ETag. */
+    if (gw_auth_sha256(body, len, md) != 0)
         return -1;
     out[0] = '"';
     gw_text_hex_encode(md, 16, out + 1);

@@ -250,13 +250,23 @@ static bool share_fill(struct gw_calls *calls, const struct gw_call *call, uint6
                                o->body, o->body_len);
 }
 
-/* A 2xx answer whose body passed the check of a customer answer (reply.c): a JSON object. */
-static bool customer_answer(const struct gw_outcome *o)
+/*
+ * A 2xx answer whose body passed the check of a customer answer (reply.c): a JSON object.
+ * Worked out once per call (the cache, Redis and the caller's answer all ask).
+ */
+static bool customer_answer(struct gw_call *call)
 {
+    const struct gw_outcome *o = &call->out;
     enum gw_json_type type = GW_JSON_NULL;
 
-    return o->failure == GW_OK && o->status >= 200 && o->status <= 299 && o->body != NULL &&
-           gw_json_check(o->body, o->body_len, &type) == 0 && type == GW_JSON_OBJECT;
+    if (!call->customer_known) {
+        call->customer_ok = o->failure == GW_OK && o->status >= 200 && o->status <= 299 &&
+                            o->body != NULL &&
+                            gw_json_check(o->body, o->body_len, &type) == 0 &&
+                            type == GW_JSON_OBJECT;
+        call->customer_known = true;
+    }
+    return call->customer_ok;
 }
 
 /* The "id" of a created customer, or 0 when it has none that is a contact id. */
@@ -279,7 +289,8 @@ static void keep_cache(struct gw_calls *calls, struct gw_call *call)
     struct gw_cache *cache = calls->shared->cache;
     uint64_t now = gw_loop_now(calls->loop);
     const struct gw_outcome *o = &call->out;
-    bool ok = customer_answer(o);
+    bool ok = call->cache_role != GW_CACHE_NONE && call->cache_role != GW_CACHE_DELETE &&
+              customer_answer(call);
     uint64_t id;
 
     if (cache_shared(calls)) {
@@ -447,10 +458,10 @@ static void flight_done(struct gw_call *fc)
     bool first = true;
 
     unlist(calls, f);
-    if (customer_answer(&fc->out) && cache_shared(calls))
+    if (customer_answer(fc) && cache_shared(calls))
         fc->cache_stored = f->gen == gw_cache_generation(calls->shared->cache, f->contact_id) &&
                            share_fill(calls, fc, f->contact_id);
-    else if (customer_answer(&fc->out))
+    else if (customer_answer(fc))
         fc->cache_stored = gw_cache_fill(calls->shared->cache, f->contact_id, f->gen,
                                          fc->out.body, fc->out.body_len,
                                          gw_loop_now(calls->loop));
@@ -810,7 +821,7 @@ static void batch_stored(void *data, int stored)
 static bool share_write(struct gw_calls *calls, struct gw_batch *b)
 {
     const struct gw_outcome *o = &b->call.out;
-    bool ok = b->call.cache_role == GW_CACHE_WRITE && customer_answer(o);
+    bool ok = b->call.cache_role == GW_CACHE_WRITE && customer_answer(&b->call);
 
     if (!cache_shared(calls))
         return false;

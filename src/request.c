@@ -540,8 +540,11 @@ static void answer_call(struct gw_request *req)
             answer_outcome(req, o);
         return;
     }
-    /* Every answer but a cached customer is checked (and shaped) here. */
-    if (cached_customer(req))
+    /* Every answer but a customer already judged (stored in the cache, or checked by the
+     * call layer on its way there) is checked (and shaped) here. */
+    if (cached_customer(req) ||
+        (req->route->reply == GW_REPLY_CUSTOMER && req->call.customer_known &&
+         req->call.customer_ok))
         rc = 0;
     else
         rc = gw_reply_build(req->route->reply, o->body, o->body_len, &out, &out_len);
