@@ -32,6 +32,9 @@
 #define UP_MAX_IDLE_EASY 256
 /** libcurl's receive buffer per handle (its default is 16 KiB). */
 #define UP_RECV_BUFFER 4096
+/** libcurl's send buffer per transfer, its minimum: libcurl 8 holds one (default 64 KiB) for
+ * every transfer in flight; a request is a few hundred bytes, a longer body takes more writes. */
+#define UP_SEND_BUFFER (16 * 1024)
 /** First allocation for an answer body of unknown length; it grows by doubling up to the
  * configured bound. */
 #define UP_INITIAL_BODY 1024
@@ -418,6 +421,7 @@ static CURL *new_easy(struct gw_upstream *up)
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
     /* Answers are small (a customer is ~1 KiB); a bigger one just takes more reads. */
     SETOPT(h, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER);
+    SETOPT(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)UP_SEND_BUFFER);
     /* HelpCrunch's answers come gzip-compressed when it will (a 100-customer list is a tenth
      * of its size), and libcurl decodes them: on_body sees the decoded bytes, so the bound on
      * an answer (limits.max_upstream_body_bytes) is on what it inflates to, and a small body
