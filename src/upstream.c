@@ -908,6 +908,42 @@ static void log_retry(const struct gw_call *call, enum gw_err failure, uint64_t 
     gw_log_end(&l);
 }
 
+/*
+ * libcurl 8 counts the time a transfer waits in its queue for a pool connection
+ * (CURLMOPT_MAX_HOST_CONNECTIONS) against CURLOPT_CONNECTTIMEOUT_MS: one that waited longer
+ * than that times out as it leaves the queue, before it could connect (7.88 let it wait). Such
+ * a transfer, nothing of it sent, goes back into the queue as the same attempt: the wait for
+ * the pool stays bounded by the call's deadline alone (on_deadline), the connect timeout by the
+ * connect alone. Returns true if it went back.
+ */
+static bool requeue_timed_out_in_queue(struct gw_upstream *up, struct gw_call *call,
+                                       CURLcode code)
+{
+#if LIBCURL_VERSION_NUM >= 0x080600
+    uint64_t now = gw_loop_now(up->loop);
+    curl_off_t lookup_us = -1;
+    curl_off_t queued_us = 0;
+
+    if (code != CURLE_OPERATION_TIMEDOUT || now >= call->deadline_ms ||
+        curl_easy_getinfo(call->easy, CURLINFO_NAMELOOKUP_TIME_T, &lookup_us) != CURLE_OK ||
+        curl_easy_getinfo(call->easy, CURLINFO_QUEUE_TIME_T, &queued_us) != CURLE_OK)
+        return false;
+    /* Timed out as it left the queue, before it took a connection (no name looked up), or
+     * after half its connect timeout or more in the queue: the connect did not get its own. */
+    if (lookup_us != 0 &&
+        (uint64_t)queued_us / 1000u < (uint64_t)up->cfg->upstream.connect_timeout_ms / 2)
+        return false;
+    curl_multi_remove_handle(up->multi, call->easy);
+    return setup_easy(up, call, (long)(call->deadline_ms - now)) == 0 &&
+           curl_multi_add_handle(up->multi, call->easy) == CURLM_OK;
+#else
+    (void)up;
+    (void)call;
+    (void)code;
+    return false;
+#endif
+}
+
 static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLcode code)
 {
     uint64_t now = gw_loop_now(up->loop);
@@ -916,6 +952,8 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
     uint64_t delay;
     long status = 0;
 
+    if (requeue_timed_out_in_queue(up, call, code))
+        return;
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     call->status = status;
     call->curl_code = (int)code;
