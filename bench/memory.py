@@ -3,7 +3,8 @@
 Where hcgw's memory goes under load: one hcgw (one worker, the bench's configuration) in front
 of the bench's slow (50 ms) or fast upstream, wrk at c connections for a few seconds, and, at
 70% of the run, hcgw's /proc/PID/status (VmRSS, VmHWM) and /proc/PID/smaps_rollup (anonymous
-and file-backed memory) with the number of its open sockets. Used for issue 14 (Debian 13's
+and file-backed memory) with the number of its open sockets; over the run, its minor page
+faults and CPU time per request. Used for issue 14 (Debian 13's
 libraries: bench/results/trixie.md); bench/in-container.sh runs it on either release:
 
   bench/in-container.sh trixie memory.py --conns 1000
@@ -38,6 +39,16 @@ def smaps_rollup(pid):
     except OSError:
         pass
     return out
+
+
+def stat_counts(pid):
+    """(minor page faults, CPU ticks) of the process so far."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0
+    return int(fields[7]), int(fields[11]) + int(fields[12])  # minflt, utime + stime
 
 
 def sockets(pid):
@@ -95,10 +106,12 @@ def main():
                 break
             time.sleep(0.1)
         b.wrk(b.p_hcgw, a.conns, 2, load)
-        print("| run | req | RSS MiB | HWM MiB | Anonymous MiB | Private_Dirty MiB | sockets |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("| run | req | RSS MiB | HWM MiB | Anonymous MiB | Private_Dirty MiB | sockets "
+              "| minor faults /req | CPU us/req |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for run in range(a.runs):
             bench.reset_hwm([pid])
+            flt0, ticks0 = stat_counts(pid)
             seen = {}
 
             def sample(p):
@@ -109,11 +122,14 @@ def main():
 
             w = b.wrk(b.p_hcgw, a.conns, a.seconds, load, during=sample)
             hwm = bench.status_kib([pid], "VmHWM")
+            flt1, ticks1 = stat_counts(pid)
             sm = seen.get("smaps", {})
-            print("| %d | %d | %.1f | %.1f | %.1f | %.1f | %d |"
+            n = max(1, w["requests"])
+            print("| %d | %d | %.1f | %.1f | %.1f | %.1f | %d | %.2f | %.1f |"
                   % (run, w["requests"], seen.get("rss", 0) / 1024, hwm / 1024,
                      sm.get("Anonymous", 0) / 1024, sm.get("Private_Dirty", 0) / 1024,
-                     seen.get("socks", 0)), flush=True)
+                     seen.get("socks", 0), (flt1 - flt0) / n,
+                     (ticks1 - ticks0) * 1e6 / bench.HZ / n), flush=True)
         # hcgw first: a wrapper (heaptrack) writes its data once hcgw has exited.
         os.kill(pid, signal.SIGTERM)
         try:
