@@ -57,7 +57,7 @@ exec "$engine" run --rm --init --network host --cap-add SYS_PTRACE \
 set -euo pipefail
 tool=$1 default_out=$2; shift 2
 mkdir -p /src && cd /src
-tar -C /repo --exclude=./build --exclude=./.git --exclude=node_modules -cf - . | tar -xf -
+tar -C /repo --ignore-failed-read --exclude="./build*" --exclude=./.git --exclude=node_modules -cf - . | tar -xf -
 echo "bench: $(. /etc/os-release; echo "$PRETTY_NAME"): libcurl $(pkg-config --modversion libcurl)," \
      "libmicrohttpd $(pkg-config --modversion libmicrohttpd), glibc $(ldd --version | sed -n "1s/.* //p")" >&2
 cmake --preset release >/dev/null

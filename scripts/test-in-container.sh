@@ -10,8 +10,8 @@
 #   1. makes a test image from debian:<release>-slim with everything scripts/install-deps.sh
 #      installs there (tagged with the script's hash: built once, rebuilt when it changes), and a
 #      non-root user to run the tests;
-#   2. runs a container of it with this tree mounted read-only, copies the tree (without build/,
-#      .git and node_modules) into the container, and there
+#   2. runs a container of it with this tree mounted read-only, copies the tree (without build*/,
+#      .git, node_modules, and files its user cannot read) into the container, and there
 #   3. builds the release preset and the asan preset (-Wall -Wextra -Werror both), runs
 #      `ctest --preset asan` with the ctest arguments given, by default
 #      -LE 'container|bench|soak', and then, with no ctest arguments, the fuzzers (fuzz preset,
@@ -87,7 +87,7 @@ run_fuzz=$(( $# == 0 ))
 inside='set -euo pipefail
 commit=$1 run_fuzz=$2; shift 2
 mkdir -p ~/src && cd ~/src
-tar -C /repo --exclude=./build --exclude=./.git --exclude=node_modules -cf - . | tar -xf -
+tar -C /repo --ignore-failed-read --exclude="./build*" --exclude=./.git --exclude=node_modules -cf - . | tar -xf -
 . /etc/os-release
 echo "test-in-container: $PRETTY_NAME; libcurl $(pkg-config --modversion libcurl)," \
      "libmicrohttpd $(pkg-config --modversion libmicrohttpd), glibc $(ldd --version | sed -n "1s/.* //p")," \
