@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs what hcgw needs to build, run and test on Debian 12 (bookworm). Idempotent: it asks
-# apt only for the packages that are missing. Runs as root, or through sudo when available.
+# Installs what hcgw needs to build, run and test on Debian 12 (bookworm) or Debian 13 (trixie).
+# Idempotent: it asks apt only for the packages that are missing. Runs as root, or through sudo
+# when available.
 #   scripts/install-deps.sh               everything: build, tests, deploy tests
 #   scripts/install-deps.sh --build-only  only what building and the unit tests need (Dockerfile)
 set -euo pipefail
+
+# The release, from VERSION_CODENAME in /etc/os-release: the few package names that differ
+# between the two releases follow it. Any other system gets Debian 12's names, with a warning.
+codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}") || codename=
+case $codename in
+  bookworm|trixie) ;;
+  *) echo "install-deps: Debian 12 (bookworm) and 13 (trixie) are supported; this is" \
+          "'${codename:-unknown}': trying Debian 12's package names" >&2
+     codename=bookworm ;;
+esac
 
 packages=(
   build-essential cmake pkg-config git ca-certificates
@@ -30,11 +41,16 @@ deploy_packages=(yamllint python3-yaml)
 tool_packages=(prometheus groff-base man-db dpkg-dev file)
 command -v node >/dev/null || tool_packages+=(nodejs)
 command -v npm >/dev/null || tool_packages+=(npm)
-# The fuzz preset (tests/fuzz, label "fuzz"): clang, libFuzzer with the sanitizer runtimes
-# (libclang-rt-14-dev) and llvm-symbolizer (llvm) for readable reports; openssl makes the
+# The fuzz preset (tests/fuzz, label "fuzz"): clang, libFuzzer with the sanitizer runtimes of
+# that clang (libclang-rt-14-dev on Debian 12, whose clang is 14; libclang-rt-19-dev on Debian
+# 13, whose clang is 19) and llvm-symbolizer (llvm) for readable reports; openssl makes the
 # certificates of the TLS tests (tests/integration/test_secure_defaults.py, test_tls.py, and
 # tests/metrics) at test time.
-fuzz_packages=(clang libclang-rt-14-dev llvm openssl)
+case $codename in
+  bookworm) clang_rt=libclang-rt-14-dev ;;
+  trixie) clang_rt=libclang-rt-19-dev ;;
+esac
+fuzz_packages=(clang "$clang_rt" llvm openssl)
 # The browser test (tests/browser, ctest label "browser"): Debian's headless-capable Chromium,
 # which loads pages whose scripts call hcgw with fetch() (CORS). Without it the test is skipped.
 browser_packages=(chromium)

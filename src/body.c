@@ -54,7 +54,8 @@ int gw_body_parse(const char *text, size_t len, json_object **out)
         rc = GW_ERR_NOMEM;
         goto out;
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    /* Not JSON_TOKENER_STRICT: gw_json_check is stricter, and json-c 0.18's strict mode
+     * refuses every byte past 0x7f in a string (json-c issues 875, 892), all of UTF-8. */
     obj = json_tokener_parse_ex(tok, text, (int)len);
     end = json_tokener_get_parse_end(tok);
     if (json_tokener_get_error(tok) == json_tokener_continue) {

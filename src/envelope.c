@@ -462,10 +462,15 @@ static json_object *parse_body(const char *body, size_t len)
      */
     if (gw_text_utf8_count(body, len) < 0)
         goto out;
+    /* What is JSON is gw_json_check's to say, as for a request body (gw_body_parse): json-c's
+     * JSON_TOKENER_STRICT is not asked for, as in 0.18 it refuses all of UTF-8 (json-c
+     * issues 875, 892). */
+    if (gw_json_check(body, len, NULL) != 0)
+        goto out;
     tok = json_tokener_new_ex(GW_MAX_JSON_DEPTH);
     if (tok == NULL)
         goto out;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
     root = json_tokener_parse_ex(tok, body, (int)len);
     if (json_tokener_get_error(tok) != json_tokener_success ||
         json_tokener_get_parse_end(tok) != len) {

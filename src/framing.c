@@ -83,12 +83,28 @@ static bool blanks(const char *p, size_t n)
 }
 
 /*
+ * The blanks between a value's end and its line's CR, which libmicrohttpd 1.0 leaves out of
+ * the value: it puts the value's NUL on the first of them and leaves the rest, and the CR, as
+ * they were. @p end is the value's NUL. 0.9.75 puts that NUL on the CR itself (and the LF after
+ * it is a LF or a NUL): no blank follows, and none is counted.
+ */
+static size_t trailing_blanks(const char *end)
+{
+    const char *t = end + 1;
+
+    while (*t == ' ' || *t == '\t')
+        t++;
+    return *t == '\r' ? (size_t)(t - end) : 0;
+}
+
+/*
  * One header field. libmicrohttpd 0.9.75 parses "name: value CRLF" in place, in its read
  * buffer: the colon becomes a NUL, blanks after it are skipped, the CR and LF become NULs. So a
  * field that came from one well-formed line has its value right after its name's NUL and
  * blanks, and its line is (value end - name) + 2 bytes long. An obs-fold continuation makes
  * libmicrohttpd copy the name elsewhere, which breaks that adjacency. The only bytes read are
- * the blanks between a name and its value.
+ * the blanks between a name and its value, and (trailing_blanks) those after it, up to its CR
+ * (1.0 leaves trailing blanks out of the value; the line's length counts them).
  */
 static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
@@ -96,6 +112,7 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
     struct scan *s = cls;
     size_t klen;
     size_t vlen;
+    size_t tail;
     uintptr_t k;
     uintptr_t v;
 
@@ -115,7 +132,11 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
         s->bad = true;
         goto out;
     }
-    s->bytes += (size_t)(v - k) + vlen + 2;
+    tail = trailing_blanks(value + vlen);
+    /* "chunked " is a value 0.9.75 does not decode as chunked and 1.0 does: refused on both. */
+    if (tail > 0 && strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        s->f.te_not_chunked = true;
+    s->bytes += (size_t)(v - k) + vlen + 2 + tail;
 out:
     return s->bad ? MHD_NO : MHD_YES;
 }

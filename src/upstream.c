@@ -36,6 +36,9 @@
 #define UP_MAX_IDLE_EASY 256
 /** libcurl's receive buffer per handle (its default is 16 KiB). */
 #define UP_RECV_BUFFER 4096
+/** libcurl's send buffer per transfer, its minimum: libcurl 8 holds one (default 64 KiB) for
+ * every transfer in flight; a request is a few hundred bytes, a longer body takes more writes. */
+#define UP_SEND_BUFFER (16 * 1024)
 /** First allocation for an answer body of unknown length; it grows by doubling up to the
  * configured bound. */
 #define UP_INITIAL_BODY 1024
@@ -571,6 +574,7 @@ static CURL *new_easy(struct gw_upstream *up)
     }
     /* Answers are small (a customer is ~1 KiB); a bigger one just takes more reads. */
     SETOPT(h, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER);
+    SETOPT(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)UP_SEND_BUFFER);
     /* HelpCrunch's answers come gzip-compressed when it will (a 100-customer list is a tenth
      * of its size), and libcurl decodes them: on_body sees the decoded bytes, so the bound on
      * an answer (limits.max_upstream_body_bytes) is on what it inflates to, and a small body
@@ -1123,6 +1127,42 @@ static bool answer_whole(CURL *easy)
            announced >= 0 && got == announced;
 }
 
+/*
+ * libcurl 8 counts the time a transfer waits in its queue for a pool connection
+ * (CURLMOPT_MAX_HOST_CONNECTIONS) against CURLOPT_CONNECTTIMEOUT_MS: one that waited longer
+ * than that times out as it leaves the queue, before it could connect (7.88 let it wait). Such
+ * a transfer, nothing of it sent, goes back into the queue as the same attempt: the wait for
+ * the pool stays bounded by the call's deadline alone (on_deadline), the connect timeout by the
+ * connect alone. Returns true if it went back.
+ */
+static bool requeue_timed_out_in_queue(struct gw_upstream *up, struct gw_call *call,
+                                       CURLcode code)
+{
+#if LIBCURL_VERSION_NUM >= 0x080600
+    uint64_t now = gw_loop_now(up->loop);
+    curl_off_t lookup_us = -1;
+    curl_off_t queued_us = 0;
+
+    if (code != CURLE_OPERATION_TIMEDOUT || now >= call->deadline_ms ||
+        curl_easy_getinfo(call->easy, CURLINFO_NAMELOOKUP_TIME_T, &lookup_us) != CURLE_OK ||
+        curl_easy_getinfo(call->easy, CURLINFO_QUEUE_TIME_T, &queued_us) != CURLE_OK)
+        return false;
+    /* Timed out as it left the queue, before it took a connection (no name looked up), or
+     * after half its connect timeout or more in the queue: the connect did not get its own. */
+    if (lookup_us != 0 &&
+        (uint64_t)queued_us / 1000u < (uint64_t)up->cfg->upstream.connect_timeout_ms / 2)
+        return false;
+    curl_multi_remove_handle(call->shard->multi, call->easy);
+    return setup_easy(up, call, (long)(call->deadline_ms - now)) == 0 &&
+           curl_multi_add_handle(call->shard->multi, call->easy) == CURLM_OK;
+#else
+    (void)up;
+    (void)call;
+    (void)code;
+    return false;
+#endif
+}
+
 static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLcode code)
 {
     uint64_t now = gw_loop_now(up->loop);
@@ -1131,6 +1171,8 @@ static void on_transfer_done(struct gw_upstream *up, struct gw_call *call, CURLc
     uint64_t delay;
     long status = 0;
 
+    if (requeue_timed_out_in_queue(up, call, code))
+        return;
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     call->status = status;
     call->http_version = status > 0 ? answer_version(up, call->easy) : 0;

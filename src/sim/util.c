@@ -58,6 +58,15 @@ int sim_parse_double(const char *s, double *out)
     return 0;
 }
 
+/* json-c 0.18's JSON_TOKENER_STRICT refuses every byte past 0x7f in a string (a signed char
+ * compared with 0x1f; json-c issues 875, 892): all of UTF-8. With it (Debian 13), the
+ * simulator parses without strict mode, still validating UTF-8. */
+#if JSON_C_VERSION_NUM >= ((0 << 16) | (18 << 8))
+#define SIM_JSON_STRICT 0
+#else
+#define SIM_JSON_STRICT JSON_TOKENER_STRICT
+#endif
+
 int sim_json_parse(const char *buf, size_t len, json_object **out)
 {
     struct json_tokener *tok = NULL;
@@ -71,7 +80,7 @@ int sim_json_parse(const char *buf, size_t len, json_object **out)
     tok = json_tokener_new_ex(SIM_JSON_DEPTH_MAX);
     if (tok == NULL)
         goto out;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+    json_tokener_set_flags(tok, SIM_JSON_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
                                     JSON_TOKENER_VALIDATE_UTF8);
     /* Passing the terminating NUL tells json-c the input ends here, so a bare number at the
      * very end parses instead of waiting for more digits. */

@@ -114,8 +114,10 @@ if command -v cpack >/dev/null && command -v dpkg-deb >/dev/null && [[ -f $build
     else
       fail "/etc/hcgw/hcgw.conf is not a conffile"
     fi
-    if dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/lib/systemd/system/hcgw.service |
-       grep -qx "ExecStart=/usr/bin/hcgw -c /etc/hcgw/hcgw.conf"; then
+    # Read whole before grep -q looks: grep leaving early would end tar with SIGPIPE, a failed
+    # pipeline under pipefail (seen on Debian 13).
+    packaged_unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/lib/systemd/system/hcgw.service)
+    if grep -qx "ExecStart=/usr/bin/hcgw -c /etc/hcgw/hcgw.conf" <<<"$packaged_unit"; then
       ok "the packaged unit starts /usr/bin/hcgw with /etc/hcgw/hcgw.conf"
     else
       fail "the packaged unit's ExecStart"

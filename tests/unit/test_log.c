@@ -34,6 +34,7 @@
 #include <json-c/json.h>
 
 #include "hcgw/config.h"
+#include "hcgw/json.h"
 #include "hcgw/limits.h"
 #include "hcgw/log.h"
 
@@ -117,7 +118,12 @@ static struct json_object *parse_exact(const char *s, size_t len)
     struct json_object *obj;
 
     assert_non_null(tok);
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    /* gw_json_check for "strict" (json-c 0.18's JSON_TOKENER_STRICT refuses all of UTF-8). */
+    if (gw_json_check(s, len, NULL) != 0) {
+        json_tokener_free(tok);
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
     obj = json_tokener_parse_ex(tok, s, (int)len);
     if (obj != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
                         json_tokener_get_parse_end(tok) != len ||
