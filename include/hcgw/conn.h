@@ -1,8 +1,9 @@
 /*
  * A worker's client connections and their clock: the header deadline (limits.header_timeout_ms)
  * that libmicrohttpd's idle timeout cannot give, and the socket's one registration in the
- * worker's loop, armed one-shot for what the connection waits on (the next request's first
- * byte while idle, a hang-up while its request waits on HelpCrunch).
+ * worker's loop, edge-triggered and kept for the connection's life (no epoll_ctl per request),
+ * which hears what the connection waits on (the next request's first byte while idle, a
+ * hang-up while its request waits on HelpCrunch).
  *
  * It knows a request only as an opaque pointer, and tells its owner about it through the hooks
  * it was made with; it never looks inside one. Everything runs on the worker's thread (or on
