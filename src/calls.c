@@ -352,6 +352,9 @@ static bool serve_cached(struct gw_calls *calls, struct gw_call *call)
     call->cache_age_ms = hit.age_ms;
     call->cache_ttl_left_ms = hit.ttl_left_ms;
     memcpy(call->cache_etag, hit.etag, GW_ETAG_BYTES);
+    /* Only customers are stored, each judged one when it was (customer_answer). */
+    call->customer_known = true;
+    call->customer_ok = true;
     return true;
 }
 
@@ -1212,6 +1215,8 @@ int gw_calls_submit(struct gw_calls *calls, struct gw_call *call)
     call->cache = GW_CACHE_UNUSED;
     call->cache_stored = false;
     call->cache_etag[0] = '\0';
+    call->customer_known = false;
+    call->customer_ok = false;
     call->cache_checked = false;
     call->cache_op = NULL;
     call->flight = NULL;

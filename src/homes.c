@@ -322,6 +322,8 @@ static void answer_caller(struct gw_homes *homes, struct gw_hop *h)
     call->cache_age_ms = h->call.cache_age_ms;
     call->cache_ttl_left_ms = h->call.cache_ttl_left_ms;
     memcpy(call->cache_etag, h->call.cache_etag, GW_ETAG_BYTES);
+    call->customer_known = h->call.customer_known;
+    call->customer_ok = h->call.customer_ok;
     call->coalesced = h->call.coalesced;
     call->done(call);
 out:

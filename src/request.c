@@ -470,8 +470,8 @@ static const char *cache_status(const struct gw_call *call, char *buf, size_t ca
 }
 
 /*
- * The answer is a customer from this process's cache, served as it was stored: checked then,
- * and its ETag worked out then (cache.h).
+ * The answer is a customer from this process's cache, served as it was stored, with the ETag
+ * worked out then (cache.h).
  */
 static bool cached_customer(const struct gw_request *req)
 {
@@ -540,11 +540,9 @@ static void answer_call(struct gw_request *req)
             answer_outcome(req, o);
         return;
     }
-    /* Every answer but a customer already judged (stored in the cache, or checked by the
-     * call layer on its way there) is checked (and shaped) here. */
-    if (cached_customer(req) ||
-        (req->route->reply == GW_REPLY_CUSTOMER && req->call.customer_known &&
-         req->call.customer_ok))
+    /* Every answer but a customer the call layer already judged one (served from its cache,
+     * or checked on its way there) is checked (and shaped) here. */
+    if (req->route->reply == GW_REPLY_CUSTOMER && req->call.customer_ok)
         rc = 0;
     else
         rc = gw_reply_build(req->route->reply, o->body, o->body_len, &out, &out_len);
@@ -714,12 +712,7 @@ static void prepare_route_call(struct gw_request *req)
     set_cache_role(req);
 }
 
-/*
- * Hand the prepared call to the call layer, the connection suspended until its answer. The
- * answer of a call the layer served or refused at once (a cache hit, a local 429) is given
- * here, without suspending when nothing more is awaited: a suspend and resume would cost two
- * epoll_ctl and a read that finds nothing (libmicrohttpd 0.9.75 and 1.0.x alike).
- */
+/* Suspend the connection (once) while its request waits. */
 static void suspend(struct gw_request *req)
 {
     if (req->state != REQ_UPSTREAM) {
@@ -728,6 +721,12 @@ static void suspend(struct gw_request *req)
     }
 }
 
+/*
+ * Hand the prepared call to the call layer, the connection suspended until its answer. The
+ * answer of a call the layer served or refused at once (a cache hit, a local 429) is given
+ * here, without suspending when nothing more is awaited: a suspend and resume would cost two
+ * epoll_ctl and a read that finds nothing (libmicrohttpd 0.9.75 and 1.0.x alike).
+ */
 static void submit(struct gw_request *req)
 {
     struct gw_worker *w = req->w;

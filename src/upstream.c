@@ -345,7 +345,10 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     return 0;
 }
 
-/* libcurl opens a connection's socket: listed under its descriptor until on_curl_close. */
+/*
+ * libcurl opens a connection's socket (CURLSOCKTYPE_IPCXN, the only kind an HTTP transfer
+ * opens): counted on /metrics, and listed under its descriptor until on_curl_close.
+ */
 static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     struct gw_upstream *up = clientp;
@@ -356,6 +359,7 @@ static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose, struct cu
     fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     if (fd < 0)
         return CURL_SOCKET_BAD;
+    gw_metrics_inc(&up->metrics->upstream_connections);
     if ((size_t)fd < up->by_fd_len && up->by_fd[fd] != NULL)
         sock_closed(up, up->by_fd[fd]);
     /* Out of memory, the socket goes unlisted: watched and unwatched like any other. */
@@ -394,16 +398,6 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     else
         gw_timer_start(sh->up->loop, &sh->timer, (uint64_t)timeout_ms);
     return 0;
-}
-
-static int on_curl_opensocket_count(void *clientp, curl_socket_t fd, curlsocktype purpose)
-{
-    struct gw_upstream *up = clientp;
-
-    (void)fd;
-    if (purpose == CURLSOCKTYPE_IPCXN)
-        gw_metrics_inc(&up->metrics->upstream_connections);
-    return CURL_SOCKOPT_OK;
 }
 
 /* ---- bodies and headers of the answer ---- */
@@ -583,8 +577,6 @@ static CURL *new_easy(struct gw_upstream *up)
         SETOPT(h, CURLOPT_ACCEPT_ENCODING, "gzip");
     SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(h, CURLOPT_SOCKOPTFUNCTION, on_curl_opensocket_count);
-    SETOPT(h, CURLOPT_SOCKOPTDATA, up);
     SETOPT(h, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
     SETOPT(h, CURLOPT_OPENSOCKETDATA, up);
     SETOPT(h, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);

@@ -161,8 +161,9 @@ struct gw_call {
     enum gw_cache_result cache;      /* a read: where its answer came from */
     bool cache_stored;               /* its answer was stored in the cache */
     /* The answer was judged by the call layer (customer_known): customer_ok when it is a 2xx
-     * whose body is a JSON object, the check of a customer answer (reply.c), which so need
-     * not run again for the caller. */
+     * whose body is a JSON object, the check of a customer answer (reply.c), or a hit from
+     * this process's cache (which holds only such); the check need not run again for the
+     * caller. */
     bool customer_known;
     bool customer_ok;
     uint64_t cache_age_ms;           /* a hit: the entry's age */
